@@ -1,0 +1,47 @@
+"""The code location: every asset, check, job, schedule, sensor and resource of TurboMode."""
+
+from dagster import Definitions, in_process_executor
+
+from turbomode_pipeline.assets.market_data import daily_bars
+from turbomode_pipeline.automation.market_data import (
+    daily_bars_fresh,
+    market_data_ingestion,
+    market_data_job,
+    missed_sessions_sensor,
+)
+from turbomode_pipeline.resources.market_data import AlpacaMarketData, MarketDataSource, SimulatedMarketData
+from turbomode_pipeline.resources.universe import Universe
+from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.settings import Settings, get_settings
+
+
+def market_data_source(settings: Settings) -> MarketDataSource:
+    if settings.market_data == "alpaca":
+        return AlpacaMarketData(
+            api_key=settings.apca_api_key_id,
+            secret_key=settings.apca_api_secret_key,
+            data_url=settings.apca_api_data_url,
+            feed=settings.alpaca_data_feed,
+        )
+    return SimulatedMarketData(seed=settings.sim_seed, predictability=settings.sim_predictability)
+
+
+def resources(settings: Settings) -> dict:
+    return {
+        "market_data": market_data_source(settings),
+        "warehouse": Warehouse(path=str(settings.warehouse_path)),
+        "universe": Universe(path=str(settings.universe_path)),
+    }
+
+
+defs = Definitions(
+    assets=[daily_bars],
+    asset_checks=[daily_bars_fresh],
+    jobs=[market_data_job],
+    schedules=[market_data_ingestion],
+    sensors=[missed_sessions_sensor],
+    resources=resources(get_settings()),
+    # The pipeline's steps are a chain, each vectorised over every symbol and session: one
+    # process per run saves re-importing the stack for every step.
+    executor=in_process_executor,
+)

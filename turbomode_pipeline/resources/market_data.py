@@ -1,0 +1,169 @@
+"""Where daily bars come from: one interface, a simulated and an Alpaca implementation.
+
+Both return the same frame: session, symbol, sector, open, high, low, close, volume, vwap,
+trade_count, source, one row per bar that exists. Symbols without bars are simply absent;
+the `daily_bars` asset reports them through its coverage check, never silently.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+import polars as pl
+from dagster import ConfigurableResource, get_dagster_logger
+
+from turbomode_pipeline.calendar import EXCHANGE_TZ, sessions_between
+from turbomode_pipeline.core.market_sim import SIM_EPOCH, simulate_daily_bars
+from turbomode_pipeline.resources.alpaca_http import harden
+
+BAR_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
+
+
+class MarketDataError(RuntimeError):
+    """The market data source could not deliver the bars asked for."""
+
+
+class MarketDataSource(ConfigurableResource):
+    """Daily OHLCV bars for a list of sessions and a universe (symbol, sector)."""
+
+    def daily_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+        raise NotImplementedError
+
+
+class SimulatedMarketData(MarketDataSource):
+    """The offline default: a deterministic simulated market (see core/market_sim.py)."""
+
+    seed: int = 7
+    predictability: float = 0.5
+
+    def daily_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+        if not sessions:
+            return _with_source(simulate_daily_bars(universe, [], [], seed=self.seed, predictability=0), "simulated")
+        grid = sessions_between(SIM_EPOCH, max(sessions))
+        bars = simulate_daily_bars(
+            universe.select("symbol", "sector"),
+            grid,
+            sorted(sessions),
+            seed=self.seed,
+            predictability=self.predictability,
+        )
+        return _with_source(bars, "simulated")
+
+
+class AlpacaMarketData(MarketDataSource):
+    """Daily bars from Alpaca's market data API through the alpaca-py SDK."""
+
+    api_key: str
+    secret_key: str
+    data_url: str | None = None  # APCA_API_DATA_URL; None means Alpaca's production data API
+    feed: str = "iex"
+    adjustment: str = "all"
+    symbols_per_request: int = 100
+    timeout_s: float = 30.0
+    max_retries: int = 5
+    backoff_s: float = 1.0
+
+    def _client(self):
+        from alpaca.data.historical.stock import StockHistoricalDataClient
+
+        client = StockHistoricalDataClient(
+            self.api_key, self.secret_key, raw_data=True, url_override=self.data_url.rstrip("/") if self.data_url else None
+        )
+        return harden(client, self.timeout_s, self.max_retries, self.backoff_s)
+
+    def daily_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+        from alpaca.common.exceptions import APIError
+        from alpaca.data.enums import Adjustment, DataFeed
+        from alpaca.data.requests import StockBarsRequest
+        from alpaca.data.timeframe import TimeFrame
+
+        if not sessions:
+            return _with_source(_empty_frame(), "alpaca")
+        start = datetime.combine(min(sessions), time(), tzinfo=EXCHANGE_TZ)
+        end = datetime.combine(max(sessions) + timedelta(days=1), time(), tzinfo=EXCHANGE_TZ)
+        client = self._client()
+        symbols = universe["symbol"].to_list()
+        frames = []
+        for offset in range(0, len(symbols), self.symbols_per_request):
+            batch = symbols[offset : offset + self.symbols_per_request]
+            request = StockBarsRequest(
+                symbol_or_symbols=batch,
+                timeframe=TimeFrame.Day,
+                start=start,
+                end=end,
+                adjustment=Adjustment(self.adjustment),
+                feed=DataFeed(self.feed),
+            )
+            try:
+                raw = client.get_stock_bars(request)
+            except APIError as error:
+                raise MarketDataError(
+                    f"Alpaca market data request for {len(batch)} symbols ({batch[0]}..{batch[-1]}), "
+                    f"sessions {min(sessions)}..{max(sessions)}, failed with HTTP {error.status_code}: {error}"
+                ) from error
+            except OSError as error:  # requests' ConnectionError and Timeout
+                raise MarketDataError(
+                    f"Alpaca market data at {self.data_url or 'data.alpaca.markets'} did not answer for sessions "
+                    f"{min(sessions)}..{max(sessions)} after {self.max_retries} retries: {error}"
+                ) from error
+            frames.append(_raw_bars_to_frame(raw or {}))
+        bars = pl.concat(frames) if frames else _empty_frame()
+        wanted = pl.Series(sessions, dtype=pl.Date)
+        bars = bars.filter(pl.col("session").is_in(wanted.implode()))
+        bars = bars.join(universe.select("symbol", "sector"), on="symbol", how="inner")
+        _log_gaps(bars, sessions, symbols)
+        return _with_source(bars, "alpaca").sort("session", "symbol")
+
+
+def _raw_bars_to_frame(raw: dict) -> pl.DataFrame:
+    """{symbol: [{t, o, h, l, c, v, n, vw}]} into one frame, session = New York date of `t`."""
+    rows = [pl.DataFrame(bars, infer_schema_length=None).with_columns(symbol=pl.lit(symbol)) for symbol, bars in raw.items() if bars]
+    if not rows:
+        return _empty_frame()
+    frame = pl.concat(rows, how="diagonal_relaxed")
+    for key in ("n", "vw"):
+        if key not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(key))
+    return frame.select(
+        pl.col("t").str.to_datetime(time_zone="UTC").dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date().alias("session"),
+        "symbol",
+        pl.col("o").cast(pl.Float64).alias("open"),
+        pl.col("h").cast(pl.Float64).alias("high"),
+        pl.col("l").cast(pl.Float64).alias("low"),
+        pl.col("c").cast(pl.Float64).alias("close"),
+        pl.col("v").cast(pl.Float64).alias("volume"),
+        pl.col("vw").cast(pl.Float64).alias("vwap"),
+        pl.col("n").cast(pl.Int64).alias("trade_count"),
+    )
+
+
+def _log_gaps(bars: pl.DataFrame, sessions: list[date], symbols: list[str]) -> None:
+    log = get_dagster_logger()
+    if bars.is_empty():
+        log.warning(f"Alpaca returned no bars at all for {len(symbols)} symbols, sessions {min(sessions)}..{max(sessions)}")
+        return
+    without = sorted(set(symbols) - set(bars["symbol"].unique().to_list()))
+    if without:
+        log.warning(f"Alpaca returned no bars for {len(without)} symbol(s): {', '.join(without[:20])}")
+
+
+def _empty_frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "session": pl.Date,
+            "symbol": pl.String,
+            "open": pl.Float64,
+            "high": pl.Float64,
+            "low": pl.Float64,
+            "close": pl.Float64,
+            "volume": pl.Float64,
+            "vwap": pl.Float64,
+            "trade_count": pl.Int64,
+        }
+    )
+
+
+def _with_source(bars: pl.DataFrame, source: str) -> pl.DataFrame:
+    if "sector" not in bars.columns:
+        bars = bars.with_columns(pl.lit(None, dtype=pl.String).alias("sector"))
+    return bars.select("session", "symbol", "sector", *BAR_COLUMNS).with_columns(source=pl.lit(source))

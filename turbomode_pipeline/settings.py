@@ -1,0 +1,130 @@
+"""Every knob of the pipeline, read once from the environment.
+
+An invalid value fails at load with a message that names the variable, so a typo in a
+unit file or a shell never turns into a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_UNIVERSE = PACKAGE_DIR / "universe.csv"
+
+
+class SettingsError(ValueError):
+    """A environment variable holds a value the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    market_data: str
+    timezone: str
+    history_start: date
+    sim_seed: int
+    sim_predictability: float
+    universe_path: Path
+    catchup_sessions: int
+    apca_api_key_id: str | None
+    apca_api_secret_key: str | None
+    apca_api_data_url: str | None
+    apca_api_base_url: str | None
+    alpaca_data_feed: str
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+
+def _text(name: str, env: Mapping[str, str], default: str | None) -> str | None:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _parsed(name: str, env: Mapping[str, str], default, parse: Callable, expected: str):
+    raw = _text(name, env, None)
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except (ValueError, TypeError) as error:
+        raise SettingsError(f"{name}={raw!r} is invalid: expected {expected} ({error})") from None
+
+
+def _choice(name: str, env: Mapping[str, str], default: str, choices: tuple[str, ...]) -> str:
+    value = _text(name, env, default).lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} is invalid: expected one of {', '.join(choices)}")
+    return value
+
+
+def _timezone(name: str, env: Mapping[str, str], default: str) -> str:
+    value = _text(name, env, default)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{name}={value!r} is invalid: expected an IANA timezone such as America/Chicago") from None
+    return value
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("outside [0, 1]")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise ValueError(f"no file at {path}")
+    return path
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    settings = Settings(
+        data_dir=Path(_text("TURBOMODE_DATA_DIR", env, "./data")).expanduser().resolve(),
+        market_data=_choice("TURBOMODE_MARKET_DATA", env, "simulated", ("simulated", "alpaca")),
+        timezone=_timezone("TURBOMODE_TIMEZONE", env, "America/Chicago"),
+        history_start=_parsed("TURBOMODE_HISTORY_START", env, date(2015, 1, 2), date.fromisoformat, "a date YYYY-MM-DD"),
+        sim_seed=_parsed("TURBOMODE_SIM_SEED", env, 7, int, "an integer"),
+        sim_predictability=_parsed("TURBOMODE_SIM_PREDICTABILITY", env, 0.5, _fraction, "a number in [0, 1]"),
+        universe_path=_parsed("TURBOMODE_UNIVERSE", env, DEFAULT_UNIVERSE, _existing_file, "a path to a universe CSV"),
+        catchup_sessions=_parsed("TURBOMODE_CATCHUP_SESSIONS", env, 10, _positive_int, "a whole number >= 1"),
+        apca_api_key_id=_text("APCA_API_KEY_ID", env, None),
+        apca_api_secret_key=_text("APCA_API_SECRET_KEY", env, None),
+        apca_api_data_url=_text("APCA_API_DATA_URL", env, None),
+        apca_api_base_url=_text("APCA_API_BASE_URL", env, None),
+        alpaca_data_feed=_choice("ALPACA_DATA_FEED", env, "iex", ("iex", "sip")),
+    )
+    for name in ("APCA_API_DATA_URL", "APCA_API_BASE_URL"):
+        url = _text(name, env, None)
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise SettingsError(f"{name}={url!r} is invalid: expected an http(s) URL such as http://127.0.0.1:8080")
+    if settings.market_data == "alpaca" and not (settings.apca_api_key_id and settings.apca_api_secret_key):
+        raise SettingsError(
+            "TURBOMODE_MARKET_DATA='alpaca' needs APCA_API_KEY_ID and APCA_API_SECRET_KEY to be set"
+        )
+    return settings
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

@@ -1,0 +1,98 @@
+from datetime import date
+
+import numpy as np
+import polars as pl
+import pytest
+
+from turbomode_pipeline.calendar import sessions_between
+from turbomode_pipeline.core.market_sim import SIM_EPOCH, simulate_daily_bars
+from turbomode_pipeline.core.universe import load_universe
+from turbomode_pipeline.settings import DEFAULT_UNIVERSE
+
+UNIVERSE = load_universe(DEFAULT_UNIVERSE)
+GRID = sessions_between(SIM_EPOCH, date(2025, 12, 31))
+TEN_YEARS = [d for d in GRID if d >= date(2016, 1, 4)]
+
+
+def simulate(wanted, universe=UNIVERSE, seed=7, predictability=0.5):
+    grid = GRID[: GRID.index(max(wanted)) + 1]
+    return simulate_daily_bars(universe, grid, wanted, seed=seed, predictability=predictability)
+
+
+@pytest.fixture(scope="module")
+def decade() -> pl.DataFrame:
+    return simulate(TEN_YEARS)
+
+
+def test_same_seed_same_market_other_seed_other_market():
+    day = [date(2020, 3, 16)]
+    assert simulate(day).equals(simulate(day))
+    assert not simulate(day).equals(simulate(day, seed=8))
+
+
+def test_one_day_equals_the_same_day_inside_ten_years(decade):
+    for day in (date(2016, 1, 4), date(2020, 3, 16), date(2025, 12, 31)):
+        alone = simulate([day])
+        assert alone.height == UNIVERSE.height
+        assert alone.equals(decade.filter(pl.col("session") == day))
+
+
+def test_a_symbol_is_the_same_in_a_smaller_universe(decade):
+    small = UNIVERSE.filter(pl.col("symbol").is_in(["AAPL", "XOM", "JPM"]))
+    day = [date(2023, 6, 1)]
+    assert simulate(day, universe=small).equals(
+        decade.filter((pl.col("session") == day[0]) & pl.col("symbol").is_in(["AAPL", "XOM", "JPM"]))
+    )
+
+
+def test_bars_are_consistent_and_realistic(decade):
+    assert decade.height == len(TEN_YEARS) * UNIVERSE.height
+    consistent = decade.select(
+        (pl.col("low") <= pl.min_horizontal("open", "close")).all().alias("low"),
+        (pl.col("high") >= pl.max_horizontal("open", "close")).all().alias("high"),
+        ((pl.col("low") > 0) & (pl.col("volume") > 0)).all().alias("positive"),
+    ).row(0, named=True)
+    assert consistent == {"low": True, "high": True, "positive": True}
+    returns = decade.sort("symbol", "session").with_columns(
+        r=pl.col("close").log().diff().over("symbol"),
+        gap=(pl.col("open") / pl.col("close").shift().over("symbol")).log(),
+    ).drop_nulls("r")
+    stats = returns.select(
+        sd=pl.col("r").std(),
+        kurt=pl.col("r").kurtosis(),
+        abs_ac=pl.corr(pl.col("r").abs(), pl.col("r").abs().shift().over("symbol")),
+        volume_vs_move=pl.corr(pl.col("r").abs(), pl.col("volume").log(), method="spearman"),
+        big_gaps=(pl.col("gap").abs() > 0.05).mean(),
+    ).row(0, named=True)
+    assert 0.01 < stats["sd"] < 0.04  # daily volatility of single stocks
+    assert stats["kurt"] > 3  # fat tails
+    assert stats["abs_ac"] > 0.05  # volatility clusters
+    assert stats["volume_vs_move"] > 0.2  # volume rises with the size of the move
+    assert 0.0005 < stats["big_gaps"] < 0.05  # occasional overnight gaps
+
+
+def test_stocks_move_with_their_sector_and_the_market(decade):
+    wide = decade.pivot(on="symbol", index="session", values="close").drop("session").to_numpy()
+    returns = np.diff(np.log(wide), axis=0)
+    corr = np.corrcoef(returns.T)
+    sectors = UNIVERSE["sector"].to_numpy()
+    same = sectors[:, None] == sectors[None, :]
+    off_diagonal = ~np.eye(len(sectors), dtype=bool)
+    assert corr[same & off_diagonal].mean() > corr[~same].mean() + 0.05 > 0.1
+
+
+def _reversal(bars: pl.DataFrame) -> float:
+    """Correlation of a stock's 5-session return, net of its sector, with its next 5 sessions."""
+    frame = bars.sort("symbol", "session").with_columns(r=pl.col("close").log().diff().over("symbol"))
+    frame = frame.with_columns(excess=pl.col("r") - pl.col("r").mean().over("session", "sector"))
+    frame = frame.with_columns(
+        past=pl.col("excess").rolling_sum(5).over("symbol"),
+        future=pl.col("excess").rolling_sum(5).shift(-5).over("symbol"),
+    ).drop_nulls(["past", "future"])
+    return frame.select(pl.corr("past", "future")).item()
+
+
+def test_predictability_plants_reversal_and_zero_is_a_random_walk():
+    years = [d for d in GRID if d >= date(2019, 1, 2)]
+    assert _reversal(simulate(years, predictability=0.5)) < -0.05
+    assert abs(_reversal(simulate(years, predictability=0.0))) < 0.02

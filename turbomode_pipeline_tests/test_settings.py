@@ -1,0 +1,42 @@
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from turbomode_pipeline.settings import DEFAULT_UNIVERSE, SettingsError, load_settings
+
+
+def test_defaults_need_no_environment():
+    settings = load_settings({})
+    assert settings.market_data == "simulated"
+    assert settings.timezone == "America/Chicago"
+    assert settings.history_start == date(2015, 1, 2)
+    assert settings.universe_path == DEFAULT_UNIVERSE
+    assert settings.alpaca_data_feed == "iex"
+    assert settings.warehouse_path == Path("./data").resolve() / "warehouse.duckdb"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TURBOMODE_MARKET_DATA", "bloomberg"),
+        ("TURBOMODE_TIMEZONE", "Mars/Olympus"),
+        ("TURBOMODE_HISTORY_START", "last tuesday"),
+        ("TURBOMODE_SIM_SEED", "seven"),
+        ("TURBOMODE_SIM_PREDICTABILITY", "2"),
+        ("TURBOMODE_UNIVERSE", "/no/such/universe.csv"),
+        ("TURBOMODE_CATCHUP_SESSIONS", "0"),
+        ("ALPACA_DATA_FEED", "otc"),
+        ("APCA_API_DATA_URL", "127.0.0.1:8080"),
+    ],
+)
+def test_an_invalid_value_fails_at_load_naming_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})
+
+
+def test_alpaca_without_keys_is_refused():
+    with pytest.raises(SettingsError, match="APCA_API_KEY_ID"):
+        load_settings({"TURBOMODE_MARKET_DATA": "alpaca"})
+    settings = load_settings({"TURBOMODE_MARKET_DATA": "alpaca", "APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s"})
+    assert settings.market_data == "alpaca"
