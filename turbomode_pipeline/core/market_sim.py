@@ -43,7 +43,7 @@ class MarketShape:
     sector_vol: float = 0.006
     vol_persistence: float = 0.97
     vol_of_vol: float = 0.08  # stationary sd of log-volatility ~0.33
-    annual_drift: float = 0.07
+    annual_drift: float = 0.06  # arithmetic: each stock's log drift is this less half its variance
     reversal_per_lag: float = 0.12  # at predictability 1
     momentum_per_lag: float = 0.008  # at predictability 1
 
@@ -143,14 +143,15 @@ def simulate_daily_bars(
     idio_vol = _clustered_vol(shocks, params["idio_vol"], shape)
     idio = _predictable(idio_vol * _student_t(shocks), predictability, shape)
     jumps = np.where(shocks[..., 6] > _JUMP_THRESHOLD, shocks[..., 7] * 4 * params["idio_vol"], 0.0)
+    day_vol = np.sqrt((params["beta"] * shape.market_vol) ** 2 + idio_vol**2)
     returns = (
         shape.annual_drift / TRADING_DAYS
+        - day_vol**2 / 2
         + params["beta"] * market
         + params["sector_loading"] * sector_factor
         + idio
         + jumps
     )
-    day_vol = np.sqrt((params["beta"] * shape.market_vol) ** 2 + idio_vol**2)
 
     log_close = np.log(params["start_price"]) + np.cumsum(returns, axis=0)
     prev_log_close = np.vstack([np.log(params["start_price"])[None, :], log_close[:-1]])

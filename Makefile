@@ -1,0 +1,35 @@
+# TurboMode Pipeline. Every target creates the environment from uv.lock first.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen --no-sync
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export UV_PYTHON_DOWNLOADS := never
+export PYTHONWARNINGS := ignore::UserWarning
+
+.PHONY: env demo test ui bench mlflow clean
+
+env: .venv/.synced
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python 3.11
+	touch $@
+
+demo: env  ## run the main job on the embedded defaults and print a summary
+	$(RUN) turbomode demo
+
+test: env  ## the test suite
+	$(RUN) pytest
+
+ui: env  ## Dagster webserver and daemon on http://127.0.0.1:3000
+	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: env  ## benchmarks: printed tables with ratios against baselines
+	$(RUN) python -m turbomode_pipeline_tests.bench
+
+clean:  ## forget the data and the Dagster instance's history (keeps dagster.yaml)
+	rm -rf data/*.duckdb data/*.wal dagster_home/history dagster_home/schedules dagster_home/storage dagster_home/logs
