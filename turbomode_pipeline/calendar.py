@@ -52,6 +52,11 @@ def sessions_before(day: date, count: int) -> list[date]:
     return window[-count:] if count else []
 
 
+def sessions_after(day: date, count: int) -> list[date]:
+    """The `count` sessions strictly after `day`, oldest first."""
+    return sessions_between(day + timedelta(days=1), day + timedelta(days=count * 2 + 10))[:count]
+
+
 def holidays_between(start: date, end: date) -> list[date]:
     """Weekdays in [start, end] on which NYSE holds no session."""
     weekdays = pd.bdate_range(start, end)

@@ -2,6 +2,7 @@
 
 from dagster import Definitions, in_process_executor
 
+from turbomode_pipeline.assets.features import daily_features, training_samples
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.automation.market_data import (
     daily_bars_fresh,
@@ -35,7 +36,7 @@ def resources(settings: Settings) -> dict:
 
 
 defs = Definitions(
-    assets=[daily_bars],
+    assets=[daily_bars, daily_features, training_samples],
     asset_checks=[daily_bars_fresh],
     jobs=[market_data_job],
     schedules=[market_data_ingestion],

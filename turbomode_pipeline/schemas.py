@@ -65,7 +65,94 @@ DAILY_BARS = Table(
 )
 
 
-def conform(frame: pl.DataFrame, model: type[pa.DataFrameModel]) -> pl.DataFrame:
-    """`frame` validated by `model` (lazily: every failure at once) with columns in model order."""
-    validated = model.validate(frame, lazy=True)
-    return validated.select(list(model.to_schema().columns))
+def conform(frame: pl.DataFrame, schema) -> pl.DataFrame:
+    """`frame` validated by `schema` (a model or a schema; every failure at once), columns in schema order."""
+    validated = schema.validate(frame, lazy=True)
+    columns = schema.to_schema().columns if hasattr(schema, "to_schema") else schema.columns
+    return validated.select(list(columns))
+
+
+def _feature_table() -> tuple[pa.DataFrameSchema, Table]:
+    from turbomode_pipeline.core.features import FEATURES
+
+    schema = pa.DataFrameSchema(
+        {
+            "session": pa.Column(pl.Date),
+            "symbol": pa.Column(pl.String),
+            "sector": pa.Column(pl.String),
+            "close": pa.Column(pl.Float64, pa.Check.gt(0)),
+            "atr_14": pa.Column(pl.Float64, nullable=True),
+            **{name: pa.Column(pl.Float64, nullable=True) for name in FEATURES},
+        },
+        strict=True,
+        coerce=True,
+        unique=["session", "symbol"],
+        name="daily_features",
+    )
+    columns = ",\n        ".join(f"{name} DOUBLE" for name in FEATURES)
+    table = Table(
+        name="daily_features",
+        ddl=f"""
+    CREATE TABLE IF NOT EXISTS daily_features (
+        session DATE NOT NULL,
+        symbol VARCHAR NOT NULL,
+        sector VARCHAR NOT NULL,
+        close DOUBLE NOT NULL,
+        atr_14 DOUBLE,
+        {columns},
+        PRIMARY KEY (session, symbol)
+    )""",
+        partition_column="session",
+        key_columns=("session", "symbol"),
+    )
+    return schema, table
+
+
+DailyFeatures, DAILY_FEATURES = _feature_table()
+
+
+class TrainingSamples(pa.DataFrameModel):
+    """Triple-barrier outcomes (see core/labels.py)."""
+
+    session: date
+    symbol: str
+    sector: str
+    entry: float = pa.Field(gt=0)
+    atr_14: float = pa.Field(ge=0)
+    upper: float
+    lower: float
+    barrier: str = pa.Field(isin=["upper", "lower", "time"])
+    label: pl.Int8 = pa.Field(isin=[0, 1])
+    t1: date
+    exit_price: float
+    ret: float
+    days_held: pl.Int32 = pa.Field(ge=1)
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["session", "symbol"]
+
+
+TRAINING_SAMPLES = Table(
+    name="training_samples",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS training_samples (
+        session DATE NOT NULL,
+        symbol VARCHAR NOT NULL,
+        sector VARCHAR NOT NULL,
+        entry DOUBLE NOT NULL,
+        atr_14 DOUBLE NOT NULL,
+        upper DOUBLE NOT NULL,
+        lower DOUBLE NOT NULL,
+        barrier VARCHAR NOT NULL,
+        label TINYINT NOT NULL,
+        t1 DATE NOT NULL,
+        exit_price DOUBLE NOT NULL,
+        ret DOUBLE NOT NULL,
+        days_held INTEGER NOT NULL,
+        PRIMARY KEY (session, symbol)
+    )""",
+    partition_column="session",
+    key_columns=("session", "symbol"),
+)

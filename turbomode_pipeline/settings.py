@@ -37,6 +37,9 @@ class Settings:
     apca_api_data_url: str | None
     apca_api_base_url: str | None
     alpaca_data_feed: str
+    label_k_up: float
+    label_k_dn: float
+    label_horizon: int
 
     @property
     def warehouse_path(self) -> Path:
@@ -81,6 +84,13 @@ def _fraction(raw: str) -> float:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
@@ -112,6 +122,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         apca_api_data_url=_text("APCA_API_DATA_URL", env, None),
         apca_api_base_url=_text("APCA_API_BASE_URL", env, None),
         alpaca_data_feed=_choice("ALPACA_DATA_FEED", env, "iex", ("iex", "sip")),
+        label_k_up=_parsed("TURBOMODE_LABEL_K_UP", env, 2.0, _positive_float, "a number > 0 (ATR multiples)"),
+        label_k_dn=_parsed("TURBOMODE_LABEL_K_DN", env, 2.0, _positive_float, "a number > 0 (ATR multiples)"),
+        label_horizon=_parsed("TURBOMODE_LABEL_HORIZON", env, 10, _positive_int, "a whole number of sessions >= 1"),
     )
     for name in ("APCA_API_DATA_URL", "APCA_API_BASE_URL"):
         url = _text(name, env, None)

@@ -23,14 +23,18 @@ def instance():
         yield dagster_instance
 
 
+def small_universe(folder: Path, per_sector: int = 4) -> Path:
+    """The largest names of each of the 11 sectors (the file lists them first), as a universe file."""
+    universe = pl.read_csv(DEFAULT_UNIVERSE)
+    path = folder / "universe.csv"
+    universe.group_by("sector", maintain_order=True).head(per_sector).sort("symbol").write_csv(path)
+    return path
+
+
 @pytest.fixture
 def small_universe_path(tmp_path: Path) -> Path:
-    """The four largest names of each of the 11 sectors (the file lists them first): 44 symbols."""
-    universe = pl.read_csv(DEFAULT_UNIVERSE)
-    small = universe.group_by("sector", maintain_order=True).head(4).sort("symbol")
-    path = tmp_path / "universe.csv"
-    small.write_csv(path)
-    return path
+    """4 symbols of each sector: 44."""
+    return small_universe(tmp_path)
 
 
 @pytest.fixture

@@ -6,27 +6,14 @@ the symbol, the session and the rule. All rules are vectorised over the whole ba
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
 
-VIOLATION_SCHEMA = {"session": pl.Date, "symbol": pl.String, "detail": pl.String}
+from turbomode_pipeline.core.rules import Rule, violations as _violations
+
 MIN_COVERAGE = 0.98
 FROZEN_SESSIONS = 5
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    description: str
-    blocking: bool
-    find: Callable[..., pl.DataFrame]
-
-
-def _violations(frame: pl.DataFrame, detail: pl.Expr) -> pl.DataFrame:
-    return frame.select("session", "symbol", detail.alias("detail")).sort("session", "symbol")
 
 
 def ohlc_inconsistent(bars: pl.DataFrame, **_) -> pl.DataFrame:
@@ -103,14 +90,3 @@ RULES = (
     Rule("prices_not_frozen", f"close changes within {FROZEN_SESSIONS} sessions", False, frozen_closes),
 )
 
-
-def describe(rule: Rule, violations: pl.DataFrame, limit: int = 10) -> str:
-    """A human message: the rule and its first violations, each naming symbol and session."""
-    if violations.is_empty():
-        return f"{rule.name}: passed ({rule.description})"
-    lines = [
-        f"{row['symbol'] + ' ' if row['symbol'] else ''}{row['session']}: {row['detail']}"
-        for row in violations.head(limit).iter_rows(named=True)
-    ]
-    more = f" (first {limit} shown)" if violations.height > limit else ""
-    return f"{rule.name} failed, {violations.height} violation(s){more}: " + "; ".join(lines)

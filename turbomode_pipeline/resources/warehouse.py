@@ -20,6 +20,10 @@ from dagster import ConfigurableResource
 from turbomode_pipeline.schemas import Table
 
 
+class WarehouseError(RuntimeError):
+    """A query the warehouse cannot answer, e.g. a table nothing has written yet."""
+
+
 class WarehouseLockedError(RuntimeError):
     """The warehouse file stayed locked by another process for the whole retry window."""
 
@@ -69,7 +73,11 @@ class Warehouse(ConfigurableResource):
     def query(self, sql: str, params: Sequence | None = None) -> pl.DataFrame:
         """Run a read-only query and return its result as a polars frame."""
         with self.connection(read_only=True) as con:
-            return con.execute(sql, params or []).pl()
+            try:
+                return con.execute(sql, params or []).pl()
+            except duckdb.CatalogException as error:
+                first_line = str(error).splitlines()[0]
+                raise WarehouseError(f"{self.path}: {first_line}; materialise the asset that writes it first") from None
 
     def replace_partitions(self, table: Table, frame: pl.DataFrame, partitions: Sequence) -> int:
         """Replace exactly `partitions` of `table` with `frame`, in one transaction.

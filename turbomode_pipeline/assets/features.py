@@ -1,0 +1,169 @@
+"""`daily_features` and `training_samples` (the backtest data), one partition per session."""
+
+from datetime import date
+
+import polars as pl
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
+from turbomode_pipeline.assets.market_data import daily_bars
+from turbomode_pipeline.calendar import daily_sessions, sessions_after, sessions_before
+from turbomode_pipeline.core.feature_rules import FEATURE_RULES
+from turbomode_pipeline.core.features import FEATURES, LOOKBACK_SESSIONS, compute_features
+from turbomode_pipeline.core.labels import Barriers, triple_barrier
+from turbomode_pipeline.core.rules import Rule, violations
+from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
+from turbomode_pipeline.settings import get_settings
+
+BARRIERS = Barriers(get_settings().label_k_up, get_settings().label_k_dn, get_settings().label_horizon)
+FEATURES_SCHEMA_CHECK = "features_match_schema"
+SAMPLES_SCHEMA_CHECK = "samples_match_schema"
+
+
+def _bars(warehouse: Warehouse, first: date, last: date) -> pl.DataFrame:
+    return warehouse.query(
+        "SELECT session, symbol, sector, open, high, low, close, volume FROM daily_bars "
+        "WHERE session BETWEEN ? AND ? ORDER BY symbol, session",
+        [first, last],
+    )
+
+
+def _require_sessions(table: str, have: pl.Series, sessions: list[date], hint: str) -> None:
+    missing = sorted(set(sessions) - set(have.unique().to_list()))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise Failure(description=f"{table} has no rows for {len(missing)} session(s): {shown}; {hint}")
+
+
+@asset(
+    partitions_def=daily_sessions(),
+    backfill_policy=BackfillPolicy.single_run(),
+    pool="warehouse",
+    deps=[
+        AssetDep(
+            daily_bars,
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=-LOOKBACK_SESSIONS, allow_nonexistent_upstream_partitions=True
+            ),
+        )
+    ],
+    check_specs=check_specs("daily_features", FEATURES_SCHEMA_CHECK, FEATURE_RULES),
+    group_name="features",
+    kinds={"duckdb", "polars"},
+    metadata={"dagster/table_name": "warehouse.daily_features", "features": len(FEATURES)},
+)
+def daily_features(context: AssetExecutionContext, warehouse: Warehouse):
+    """Technical, cross-sectional and market features per symbol and session, point in time.
+
+    Reads each session's bars with the previous year (260 sessions) of lookback.
+    """
+    sessions = [date.fromisoformat(key) for key in context.partition_keys]
+    lookback = sessions_before(sessions[0], LOOKBACK_SESSIONS)
+    bars = _bars(warehouse, lookback[0] if lookback else sessions[0], sessions[-1])
+    _require_sessions("daily_bars", bars["session"], sessions, "materialise daily_bars for them first")
+    bars_seen = bars.select("session", "symbol", pl.int_range(1, pl.len() + 1).over("symbol").alias("bars_seen"))
+    features = compute_features(bars).filter(pl.col("session").is_in(pl.Series(sessions).implode()))
+    checked = features.join(bars_seen, on=["session", "symbol"], how="left")
+    failures = yield from evaluate(features, DailyFeatures, FEATURES_SCHEMA_CHECK, FEATURE_RULES, rule_frame=checked)
+    if failures:
+        raise refuse("daily_features", failures, sessions)
+    rows = warehouse.replace_partitions(DAILY_FEATURES, conform(features, DailyFeatures), sessions)
+    latest = features.filter(pl.col("session") == sessions[-1])
+    yield MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "sessions": len(sessions),
+            "features": len(FEATURES),
+            "symbols": features["symbol"].n_unique(),
+            "null_share_latest_session": MetadataValue.float(
+                float(latest.select(pl.mean_horizontal(pl.col(FEATURES).is_null().mean())).item() or 0.0)
+            ),
+        }
+    )
+
+
+def label_consistency(samples: pl.DataFrame, **_) -> pl.DataFrame:
+    col = pl.col
+    bad = samples.filter(
+        ((col("barrier") == "upper") & ((col("label") != 1) | (col("exit_price") < col("upper"))))
+        | ((col("barrier") == "lower") & ((col("label") != 0) | (col("exit_price") > col("lower"))))
+        | (col("t1") <= col("session"))
+        | (col("days_held") > BARRIERS.horizon)
+    )
+    return violations(bad, pl.format("barrier={} label={} exit={} t1={}", "barrier", "label", "exit_price", "t1"))
+
+
+SAMPLE_RULES = (
+    Rule("labels_consistent", "barrier, label, exit price and exit session agree", True, label_consistency),
+)
+
+
+@asset(
+    partitions_def=daily_sessions(),
+    backfill_policy=BackfillPolicy.single_run(),
+    pool="warehouse",
+    deps=[
+        AssetDep(
+            daily_bars,
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=0, end_offset=BARRIERS.horizon, allow_nonexistent_upstream_partitions=True
+            ),
+        ),
+        AssetDep(daily_features),
+    ],
+    check_specs=check_specs("training_samples", SAMPLES_SCHEMA_CHECK, SAMPLE_RULES),
+    group_name="features",
+    kinds={"duckdb", "polars"},
+    metadata={
+        "dagster/table_name": "warehouse.training_samples",
+        "label_horizon_sessions": BARRIERS.horizon,
+        "materialisable": f"partition d once daily_bars holds the {BARRIERS.horizon} sessions after d",
+    },
+)
+def training_samples(context: AssetExecutionContext, warehouse: Warehouse):
+    """Triple-barrier outcome of a trade entered at each session's close (see core/labels.py).
+
+    Partition d needs bars for d through the H-th session after d (H = TURBOMODE_LABEL_HORIZON),
+    so it becomes materialisable H sessions after its date.
+    """
+    sessions = [date.fromisoformat(key) for key in context.partition_keys]
+    horizon_end = sessions_after(sessions[-1], BARRIERS.horizon)[-1]
+    bars = _bars(warehouse, sessions[0], horizon_end)
+    newest = bars["session"].max()
+    if newest is None or newest < horizon_end:
+        raise Failure(
+            description=(
+                f"training_samples {sessions[-1]} is not materialisable yet: its outcome needs bars through "
+                f"{horizon_end} ({BARRIERS.horizon} sessions later), and daily_bars ends at {newest}"
+            ),
+            metadata={"needs_bars_through": str(horizon_end), "newest_bars": str(newest)},
+        )
+    atr = warehouse.query(
+        "SELECT session, symbol, atr_14 FROM daily_features WHERE session BETWEEN ? AND ?", [sessions[0], sessions[-1]]
+    )
+    _require_sessions("daily_features", atr["session"], sessions, "materialise daily_features for them first")
+    samples = triple_barrier(bars, atr, BARRIERS).filter(pl.col("session").is_in(pl.Series(sessions).implode()))
+    failures = yield from evaluate(samples, TrainingSamples, SAMPLES_SCHEMA_CHECK, SAMPLE_RULES)
+    if failures:
+        raise refuse("training_samples", failures, sessions)
+    rows = warehouse.replace_partitions(TRAINING_SAMPLES, conform(samples, TrainingSamples), sessions)
+    balance = samples.group_by("barrier").len().sort("barrier")
+    yield MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "sessions": len(sessions),
+            "label_up_share": MetadataValue.float(float(samples["label"].mean() or 0.0)),
+            **{f"barrier_{row['barrier']}": row["len"] for row in balance.iter_rows(named=True)},
+            "horizon_sessions": BARRIERS.horizon,
+        }
+    )
