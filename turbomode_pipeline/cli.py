@@ -7,41 +7,72 @@ import sys
 import time
 from datetime import UTC, datetime
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-def demo(args: argparse.Namespace) -> int:
-    """Backfill the latest sessions of the main job in one run on the configured instance and summarise."""
+
+def _run_job(name: str, first: str, last: str):
+    """Run a job over a session range as one run on the configured instance; None on failure."""
     from dagster import DagsterInstance
 
-    from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START, due_sessions
+    from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
+    from turbomode_pipeline.definitions import defs
+
+    started = time.perf_counter()
+    result = defs.resolve_job_def(name).execute_in_process(
+        instance=DagsterInstance.get(),
+        tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last, "turbomode/demo": "true"},
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+    elapsed = time.perf_counter() - started
+    if not result.success:
+        print(f"{name} run {result.run_id} failed after {elapsed:.1f} s; open the UI (make ui) to read why", file=sys.stderr)
+        return None
+    print(f"{name}: run {result.run_id} over {first}..{last} succeeded in {elapsed:.1f} s")
+    return result
+
+
+def demo(args: argparse.Namespace) -> int:
+    """The main jobs on the configured instance, each as one run over the latest sessions, and a summary."""
+    from dagster import DagsterInstance
+
+    from turbomode_pipeline.automation.features import backfill_range
+    from turbomode_pipeline.automation.market_data import due_sessions
+    from turbomode_pipeline.core.features import FEATURES
     from turbomode_pipeline.definitions import defs
     from turbomode_pipeline.settings import get_settings
 
     settings = get_settings()
     sessions = due_sessions(datetime.now(UTC), args.sessions)
     first, last = sessions[0].isoformat(), sessions[-1].isoformat()
-    print(f"TurboMode demo: {settings.market_data} market data, {len(sessions)} sessions {first}..{last}, one run")
-    started = time.perf_counter()
-    job = defs.resolve_job_def("market_data_job")
-    result = job.execute_in_process(
-        instance=DagsterInstance.get(),
-        tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last, "turbomode/demo": "true"},
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        raise_on_error=False,
-    )
-    elapsed = time.perf_counter() - started
-    if not result.success:
-        print(f"run {result.run_id} failed after {elapsed:.1f} s; open the UI (make ui) to read why", file=sys.stderr)
+    print(f"TurboMode demo: {settings.market_data} market data, {len(sessions)} sessions {first}..{last}")
+    if not _run_job("market_data_job", first, last):
         return 1
+    span = backfill_range(DagsterInstance.get())
+    if span and not _run_job("backtest_data_job", span[0].isoformat(), span[1].isoformat()):
+        return 1
+
     warehouse = defs.resources["warehouse"]
-    summary = warehouse.query(
-        "SELECT count(*) AS rows, count(DISTINCT symbol) AS symbols, count(DISTINCT session) AS sessions, "
-        "min(session) AS first, max(session) AS last FROM daily_bars WHERE session BETWEEN ? AND ?",
+    bars = warehouse.query(
+        "SELECT count(*) AS rows, count(DISTINCT symbol) AS symbols, count(DISTINCT session) AS sessions "
+        "FROM daily_bars WHERE session BETWEEN ? AND ?",
         [sessions[0], sessions[-1]],
     ).row(0, named=True)
-    print(f"run {result.run_id} succeeded in {elapsed:.1f} s")
-    print(f"daily_bars: {summary['rows']:,} rows, {summary['symbols']} symbols, {summary['sessions']} sessions "
-          f"({summary['first']}..{summary['last']}) in {settings.warehouse_path}")
-    print("open the UI:        make ui   (then http://127.0.0.1:3000)")
+    features = warehouse.query("SELECT count(*) AS rows FROM daily_features").item()
+    balance = warehouse.query(
+        "SELECT barrier, count(*) AS samples, round(100 * count(*) / sum(count(*)) OVER (), 1) AS pct, "
+        "round(100 * avg(ret), 2) AS avg_return_pct, round(avg(days_held), 1) AS avg_days "
+        "FROM training_samples GROUP BY barrier ORDER BY barrier"
+    )
+    up_share = warehouse.query("SELECT avg(label) FROM training_samples").item()
+    print(f"\ndaily_bars:       {bars['rows']:,} rows, {bars['symbols']} symbols, {bars['sessions']} sessions")
+    print(f"daily_features:   {len(FEATURES)} features, {features:,} rows")
+    print(f"training_samples: {balance['samples'].sum():,} samples; label 'up' {100 * up_share:.1f}%, by barrier:")
+    for row in balance.iter_rows(named=True):
+        print(f"  {row['barrier']:<6} {row['samples']:>9,}  {row['pct']:>5}%  avg return {row['avg_return_pct']:>6}%  "
+              f"avg days held {row['avg_days']}")
+    print(f"\nwarehouse:           {settings.warehouse_path}")
+    print("open the UI:         make ui   (then http://127.0.0.1:3000)")
     print(f"query the warehouse: .venv/bin/duckdb -readonly {settings.warehouse_path}")
     return 0
 
@@ -49,8 +80,8 @@ def demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="turbomode", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help="backfill the latest sessions in one run and print a summary")
-    demo_parser.add_argument("--sessions", type=int, default=250, help="how many recent sessions (default 250)")
+    demo_parser = commands.add_parser("demo", help="run the main jobs over the latest sessions and print a summary")
+    demo_parser.add_argument("--sessions", type=int, default=750, help="how many recent sessions (default 750)")
     demo_parser.set_defaults(handler=demo)
     args = parser.parse_args(argv)
     return args.handler(args)

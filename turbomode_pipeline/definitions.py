@@ -4,6 +4,7 @@ from dagster import Definitions, in_process_executor
 
 from turbomode_pipeline.assets.features import daily_features, training_samples
 from turbomode_pipeline.assets.market_data import daily_bars
+from turbomode_pipeline.automation.features import backtest_data, backtest_data_job
 from turbomode_pipeline.automation.market_data import (
     daily_bars_fresh,
     market_data_ingestion,
@@ -38,8 +39,8 @@ def resources(settings: Settings) -> dict:
 defs = Definitions(
     assets=[daily_bars, daily_features, training_samples],
     asset_checks=[daily_bars_fresh],
-    jobs=[market_data_job],
-    schedules=[market_data_ingestion],
+    jobs=[market_data_job, backtest_data_job],
+    schedules=[market_data_ingestion, backtest_data],
     sensors=[missed_sessions_sensor],
     resources=resources(get_settings()),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one

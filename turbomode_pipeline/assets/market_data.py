@@ -1,10 +1,9 @@
 """`daily_bars`: one partition per NYSE session, validated before it reaches the warehouse."""
 
-import warnings
 from datetime import UTC, date, datetime
 
 import polars as pl
-from dagster import AssetExecutionContext, BackfillPolicy, BetaWarning, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from turbomode_pipeline.calendar import daily_sessions
 from turbomode_pipeline.core.bar_rules import RULES
@@ -13,8 +12,6 @@ from turbomode_pipeline.resources.market_data import MarketDataSource
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.schemas import DAILY_BARS, DailyBars, conform
-
-warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
 
 SCHEMA_CHECK = "bars_match_schema"
 FROZEN_LOOKBACK = 4

@@ -29,6 +29,7 @@ from dagster import (
     sensor,
 )
 
+from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.calendar import daily_sessions, is_session, session_close, sessions_between
 from turbomode_pipeline.settings import get_settings
@@ -41,9 +42,9 @@ PARTITION_RANGE_END = "dagster/asset_partition_range_end"
 
 market_data_job = define_asset_job(
     "market_data_job",
-    selection=AssetSelection.assets(daily_bars),
+    selection=AssetSelection.assets(daily_bars, daily_features),
     partitions_def=daily_sessions(),
-    description="Fetch, validate and store daily bars for the sessions of the run.",
+    description="The nightly chain for the run's sessions: fetch, validate and store bars, then features.",
 )
 
 
