@@ -36,7 +36,7 @@ def demo(args: argparse.Namespace) -> int:
     """The main jobs on the configured instance, each as one run over the latest sessions, and a summary."""
     from dagster import DagsterInstance
 
-    from turbomode_pipeline.automation.features import backfill_range
+    from turbomode_pipeline.automation.features import backfill_ranges
     from turbomode_pipeline.automation.market_data import due_sessions
     from turbomode_pipeline.core.features import FEATURES
     from turbomode_pipeline.definitions import defs
@@ -48,9 +48,9 @@ def demo(args: argparse.Namespace) -> int:
     print(f"TurboMode demo: {settings.market_data} market data, {len(sessions)} sessions {first}..{last}")
     if not _run_job("market_data_job", first, last):
         return 1
-    span = backfill_range(DagsterInstance.get())
-    if span and not _run_job("backtest_data_job", span[0].isoformat(), span[1].isoformat()):
-        return 1
+    for start, end in backfill_ranges(DagsterInstance.get()):
+        if not _run_job("backtest_data_job", start.isoformat(), end.isoformat()):
+            return 1
 
     warehouse = defs.resources["warehouse"]
     bars = warehouse.query(

@@ -23,7 +23,7 @@ def test_one_run_covers_every_missing_eligible_session_then_nothing(resources, i
     assert materialize_bars(resources, instance, tags=range_tags(SESSIONS[0], SESSIONS[-1])).success
     assert materialize_bars(resources, instance, assets=(daily_features,), tags=range_tags(SESSIONS[0], SESSIONS[20])).success
 
-    request = tick(instance)
+    [request] = tick(instance)
     assert isinstance(request, RunRequest)
     # Every session with 10 later sessions of bars is eligible: the first 51; none has samples yet.
     assert (request.tags[PARTITION_RANGE_START], request.tags[PARTITION_RANGE_END]) == (SESSIONS[0], SESSIONS[-11])
@@ -32,3 +32,10 @@ def test_one_run_covers_every_missing_eligible_session_then_nothing(resources, i
     assert result.success
     assert materialized_keys(instance, "training_samples") == set(SESSIONS[:-10])
     assert isinstance(tick(instance), SkipReason)
+
+
+def test_a_hole_in_the_bars_splits_the_work_at_the_hole(resources, instance):
+    assert materialize_bars(resources, instance, tags=range_tags(SESSIONS[0], SESSIONS[20])).success
+    assert materialize_bars(resources, instance, tags=range_tags(SESSIONS[30], SESSIONS[-1])).success
+    spans = [(r.tags[PARTITION_RANGE_START], r.tags[PARTITION_RANGE_END]) for r in tick(instance)]
+    assert spans == [(SESSIONS[0], SESSIONS[10]), (SESSIONS[30], SESSIONS[-11])]

@@ -42,4 +42,6 @@ def test_readme_recipes_run_as_written(tmp_path, small_universe_path):
         if "schedule list" in command:
             assert "Schedule: market_data_ingestion [RUNNING]" in done.stdout and "45 22 * * *" in done.stdout
         if "turbomode demo" in command:
-            assert "daily_bars: 880 rows, 44 symbols, 20 sessions" in done.stdout
+            assert re.search(r"daily_bars:\s+880 rows, 44 symbols, 20 sessions", done.stdout), done.stdout
+            assert re.search(r"daily_features:\s+34 features", done.stdout), done.stdout
+            assert re.search(r"training_samples: [\d,]+ samples; label 'up' [\d.]+%", done.stdout), done.stdout

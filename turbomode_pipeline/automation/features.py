@@ -16,7 +16,7 @@ from dagster import (
 
 from turbomode_pipeline.assets.features import BARRIERS, daily_features, training_samples
 from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
-from turbomode_pipeline.calendar import daily_sessions, sessions_after
+from turbomode_pipeline.calendar import daily_sessions, sessions_between
 from turbomode_pipeline.settings import get_settings
 
 backtest_data_job = define_asset_job(
@@ -31,18 +31,37 @@ def _materialized(instance: DagsterInstance, asset: str) -> set[date]:
     return {date.fromisoformat(key) for key in instance.get_materialized_partitions(AssetKey(asset))}
 
 
-def backfill_range(instance: DagsterInstance) -> tuple[date, date] | None:
-    """The sessions from the first missing features or samples partition to the last session
-    whose outcome can be labelled (H later sessions of bars exist); None when nothing is due."""
-    bars = _materialized(instance, "daily_bars")
+def backfill_ranges(instance: DagsterInstance) -> list[tuple[date, date]]:
+    """Session ranges to label, one per unbroken stretch of daily_bars (normally just one).
+
+    Each runs from the stretch's first session missing features or samples to its last
+    session whose outcome can be labelled (the H-th later session has bars too).
+    """
+    bars = sorted(_materialized(instance, "daily_bars"))
     if not bars:
-        return None
-    eligible = sorted(day for day in bars if (after := sessions_after(day, BARRIERS.horizon)) and after[-1] in bars)
-    if not eligible:
-        return None
-    features, samples = _materialized(instance, "daily_features"), _materialized(instance, "training_samples")
-    missing = [day for day in eligible if day not in samples or day not in features]
-    return (missing[0], eligible[-1]) if missing else None
+        return []
+    done = _materialized(instance, "daily_features") & _materialized(instance, "training_samples")
+    ranges = []
+    for stretch in _unbroken_stretches(bars):
+        eligible = stretch[: max(len(stretch) - BARRIERS.horizon, 0)]
+        missing = [day for day in eligible if day not in done]
+        if missing:
+            ranges.append((missing[0], eligible[-1]))
+    return ranges
+
+
+def _unbroken_stretches(days: list[date]) -> list[list[date]]:
+    """`days` split wherever an NYSE session between two of them is absent."""
+    sessions = sessions_between(days[0], days[-1])
+    present = set(days)
+    stretches, current = [], []
+    for session in sessions:
+        if session in present:
+            current.append(session)
+        elif current:
+            stretches.append(current)
+            current = []
+    return [*stretches, current] if current else stretches
 
 
 @schedule(
@@ -51,14 +70,17 @@ def backfill_range(instance: DagsterInstance) -> tuple[date, date] | None:
     execution_timezone=get_settings().timezone,
     job=backtest_data_job,
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Saturday 23:05: one run filling every missing, eligible training_samples partition.",
+    description="Saturday 23:05: one run filling every missing, eligible training_samples partition "
+    "(one per unbroken stretch of bars, if the history has holes).",
 )
 def backtest_data(context: ScheduleEvaluationContext):
-    span = backfill_range(context.instance)
-    if span is None:
+    ranges = backfill_ranges(context.instance)
+    if not ranges:
         return SkipReason("every session with a full label horizon of bars already has training samples")
-    first, last = (day.isoformat() for day in span)
-    return RunRequest(
-        run_key=f"backtest_data:{first}..{last}",
-        tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last},
-    )
+    return [
+        RunRequest(
+            run_key=f"backtest_data:{first}..{last}",
+            tags={PARTITION_RANGE_START: first.isoformat(), PARTITION_RANGE_END: last.isoformat()},
+        )
+        for first, last in ranges
+    ]

@@ -44,7 +44,7 @@ class MarketShape:
     vol_persistence: float = 0.97
     vol_of_vol: float = 0.08  # stationary sd of log-volatility ~0.33
     annual_drift: float = 0.06  # arithmetic: each stock's log drift is this less half its variance
-    reversal_per_lag: float = 0.12  # at predictability 1
+    reversal_per_lag: float = 0.24  # at predictability 1 (AR roots stay inside the unit circle)
     momentum_per_lag: float = 0.008  # at predictability 1
 
 

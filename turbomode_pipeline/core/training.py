@@ -1,0 +1,178 @@
+"""Training a sector's six models with validation that cannot leak.
+
+Time is split by session: the final holdout is the most recent `holdout_sessions`; before
+it, walk-forward folds test consecutive blocks, each trained only on samples whose outcome
+was known (exit `t1`) before the block starts (the purge) and not on the `embargo` sessions
+right after an earlier test block. Base models are calibrated with isotonic regression on
+their out-of-fold predictions; the stacked ensemble learns from the same out-of-fold
+probabilities. Final models are refit on everything before the holdout (again purged) and
+scored once on the holdout. Seeds are fixed: the same samples give the same models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import polars as pl
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+from turbomode_pipeline.core.model_zoo import (
+    BASE_MODEL_TYPES,
+    STACKED,
+    CalibratedModel,
+    ModelSettings,
+    StackedEnsemble,
+    feature_importance,
+    fit_calibrator,
+    make_base_model,
+)
+
+SEED = 20240101
+
+
+@dataclass(frozen=True)
+class Split:
+    holdout_start: date
+    holdout_end: date
+    folds: list[tuple[date, date]]  # walk-forward test blocks before the holdout
+
+
+@dataclass
+class TrainedModel:
+    model_type: str
+    model: object
+    metrics: dict[str, float]
+    holdout_probability: np.ndarray
+    importances: dict[str, float] | None = None
+
+
+@dataclass
+class SectorTraining:
+    sector: str
+    feature_names: list[str]
+    split: Split
+    train_window: tuple[date, date]
+    models: dict[str, TrainedModel] = field(default_factory=dict)
+    holdout: pl.DataFrame | None = None  # the holdout samples (features, label, barrier) for the promotion gate
+
+
+def make_split(sessions: list[date], holdout_sessions: int, folds: int) -> Split:
+    """Holdout = the last `holdout_sessions`; the sessions before it are cut into folds + 1
+    blocks, and each of the last `folds` blocks is a walk-forward test block."""
+    if len(sessions) < holdout_sessions * 2:
+        raise ValueError(f"{len(sessions)} sessions of samples are too few for a {holdout_sessions}-session holdout")
+    before = sessions[:-holdout_sessions]
+    edges = np.linspace(0, len(before), folds + 2).astype(int)
+    blocks = [(before[edges[i]], before[edges[i + 1] - 1]) for i in range(1, folds + 1)]
+    return Split(holdout_start=sessions[-holdout_sessions], holdout_end=sessions[-1], folds=blocks)
+
+
+def _purged_before(samples: pl.DataFrame, start: date) -> pl.DataFrame:
+    """Samples whose whole outcome (entry to exit t1) ended before `start`."""
+    return samples.filter(pl.col("t1") < start)
+
+
+def metrics(labels: np.ndarray, probability: np.ndarray, upper_hit: np.ndarray) -> dict[str, float]:
+    """Out-of-sample quality: ranking, probability accuracy, calibration and the top decile."""
+    top = probability >= np.quantile(probability, 0.9)
+    return {
+        "roc_auc": float(roc_auc_score(labels, probability)),
+        "log_loss": float(log_loss(labels, np.clip(probability, 1e-6, 1 - 1e-6), labels=[0, 1])),
+        "brier": float(brier_score_loss(labels, probability)),
+        "ece": expected_calibration_error(labels, probability),
+        "top_decile_precision": float(labels[top].mean()),
+        "top_decile_hit_rate": float(upper_hit[top].mean()),
+        "base_rate": float(labels.mean()),
+        "samples": float(len(labels)),
+    }
+
+
+def expected_calibration_error(labels: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
+    """Sample-weighted mean |observed frequency - mean probability| over equal-width bins."""
+    index = np.minimum((probability * bins).astype(int), bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    observed = np.bincount(index, weights=labels, minlength=bins)
+    predicted = np.bincount(index, weights=probability, minlength=bins)
+    filled = counts > 0
+    return float(np.abs(observed[filled] - predicted[filled]).sum() / counts.sum())
+
+
+def _xy(frame: pl.DataFrame, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    return frame.select(features).to_numpy().astype(np.float64), frame["label"].to_numpy().astype(int)
+
+
+def _out_of_fold(samples: pl.DataFrame, split: Split, features: list[str], settings: ModelSettings, embargo: int):
+    """Raw out-of-fold probabilities of each base model over the walk-forward test blocks."""
+    sessions = samples["session"].unique().sort().to_list()
+    oof_rows, oof = [], {m: [] for m in BASE_MODEL_TYPES}
+    for start, end in split.folds:
+        train = _purged_before(samples, start)
+        embargoed = [s for s in sessions if s < start][-embargo:] if embargo else []
+        train = train.filter(~pl.col("session").is_in(pl.Series(embargoed, dtype=pl.Date).implode()))
+        test = samples.filter(pl.col("session").is_between(start, end))
+        if train.height < 200 or test["label"].n_unique() < 2:
+            continue
+        x_train, y_train = _xy(train, features)
+        x_test, _ = _xy(test, features)
+        for model_type in BASE_MODEL_TYPES:
+            model = make_base_model(model_type, settings, SEED).fit(x_train, y_train)
+            oof[model_type].append(model.predict_proba(x_test)[:, 1])
+        oof_rows.append(test)
+    if not oof_rows:
+        raise ValueError("no walk-forward fold had enough samples to train on")
+    return pl.concat(oof_rows), {m: np.concatenate(p) for m, p in oof.items()}
+
+
+def train_sector(
+    sector: str,
+    samples: pl.DataFrame,
+    features: list[str],
+    *,
+    horizon: int,
+    holdout_sessions: int = 250,
+    settings: ModelSettings = ModelSettings(),
+) -> SectorTraining:
+    """Train, calibrate and evaluate the six models of one sector.
+
+    `samples`: one row per (session, symbol) with the feature columns, `label`, `barrier`
+    and `t1`, rows with a missing feature already dropped.
+    """
+    samples = samples.sort("session", "symbol")
+    sessions = samples["session"].unique().sort().to_list()
+    split = make_split(sessions, holdout_sessions, settings.folds)
+    before = samples.filter(pl.col("session") < split.holdout_start)
+    oof_samples, oof = _out_of_fold(before, split, features, settings, embargo=horizon)
+    oof_labels = oof_samples["label"].to_numpy().astype(int)
+
+    train = _purged_before(before, split.holdout_start)
+    holdout = samples.filter(pl.col("session") >= split.holdout_start)
+    x_train, y_train = _xy(train, features)
+    x_holdout, y_holdout = _xy(holdout, features)
+    upper_hit = (holdout["barrier"] == "upper").to_numpy()
+    result = SectorTraining(
+        sector=sector, feature_names=features, split=split,
+        train_window=(train["session"].min(), train["session"].max()),
+        holdout=holdout.select("session", "symbol", *features, "label", "barrier"),
+    )
+    for model_type in BASE_MODEL_TYPES:
+        fitted = make_base_model(model_type, settings, SEED).fit(x_train, y_train)
+        model = CalibratedModel(fitted, fit_calibrator(oof[model_type], oof_labels), features)
+        probability = model.predict_proba(x_holdout)[:, 1]
+        importances = feature_importance(fitted)
+        result.models[model_type] = TrainedModel(
+            model_type, model, metrics(y_holdout, probability, upper_hit), probability,
+            dict(zip(features, importances.tolist(), strict=True)) if importances is not None else None,
+        )
+
+    base = {m: result.models[m].model for m in BASE_MODEL_TYPES}
+    calibrated_oof = np.column_stack([base[m].calibrator.predict(oof[m]) for m in BASE_MODEL_TYPES])
+    meta = LogisticRegression(C=1.0, max_iter=500).fit(calibrated_oof, oof_labels)
+    stacked_calibrator = fit_calibrator(meta.predict_proba(calibrated_oof)[:, 1], oof_labels)
+    stacked = StackedEnsemble(base, meta, stacked_calibrator)
+    probability = stacked.predict_proba(x_holdout)[:, 1]
+    weights = dict(zip(BASE_MODEL_TYPES, meta.coef_.ravel().tolist(), strict=True))
+    result.models[STACKED] = TrainedModel(STACKED, stacked, metrics(y_holdout, probability, upper_hit), probability, weights)
+    return result
