@@ -59,11 +59,6 @@ def test_six_models_learn_a_planted_signal_and_are_reproducible():
         np.testing.assert_array_equal(trained.holdout_probability, again.models[model_type].holdout_probability)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 4): the isotonic map learnt on fold models' out-of-fold predictions does not fit the "
-    "final extra_trees model refit on all pre-holdout data (ECE 0.06); calibration must come from the final model",
-)
 def test_every_model_is_calibrated_on_the_holdout():
     result = train_sector(
         "Energy", synthetic_samples(), ["f1", "f2", "f3"], horizon=5, holdout_sessions=100, settings=ModelSettings.fast()

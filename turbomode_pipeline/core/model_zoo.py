@@ -2,8 +2,8 @@
 
 Each registered model predicts a calibrated probability that a trade entered at the
 session's close goes up (label 1, see `labels.py`). Base models are wrapped with the
-calibration learnt on their out-of-fold predictions; the stacked ensemble is a logistic
-regression over the five base models' calibrated probabilities.
+calibration learnt on their own out-of-fold predictions; the stacked ensemble is a logistic
+regression over the five base models' raw probabilities, calibrated the same way.
 """
 
 from __future__ import annotations
@@ -82,8 +82,11 @@ class CalibratedModel(BaseEstimator, ClassifierMixin):
         self.feature_names = feature_names
         self.classes_ = np.array([0, 1])
 
+    def raw_probability(self, features) -> np.ndarray:
+        return self.model.predict_proba(_matrix(features, self.feature_names))[:, 1]
+
     def predict_proba(self, features) -> np.ndarray:
-        up = self.calibrator.predict(self.model.predict_proba(_matrix(features, self.feature_names))[:, 1])
+        up = self.calibrator.predict(self.raw_probability(features))
         return np.column_stack([1 - up, up])
 
     def predict(self, features) -> np.ndarray:
@@ -91,7 +94,7 @@ class CalibratedModel(BaseEstimator, ClassifierMixin):
 
 
 class StackedEnsemble(BaseEstimator, ClassifierMixin):
-    """Logistic regression over the base models' calibrated probabilities, itself calibrated."""
+    """Logistic regression over the base models' raw probabilities, itself calibrated."""
 
     def __init__(self, base_models: dict[str, CalibratedModel], meta, calibrator: IsotonicRegression):
         self.base_models = base_models
@@ -101,7 +104,7 @@ class StackedEnsemble(BaseEstimator, ClassifierMixin):
         self.classes_ = np.array([0, 1])
 
     def base_probabilities(self, features) -> np.ndarray:
-        return np.column_stack([m.predict_proba(features)[:, 1] for m in self.base_models.values()])
+        return np.column_stack([m.raw_probability(features) for m in self.base_models.values()])
 
     def predict_proba(self, features) -> np.ndarray:
         up = self.calibrator.predict(self.meta.predict_proba(self.base_probabilities(features))[:, 1])

@@ -2,11 +2,12 @@
 
 Time is split by session: the final holdout is the most recent `holdout_sessions`; before
 it, walk-forward folds test consecutive blocks, each trained only on samples whose outcome
-was known (exit `t1`) before the block starts (the purge) and not on the `embargo` sessions
-right after an earlier test block. Base models are calibrated with isotonic regression on
-their out-of-fold predictions; the stacked ensemble learns from the same out-of-fold
-probabilities. Final models are refit on everything before the holdout (again purged) and
-scored once on the holdout. Seeds are fixed: the same samples give the same models.
+(exit `t1`) was known before the block starts (the purge) and that lie at least `embargo`
+sessions before it. Every fold's out-of-sample AUC is a cross-validation metric. The last
+fold's models are the final models: they are calibrated (isotonic) on their own
+out-of-fold predictions over the last block, where the stacked ensemble's meta-model also
+learns; a model refit on more data would no longer match that calibration. The holdout
+is scored once. Seeds are fixed: the same samples give the same models.
 """
 
 from __future__ import annotations
@@ -104,26 +105,12 @@ def _xy(frame: pl.DataFrame, features: list[str]) -> tuple[np.ndarray, np.ndarra
     return frame.select(features).to_numpy().astype(np.float64), frame["label"].to_numpy().astype(int)
 
 
-def _out_of_fold(samples: pl.DataFrame, split: Split, features: list[str], settings: ModelSettings, embargo: int):
-    """Raw out-of-fold probabilities of each base model over the walk-forward test blocks."""
-    sessions = samples["session"].unique().sort().to_list()
-    oof_rows, oof = [], {m: [] for m in BASE_MODEL_TYPES}
-    for start, end in split.folds:
-        train = _purged_before(samples, start)
-        embargoed = [s for s in sessions if s < start][-embargo:] if embargo else []
-        train = train.filter(~pl.col("session").is_in(pl.Series(embargoed, dtype=pl.Date).implode()))
-        test = samples.filter(pl.col("session").is_between(start, end))
-        if train.height < 200 or test["label"].n_unique() < 2:
-            continue
-        x_train, y_train = _xy(train, features)
-        x_test, _ = _xy(test, features)
-        for model_type in BASE_MODEL_TYPES:
-            model = make_base_model(model_type, settings, SEED).fit(x_train, y_train)
-            oof[model_type].append(model.predict_proba(x_test)[:, 1])
-        oof_rows.append(test)
-    if not oof_rows:
-        raise ValueError("no walk-forward fold had enough samples to train on")
-    return pl.concat(oof_rows), {m: np.concatenate(p) for m, p in oof.items()}
+def _fold(samples: pl.DataFrame, sessions: list[date], start: date, end: date, embargo: int):
+    """Training and test samples of the walk-forward block [start, end]."""
+    before = [day for day in sessions if day < start]
+    cutoff = before[-embargo] if embargo and len(before) >= embargo else start
+    train = _purged_before(samples, start).filter(pl.col("session") < cutoff)
+    return train, samples.filter(pl.col("session").is_between(start, end))
 
 
 def train_sector(
@@ -143,36 +130,48 @@ def train_sector(
     samples = samples.sort("session", "symbol")
     sessions = samples["session"].unique().sort().to_list()
     split = make_split(sessions, holdout_sessions, settings.folds)
-    before = samples.filter(pl.col("session") < split.holdout_start)
-    oof_samples, oof = _out_of_fold(before, split, features, settings, embargo=horizon)
-    oof_labels = oof_samples["label"].to_numpy().astype(int)
-
-    train = _purged_before(before, split.holdout_start)
     holdout = samples.filter(pl.col("session") >= split.holdout_start)
-    x_train, y_train = _xy(train, features)
     x_holdout, y_holdout = _xy(holdout, features)
     upper_hit = (holdout["barrier"] == "upper").to_numpy()
+
+    cv_auc: dict[str, list[float]] = {m: [] for m in BASE_MODEL_TYPES}
+    for start, end in split.folds:
+        train, test = _fold(samples, sessions, start, end, embargo=horizon)
+        if train.height < 200 or test["label"].n_unique() < 2:
+            raise ValueError(f"{sector}: the walk-forward block {start}..{end} has too few samples to train on")
+        x_train, y_train = _xy(train, features)
+        x_test, y_test = _xy(test, features)
+        fitted = {m: make_base_model(m, settings, SEED).fit(x_train, y_train) for m in BASE_MODEL_TYPES}
+        raw = {m: fitted[m].predict_proba(x_test)[:, 1] for m in BASE_MODEL_TYPES}
+        for m in BASE_MODEL_TYPES:
+            cv_auc[m].append(float(roc_auc_score(y_test, raw[m])))
+
+    # The last fold's models and their out-of-fold predictions on the last block.
     result = SectorTraining(
         sector=sector, feature_names=features, split=split,
         train_window=(train["session"].min(), train["session"].max()),
         holdout=holdout.select("session", "symbol", *features, "label", "barrier"),
     )
     for model_type in BASE_MODEL_TYPES:
-        fitted = make_base_model(model_type, settings, SEED).fit(x_train, y_train)
-        model = CalibratedModel(fitted, fit_calibrator(oof[model_type], oof_labels), features)
+        model = CalibratedModel(fitted[model_type], fit_calibrator(raw[model_type], y_test), features)
         probability = model.predict_proba(x_holdout)[:, 1]
-        importances = feature_importance(fitted)
+        importances = feature_importance(fitted[model_type])
         result.models[model_type] = TrainedModel(
-            model_type, model, metrics(y_holdout, probability, upper_hit), probability,
+            model_type, model, _with_cv(metrics(y_holdout, probability, upper_hit), cv_auc[model_type]), probability,
             dict(zip(features, importances.tolist(), strict=True)) if importances is not None else None,
         )
 
-    base = {m: result.models[m].model for m in BASE_MODEL_TYPES}
-    calibrated_oof = np.column_stack([base[m].calibrator.predict(oof[m]) for m in BASE_MODEL_TYPES])
-    meta = LogisticRegression(C=1.0, max_iter=500).fit(calibrated_oof, oof_labels)
-    stacked_calibrator = fit_calibrator(meta.predict_proba(calibrated_oof)[:, 1], oof_labels)
-    stacked = StackedEnsemble(base, meta, stacked_calibrator)
+    raw_block = np.column_stack([raw[m] for m in BASE_MODEL_TYPES])
+    meta = LogisticRegression(C=1.0, max_iter=500).fit(raw_block, y_test)
+    stacked = StackedEnsemble(
+        {m: result.models[m].model for m in BASE_MODEL_TYPES}, meta,
+        fit_calibrator(meta.predict_proba(raw_block)[:, 1], y_test),
+    )
     probability = stacked.predict_proba(x_holdout)[:, 1]
     weights = dict(zip(BASE_MODEL_TYPES, meta.coef_.ravel().tolist(), strict=True))
     result.models[STACKED] = TrainedModel(STACKED, stacked, metrics(y_holdout, probability, upper_hit), probability, weights)
     return result
+
+
+def _with_cv(scores: dict[str, float], fold_auc: list[float]) -> dict[str, float]:
+    return {**scores, "cv_roc_auc_mean": float(np.mean(fold_auc)), "cv_roc_auc_std": float(np.std(fold_auc))}
