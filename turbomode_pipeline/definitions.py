@@ -4,6 +4,7 @@ from dagster import Definitions, in_process_executor
 
 from turbomode_pipeline.assets.features import daily_features, training_samples
 from turbomode_pipeline.assets.market_data import daily_bars
+from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.automation.features import backtest_data, backtest_data_job
 from turbomode_pipeline.automation.market_data import (
     daily_bars_fresh,
@@ -11,7 +12,9 @@ from turbomode_pipeline.automation.market_data import (
     market_data_job,
     missed_sessions_sensor,
 )
+from turbomode_pipeline.automation.models import model_training, model_training_job
 from turbomode_pipeline.resources.market_data import AlpacaMarketData, MarketDataSource, SimulatedMarketData
+from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import Settings, get_settings
@@ -33,14 +36,17 @@ def resources(settings: Settings) -> dict:
         "market_data": market_data_source(settings),
         "warehouse": Warehouse(path=str(settings.warehouse_path)),
         "universe": Universe(path=str(settings.universe_path)),
+        "model_registry": ModelRegistry(
+            tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
+        ),
     }
 
 
 defs = Definitions(
-    assets=[daily_bars, daily_features, training_samples],
+    assets=[daily_bars, daily_features, training_samples, sector_models],
     asset_checks=[daily_bars_fresh],
-    jobs=[market_data_job, backtest_data_job],
-    schedules=[market_data_ingestion, backtest_data],
+    jobs=[market_data_job, backtest_data_job, model_training_job],
+    schedules=[market_data_ingestion, backtest_data, model_training],
     sensors=[missed_sessions_sensor],
     resources=resources(get_settings()),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one

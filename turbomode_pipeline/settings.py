@@ -40,6 +40,8 @@ class Settings:
     label_k_up: float
     label_k_dn: float
     label_horizon: int
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: Path
 
     @property
     def warehouse_path(self) -> Path:
@@ -108,8 +110,9 @@ def _existing_file(raw: str) -> Path:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
+    data_dir = Path(_text("TURBOMODE_DATA_DIR", env, "./data")).expanduser().resolve()
     settings = Settings(
-        data_dir=Path(_text("TURBOMODE_DATA_DIR", env, "./data")).expanduser().resolve(),
+        data_dir=data_dir,
         market_data=_choice("TURBOMODE_MARKET_DATA", env, "simulated", ("simulated", "alpaca")),
         timezone=_timezone("TURBOMODE_TIMEZONE", env, "America/Chicago"),
         history_start=_parsed("TURBOMODE_HISTORY_START", env, date(2015, 1, 2), date.fromisoformat, "a date YYYY-MM-DD"),
@@ -125,6 +128,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         label_k_up=_parsed("TURBOMODE_LABEL_K_UP", env, 2.0, _positive_float, "a number > 0 (ATR multiples)"),
         label_k_dn=_parsed("TURBOMODE_LABEL_K_DN", env, 2.0, _positive_float, "a number > 0 (ATR multiples)"),
         label_horizon=_parsed("TURBOMODE_LABEL_HORIZON", env, 10, _positive_int, "a whole number of sessions >= 1"),
+        mlflow_tracking_uri=_text("MLFLOW_TRACKING_URI", env, f"sqlite:///{data_dir / 'mlflow.db'}"),
+        mlflow_artifact_root=Path(_text("TURBOMODE_MLFLOW_ARTIFACTS", env, str(data_dir / "mlartifacts"))).resolve(),
     )
     for name in ("APCA_API_DATA_URL", "APCA_API_BASE_URL"):
         url = _text(name, env, None)

@@ -57,7 +57,7 @@ class SectorTraining:
     split: Split
     train_window: tuple[date, date]
     models: dict[str, TrainedModel] = field(default_factory=dict)
-    holdout: pl.DataFrame | None = None  # the holdout samples (features, label, barrier) for the promotion gate
+    holdout: pl.DataFrame | None = None  # the holdout samples, every column: the promotion gate scores champions on it
 
 
 def make_split(sessions: list[date], holdout_sessions: int, folds: int) -> Split:
@@ -150,7 +150,7 @@ def train_sector(
     result = SectorTraining(
         sector=sector, feature_names=features, split=split,
         train_window=(train["session"].min(), train["session"].max()),
-        holdout=holdout.select("session", "symbol", *features, "label", "barrier"),
+        holdout=holdout,  # every column, so a champion trained on other features can be scored on it
     )
     for model_type in BASE_MODEL_TYPES:
         model = CalibratedModel(fitted[model_type], fit_calibrator(raw[model_type], y_test), features)

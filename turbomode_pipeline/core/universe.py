@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +20,11 @@ GICS_SECTORS = (
     "Real Estate",
     "Utilities",
 )
+
+
+def sector_slug(sector: str) -> str:
+    """'Information Technology' -> 'information-technology': for partition keys and model names."""
+    return re.sub(r"[^a-z0-9]+", "-", sector.lower()).strip("-")
 
 
 class UniverseError(ValueError):

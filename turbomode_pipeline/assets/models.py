@@ -1,0 +1,85 @@
+"""`sector_models`: the six models of each sector, trained weekly and registered in MLflow."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import polars as pl
+from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, BackfillPolicy, Config, MaterializeResult, MetadataValue, asset
+
+from turbomode_pipeline.assets.features import BARRIERS, training_samples
+from turbomode_pipeline.core.features import FEATURES
+from turbomode_pipeline.core.model_zoo import ModelSettings
+from turbomode_pipeline.core.training import train_sector
+from turbomode_pipeline.partitions import SECTOR_PARTITIONS, sector_of
+from turbomode_pipeline.resources.model_registry import ModelRegistry
+from turbomode_pipeline.resources.warehouse import Warehouse
+
+
+class TrainingConfig(Config):
+    fast: bool = False  # smaller models and fewer folds: for demos and tests
+    holdout_sessions: int = 250
+    parallel_sectors: int = 2  # one per core; every model inside is single-threaded
+    features: list[str] = []  # a subset of the features to train on; empty means all of them
+
+
+def _samples(warehouse: Warehouse, sectors: list[str]) -> pl.DataFrame:
+    """Labels joined to the features known at entry; rows with a missing feature dropped."""
+    columns = ", ".join(f"f.{name}" for name in FEATURES)
+    return warehouse.query(
+        f"""
+        SELECT s.session, s.symbol, s.sector, s.label, s.barrier, s.t1, {columns}
+        FROM training_samples s JOIN daily_features f USING (session, symbol)
+        WHERE s.sector IN (SELECT unnest(?))
+        """,
+        [sectors],
+    ).drop_nulls(list(FEATURES))
+
+
+@asset(
+    partitions_def=SECTOR_PARTITIONS,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[AssetDep(training_samples, partition_mapping=AllPartitionMapping())],
+    group_name="models",
+    kinds={"mlflow", "sklearn", "xgboost"},
+    metadata={"models_per_sector": 6, "registered_as": "turbomode-<sector>-<model_type>"},
+)
+def sector_models(context: AssetExecutionContext, config: TrainingConfig, warehouse: Warehouse, model_registry: ModelRegistry):
+    """Train, calibrate, evaluate and register the six models of each sector in the run.
+
+    Reads the warehouse read-only (no `warehouse` pool); sectors train in parallel threads.
+    """
+    sectors = [sector_of(key) for key in context.partition_keys]
+    samples = _samples(warehouse, sectors)
+    settings = ModelSettings.fast() if config.fast else ModelSettings()
+    features = config.features or list(FEATURES)
+    unknown = sorted(set(features) - set(FEATURES))
+    if unknown:
+        raise ValueError(f"unknown feature(s) {unknown} in the training config; known: {', '.join(FEATURES)}")
+
+    def train(sector: str):
+        rows = samples.filter(pl.col("sector") == sector)
+        context.log.info(f"{sector}: training 6 models on {rows.height:,} samples")
+        return train_sector(
+            sector, rows, features, horizon=BARRIERS.horizon,
+            holdout_sessions=config.holdout_sessions, settings=settings,
+        )
+
+    with ThreadPoolExecutor(max_workers=config.parallel_sectors) as pool:
+        trainings = list(pool.map(train, sectors))
+    rows = model_registry.log_training(
+        trainings, run_name=f"training {context.run_id[:8]}",
+        tags={"dagster_run_id": context.run_id, "fast": str(config.fast)},
+    )
+    table = pl.DataFrame(rows).select("sector", "model_type", "version", "alias", "roc_auc", "ece", "samples")
+    champions = pl.DataFrame(rows).filter(pl.col("alias") == "champion")
+    return MaterializeResult(
+        metadata={
+            "models": len(rows),
+            "champions_promoted": champions.height,
+            "holdout": MetadataValue.md(table.with_columns(pl.col("roc_auc", "ece").round(4)).to_pandas().to_markdown(index=False)),
+            "min_stacked_auc": MetadataValue.float(
+                float(table.filter(pl.col("model_type") == "stacked_ensemble")["roc_auc"].min())
+            ),
+        }
+    )
+
+

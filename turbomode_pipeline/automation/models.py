@@ -1,0 +1,33 @@
+"""`model_training`: every sector's six models, Sundays at midnight, as one run."""
+
+from dagster import AssetSelection, DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, define_asset_job, schedule
+
+from turbomode_pipeline.assets.models import sector_models
+from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
+from turbomode_pipeline.partitions import SECTOR_PARTITIONS
+from turbomode_pipeline.settings import get_settings
+
+model_training_job = define_asset_job(
+    "model_training_job",
+    selection=AssetSelection.assets(sector_models),
+    partitions_def=SECTOR_PARTITIONS,
+    description="Train and register the six models of the run's sectors.",
+)
+
+
+def all_sectors_tags() -> dict[str, str]:
+    keys = SECTOR_PARTITIONS.get_partition_keys()
+    return {PARTITION_RANGE_START: keys[0], PARTITION_RANGE_END: keys[-1]}
+
+
+@schedule(
+    name="model_training",
+    cron_schedule="0 0 * * 0",
+    execution_timezone=get_settings().timezone,
+    job=model_training_job,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Sunday 00:00: all 11 sectors x 6 models in one run.",
+)
+def model_training(context: ScheduleEvaluationContext):
+    week = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return RunRequest(run_key=f"model_training:{week}", tags=all_sectors_tags())

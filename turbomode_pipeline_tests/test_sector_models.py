@@ -1,0 +1,90 @@
+"""sector_models through a real Dagster instance, DuckDB warehouse and MLflow tracking store + registry."""
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import instance_for_test, materialize
+
+from turbomode_pipeline.assets.models import sector_models
+from turbomode_pipeline.automation.models import all_sectors_tags
+from turbomode_pipeline.calendar import sessions_between
+from turbomode_pipeline.core.features import compute_features
+from turbomode_pipeline.core.labels import triple_barrier
+from turbomode_pipeline.core.market_sim import SIM_EPOCH
+from turbomode_pipeline.core.model_zoo import MODEL_TYPES
+from turbomode_pipeline.core.universe import GICS_SECTORS, load_universe
+from turbomode_pipeline.resources.market_data import SimulatedMarketData
+from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
+from turbomode_pipeline_tests.conftest import small_universe
+
+FAST = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120}}}}
+
+
+@pytest.fixture(scope="module")
+def labelled_warehouse(tmp_path_factory) -> Path:
+    """Features and training samples for 44 symbols over ~2.5 years, written with the core functions."""
+    folder = tmp_path_factory.mktemp("labelled")
+    universe = load_universe(small_universe(folder))
+    sessions = [d for d in sessions_between(SIM_EPOCH, date(2025, 6, 30)) if d >= date(2022, 6, 1)]
+    bars = SimulatedMarketData(seed=7, predictability=0.5).daily_bars(sessions, universe)
+    features = compute_features(bars)
+    samples = triple_barrier(bars, features)
+    warehouse = Warehouse(path=str(folder / "warehouse.duckdb"))
+    warehouse.replace_partitions(DAILY_FEATURES, conform(features, DailyFeatures), sessions)
+    warehouse.replace_partitions(TRAINING_SAMPLES, conform(samples, TrainingSamples), sessions)
+    return folder / "warehouse.duckdb"
+
+
+@pytest.fixture
+def model_resources(tmp_path, labelled_warehouse) -> dict:
+    shutil.copy(labelled_warehouse, tmp_path / "warehouse.duckdb")
+    return {
+        "warehouse": Warehouse(path=str(tmp_path / "warehouse.duckdb")),
+        "model_registry": ModelRegistry(
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlartifacts")
+        ),
+    }
+
+
+def train(resources, instance, run_config=FAST, **kwargs):
+    return materialize([sector_models], resources=resources, instance=instance, run_config=run_config, **kwargs)
+
+
+def test_one_run_registers_66_models_each_with_a_champion(model_resources):
+    with instance_for_test() as instance:
+        result = train(model_resources, instance, tags=all_sectors_tags())
+    assert result.success
+    registry = model_resources["model_registry"]
+    aliases = registry.aliases()
+    expected = {registered_name(sector, model_type) for sector in GICS_SECTORS for model_type in MODEL_TYPES}
+    assert set(aliases["registered_model"]) == expected and len(expected) == 66
+    assert set(aliases.filter(pl.col("alias") == "champion")["registered_model"]) == expected
+    assert result.asset_materializations_for_node("sector_models")[0].metadata["models"].value == 66
+
+    model = registry.load(registered_name("Energy", "stacked_ensemble"))
+    features = model_resources["warehouse"].query("SELECT * FROM daily_features WHERE sector = 'Energy'").drop_nulls()
+    probability = model.predict_proba(features.select(model.feature_names).to_pandas())[:, 1]
+    assert ((probability >= 0) & (probability <= 1)).all() and probability.std() > 0
+
+
+def test_a_worse_retrain_does_not_displace_the_champion_and_says_why(model_resources):
+    energy = {"dagster/partition": "energy"}
+    with instance_for_test() as instance:
+        assert train(model_resources, instance, tags=energy).success
+        worse = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120, "features": ["gap"]}}}}
+        assert train(model_resources, instance, run_config=worse, tags=energy).success
+    registry = model_resources["model_registry"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(registry.tracking_uri, registry.tracking_uri)
+    name = registered_name("Energy", "xgboost")
+    champion = client.get_model_version_by_alias(name, "champion")
+    challenger = client.get_model_version_by_alias(name, "challenger")
+    assert (str(champion.version), str(challenger.version)) == ("1", "2")
+    reason = challenger.tags["promotion_reason"]
+    assert "does not beat champion v1" in reason and "on the same holdout" in reason
