@@ -28,6 +28,11 @@ test: env  ## the test suite
 ui: env  ## Dagster webserver and daemon on http://127.0.0.1:3000
 	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+mlflow: env  ## MLflow UI (runs, registered models) on http://127.0.0.1:5000
+	$(RUN) mlflow ui --host 127.0.0.1 --port 5000 \
+	  --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/data/mlflow.db}" \
+	  --default-artifact-root "$${TURBOMODE_MLFLOW_ARTIFACTS:-$(CURDIR)/data/mlartifacts}"
+
 bench: env  ## benchmarks: printed tables with ratios against baselines
 	$(RUN) python -m turbomode_pipeline_tests.bench
 

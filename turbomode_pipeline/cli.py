@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _run_job(name: str, first: str, last: str):
+def _run_job(name: str, first: str, last: str, run_config: dict | None = None):
     """Run a job over a session range as one run on the configured instance; None on failure."""
     from dagster import DagsterInstance
 
@@ -21,7 +21,7 @@ def _run_job(name: str, first: str, last: str):
     result = defs.resolve_job_def(name).execute_in_process(
         instance=DagsterInstance.get(),
         tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last, "turbomode/demo": "true"},
-        run_config=QUIET,
+        run_config={**QUIET, **(run_config or {})},
         raise_on_error=False,
     )
     elapsed = time.perf_counter() - started
@@ -52,6 +52,14 @@ def demo(args: argparse.Namespace) -> int:
         if not _run_job("backtest_data_job", start.isoformat(), end.isoformat()):
             return 1
 
+    from turbomode_pipeline.automation.models import all_sectors_tags
+
+    sectors = all_sectors_tags()
+    fast = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120}}}}
+    print("sector_models: 11 sectors x 6 models with the fast demo settings (smaller models, 3 folds, 120-session holdout)")
+    if not _run_job("model_training_job", *sectors.values(), run_config=fast):
+        return 1
+
     warehouse = defs.resources["warehouse"]
     bars = warehouse.query(
         "SELECT count(*) AS rows, count(DISTINCT symbol) AS symbols, count(DISTINCT session) AS sessions "
@@ -71,10 +79,34 @@ def demo(args: argparse.Namespace) -> int:
     for row in balance.iter_rows(named=True):
         print(f"  {row['barrier']:<6} {row['samples']:>9,}  {row['pct']:>5}%  avg return {row['avg_return_pct']:>6}%  "
               f"avg days held {row['avg_days']}")
+    print("\nchampions' holdout ROC AUC by sector and model:")
+    print(_champion_table(defs.resources["model_registry"]))
     print(f"\nwarehouse:           {settings.warehouse_path}")
     print("open the UI:         make ui   (then http://127.0.0.1:3000)")
+    print("open MLflow:         make mlflow   (then http://127.0.0.1:5000)")
     print(f"query the warehouse: .venv/bin/duckdb -readonly {settings.warehouse_path}")
     return 0
+
+
+def _champion_table(registry) -> str:
+    import polars as pl
+    from mlflow import MlflowClient
+
+    from turbomode_pipeline.core.model_zoo import MODEL_TYPES
+    from turbomode_pipeline.core.universe import GICS_SECTORS
+    from turbomode_pipeline.resources.model_registry import CHAMPION, registered_name
+
+    registry._client()
+    client = MlflowClient(registry.tracking_uri, registry.tracking_uri)
+    rows = []
+    for sector in GICS_SECTORS:
+        row = {"sector": sector}
+        for model_type in MODEL_TYPES:
+            version = client.get_model_version_by_alias(registered_name(sector, model_type), CHAMPION)
+            row[model_type] = round(client.get_run(version.run_id).data.metrics["holdout_roc_auc"], 3)
+        rows.append(row)
+    with pl.Config(tbl_rows=20, tbl_cols=10, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
+        return str(pl.DataFrame(rows))
 
 
 def main(argv: list[str] | None = None) -> int:

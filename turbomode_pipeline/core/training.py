@@ -12,6 +12,7 @@ is scored once. Seeds are fixed: the same samples give the same models.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -135,13 +136,18 @@ def train_sector(
     upper_hit = (holdout["barrier"] == "upper").to_numpy()
 
     cv_auc: dict[str, list[float]] = {m: [] for m in BASE_MODEL_TYPES}
+    fit_seconds = dict.fromkeys(BASE_MODEL_TYPES, 0.0)
     for start, end in split.folds:
         train, test = _fold(samples, sessions, start, end, embargo=horizon)
         if train.height < 200 or test["label"].n_unique() < 2:
             raise ValueError(f"{sector}: the walk-forward block {start}..{end} has too few samples to train on")
         x_train, y_train = _xy(train, features)
         x_test, y_test = _xy(test, features)
-        fitted = {m: make_base_model(m, settings, SEED).fit(x_train, y_train) for m in BASE_MODEL_TYPES}
+        fitted = {}
+        for m in BASE_MODEL_TYPES:
+            started = time.perf_counter()
+            fitted[m] = make_base_model(m, settings, SEED).fit(x_train, y_train)
+            fit_seconds[m] += time.perf_counter() - started
         raw = {m: fitted[m].predict_proba(x_test)[:, 1] for m in BASE_MODEL_TYPES}
         for m in BASE_MODEL_TYPES:
             cv_auc[m].append(float(roc_auc_score(y_test, raw[m])))
@@ -157,11 +163,14 @@ def train_sector(
         probability = model.predict_proba(x_holdout)[:, 1]
         importances = feature_importance(fitted[model_type])
         result.models[model_type] = TrainedModel(
-            model_type, model, _with_cv(metrics(y_holdout, probability, upper_hit), cv_auc[model_type]), probability,
+            model_type, model,
+            {**_with_cv(metrics(y_holdout, probability, upper_hit), cv_auc[model_type]), "fit_seconds": fit_seconds[model_type]},
+            probability,
             dict(zip(features, importances.tolist(), strict=True)) if importances is not None else None,
         )
 
     raw_block = np.column_stack([raw[m] for m in BASE_MODEL_TYPES])
+    started = time.perf_counter()
     meta = LogisticRegression(C=1.0, max_iter=500).fit(raw_block, y_test)
     stacked = StackedEnsemble(
         {m: result.models[m].model for m in BASE_MODEL_TYPES}, meta,
@@ -169,7 +178,8 @@ def train_sector(
     )
     probability = stacked.predict_proba(x_holdout)[:, 1]
     weights = dict(zip(BASE_MODEL_TYPES, meta.coef_.ravel().tolist(), strict=True))
-    result.models[STACKED] = TrainedModel(STACKED, stacked, metrics(y_holdout, probability, upper_hit), probability, weights)
+    scores = {**metrics(y_holdout, probability, upper_hit), "fit_seconds": time.perf_counter() - started}
+    result.models[STACKED] = TrainedModel(STACKED, stacked, scores, probability, weights)
     return result
 
 
