@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+MIN_TRAINING_SESSIONS = 500
 
 
 def _run_job(name: str, first: str, last: str, run_config: dict | None = None):
@@ -54,11 +55,15 @@ def demo(args: argparse.Namespace) -> int:
 
     from turbomode_pipeline.automation.models import all_sectors_tags
 
-    sectors = all_sectors_tags()
-    fast = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120}}}}
-    print("sector_models: 11 sectors x 6 models with the fast demo settings (smaller models, 3 folds, 120-session holdout)")
-    if not _run_job("model_training_job", *sectors.values(), run_config=fast):
-        return 1
+    trained = len(sessions) >= MIN_TRAINING_SESSIONS
+    if trained:
+        fast = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120}}}}
+        print("sector_models: 11 sectors x 6 models, fast demo settings (smaller models, 3 folds, 120-session holdout)")
+        if not _run_job("model_training_job", *all_sectors_tags().values(), run_config=fast):
+            return 1
+    else:
+        print(f"sector_models: skipped: {len(sessions)} sessions are too few to train on; the features' 252-session "
+              f"warm-up, a 120-session holdout and three walk-forward blocks need {MIN_TRAINING_SESSIONS}")
 
     warehouse = defs.resources["warehouse"]
     bars = warehouse.query(
@@ -79,8 +84,9 @@ def demo(args: argparse.Namespace) -> int:
     for row in balance.iter_rows(named=True):
         print(f"  {row['barrier']:<6} {row['samples']:>9,}  {row['pct']:>5}%  avg return {row['avg_return_pct']:>6}%  "
               f"avg days held {row['avg_days']}")
-    print("\nchampions' holdout ROC AUC by sector and model:")
-    print(_champion_table(defs.resources["model_registry"]))
+    if trained:
+        print("\nchampions' holdout ROC AUC by sector and model:")
+        print(_champion_table(defs.resources["model_registry"]))
     print(f"\nwarehouse:           {settings.warehouse_path}")
     print("open the UI:         make ui   (then http://127.0.0.1:3000)")
     print("open MLflow:         make mlflow   (then http://127.0.0.1:5000)")

@@ -45,3 +45,4 @@ def test_readme_recipes_run_as_written(tmp_path, small_universe_path):
             assert re.search(r"daily_bars:\s+880 rows, 44 symbols, 20 sessions", done.stdout), done.stdout
             assert re.search(r"daily_features:\s+34 features", done.stdout), done.stdout
             assert re.search(r"training_samples: [\d,]+ samples; label 'up' [\d.]+%", done.stdout), done.stdout
+            assert "sector_models: skipped: 20 sessions are too few to train on" in done.stdout
