@@ -210,11 +210,13 @@ def model_training() -> None:
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     per_type = {m: sum(t.models[m].metrics["fit_seconds"] for t in trainings) for m in MODEL_TYPES}
     auc = {m: [t.models[m].metrics["roc_auc"] for t in trainings] for m in MODEL_TYPES}
+    ece = {m: [t.models[m].metrics["ece"] for t in trainings] for m in MODEL_TYPES}
     table(
         f"training 66 models: {len(sectors)} sectors x 6, {samples.height:,} samples, 2 sectors at a time",
         [
             *((f"{m}: fit time summed over sectors and folds", f"{per_type[m]:.0f} s") for m in MODEL_TYPES),
             *((f"{m}: holdout AUC min / mean", f"{min(auc[m]):.3f} / {sum(auc[m]) / len(auc[m]):.3f}") for m in MODEL_TYPES),
+            *((f"{m}: holdout ECE max / mean", f"{max(ece[m]):.3f} / {sum(ece[m]) / len(ece[m]):.3f}") for m in MODEL_TYPES),
             ("wall time, all 66 (target < 600 s)", f"{total:.0f} s"),
             ("peak memory of the process", f"{peak_gib:.1f} GiB"),
         ],
