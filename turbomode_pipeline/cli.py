@@ -96,21 +96,15 @@ def demo(args: argparse.Namespace) -> int:
 
 def _champion_table(registry) -> str:
     import polars as pl
-    from mlflow import MlflowClient
 
     from turbomode_pipeline.core.model_zoo import MODEL_TYPES
     from turbomode_pipeline.core.universe import GICS_SECTORS
-    from turbomode_pipeline.resources.model_registry import CHAMPION, registered_name
+    from turbomode_pipeline.resources.model_registry import registered_name
 
-    registry._client()
-    client = MlflowClient(registry.tracking_uri, registry.tracking_uri)
-    rows = []
-    for sector in GICS_SECTORS:
-        row = {"sector": sector}
-        for model_type in MODEL_TYPES:
-            version = client.get_model_version_by_alias(registered_name(sector, model_type), CHAMPION)
-            row[model_type] = round(client.get_run(version.run_id).data.metrics["holdout_roc_auc"], 3)
-        rows.append(row)
+    rows = [
+        {"sector": sector, **{m: round(registry.champion_metric(registered_name(sector, m)), 3) for m in MODEL_TYPES}}
+        for sector in GICS_SECTORS
+    ]
     with pl.Config(tbl_rows=20, tbl_cols=10, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
         return str(pl.DataFrame(rows))
 

@@ -8,13 +8,11 @@ import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
 from turbomode_pipeline.assets.market_data import daily_bars
+from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import DEFAULT_UNIVERSE
-
-PARTITION_RANGE_START = "dagster/asset_partition_range_start"
-PARTITION_RANGE_END = "dagster/asset_partition_range_end"
 
 
 @pytest.fixture

@@ -65,6 +65,7 @@ def test_one_run_registers_66_models_each_with_a_champion(model_resources):
     assert set(aliases["registered_model"]) == expected and len(expected) == 66
     assert set(aliases.filter(pl.col("alias") == "champion")["registered_model"]) == expected
     assert result.asset_materializations_for_node("sector_models")[0].metadata["models"].value == 66
+    assert 0.0 <= registry.champion_metric(registered_name("Energy", "xgboost")) <= 1.0
 
     model = registry.load(registered_name("Energy", "stacked_ensemble"))
     features = model_resources["warehouse"].query("SELECT * FROM daily_features WHERE sector = 'Energy'").drop_nulls()

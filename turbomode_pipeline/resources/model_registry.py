@@ -134,6 +134,12 @@ class ModelRegistry(ConfigurableResource):
         self._client()
         return mlflow.sklearn.load_model(f"models:/{name}@{alias}")
 
+    def champion_metric(self, name: str, metric: str = "holdout_roc_auc") -> float:
+        """A metric logged by the run that produced `name`'s champion version."""
+        client = self._client()
+        version = client.get_model_version_by_alias(name, CHAMPION)
+        return float(client.get_run(version.run_id).data.metrics[metric])
+
     def aliases(self) -> pl.DataFrame:
         """Every registered turbomode model with the versions behind its aliases."""
         client = self._client()
