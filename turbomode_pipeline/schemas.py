@@ -156,3 +156,134 @@ TRAINING_SAMPLES = Table(
     partition_column="session",
     key_columns=("session", "symbol"),
 )
+
+
+# The scanner's tables (issue 5 writes them; drift, maintenance and live trading read them).
+# `sector` is the GICS sector name, as in `daily_bars`.
+
+SIGNAL_TYPES = ["BUY", "SELL"]
+
+
+class SignalHistory(pa.DataFrameModel):
+    """Every signal the scanner ever emitted; `active_signals` has the same columns."""
+
+    id: str  # f"{session}-{symbol}": one signal per symbol and session at most
+    session: date
+    symbol: str
+    signal_type: str = pa.Field(isin=SIGNAL_TYPES)
+    confidence: float = pa.Field(ge=0, le=1)  # calibrated probability of the signalled direction
+    entry_price: float = pa.Field(gt=0)
+    target_price: float = pa.Field(gt=0)
+    stop_loss: float = pa.Field(gt=0)
+    sector: str
+    created_at: datetime
+    expires_at: datetime  # the close of the session H sessions after `session`
+    is_active: bool
+    model_name: str
+    model_version: str
+    mlflow_run_id: str
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["id"]
+
+
+SIGNAL_HISTORY = Table(
+    name="signal_history",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS signal_history (
+        id VARCHAR NOT NULL,
+        session DATE NOT NULL,
+        symbol VARCHAR NOT NULL,
+        signal_type VARCHAR NOT NULL,
+        confidence DOUBLE NOT NULL,
+        entry_price DOUBLE NOT NULL,
+        target_price DOUBLE NOT NULL,
+        stop_loss DOUBLE NOT NULL,
+        sector VARCHAR NOT NULL,
+        created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+        expires_at TIMESTAMP WITH TIME ZONE NOT NULL,
+        is_active BOOLEAN NOT NULL,
+        model_name VARCHAR NOT NULL,
+        model_version VARCHAR NOT NULL,
+        mlflow_run_id VARCHAR NOT NULL,
+        PRIMARY KEY (id)
+    )""",
+    partition_column="session",
+    key_columns=("id",),
+)
+
+
+class ScannerScores(pa.DataFrameModel):
+    """Every scored symbol of a scan, signal or not: the input of IC and of confidence drift."""
+
+    session: date
+    symbol: str
+    sector: str
+    probability_up: float = pa.Field(ge=0, le=1)  # calibrated P(upper barrier first) of the stacked champion
+    model_name: str
+    model_version: str
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["session", "symbol"]
+
+
+SCANNER_SCORES = Table(
+    name="scanner_scores",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS scanner_scores (
+        session DATE NOT NULL,
+        symbol VARCHAR NOT NULL,
+        sector VARCHAR NOT NULL,
+        probability_up DOUBLE NOT NULL,
+        model_name VARCHAR NOT NULL,
+        model_version VARCHAR NOT NULL,
+        PRIMARY KEY (session, symbol)
+    )""",
+    partition_column="session",
+    key_columns=("session", "symbol"),
+)
+
+
+class SignalOutcomes(pa.DataFrameModel):
+    """The realised result of each signal whose horizon has passed."""
+
+    id: str  # signal_history.id
+    session: date  # the signal's session
+    symbol: str
+    sector: str
+    signal_type: str = pa.Field(isin=SIGNAL_TYPES)
+    outcome: str = pa.Field(isin=["target", "stop", "expired"])
+    exit_session: date
+    exit_price: float = pa.Field(gt=0)
+    ret: float  # in the signal's direction: a SELL that fell has ret > 0
+    days_held: pl.Int32 = pa.Field(ge=1)
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["id"]
+
+
+SIGNAL_OUTCOMES = Table(
+    name="signal_outcomes",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS signal_outcomes (
+        id VARCHAR NOT NULL,
+        session DATE NOT NULL,
+        symbol VARCHAR NOT NULL,
+        sector VARCHAR NOT NULL,
+        signal_type VARCHAR NOT NULL,
+        outcome VARCHAR NOT NULL,
+        exit_session DATE NOT NULL,
+        exit_price DOUBLE NOT NULL,
+        ret DOUBLE NOT NULL,
+        days_held INTEGER NOT NULL,
+        PRIMARY KEY (id)
+    )""",
+    partition_column="session",
+    key_columns=("id",),
+)
