@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_UNIVERSE = PACKAGE_DIR / "universe.csv"
+DEFAULT_STRATEGIES = PACKAGE_DIR / "live" / "strategies.yaml"
 
 
 class SettingsError(ValueError):
@@ -42,10 +43,29 @@ class Settings:
     label_horizon: int
     mlflow_tracking_uri: str
     mlflow_artifact_root: Path
+    # live paper trading (issue 7)
+    broker: str
+    allow_live_trading: bool
+    kill_switch: bool
+    strategies_file: Path
+    paper_starting_cash: float
+    slippage_bps: float
+    commission_per_share: float
+    risk_max_allocation_share: float
+    risk_max_equity_share: float
+    risk_max_open_positions: int
+    risk_daily_loss_limit: float
+    risk_min_price: float
+    allow_short: bool
+    live_signals_timeout_s: float
 
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "trading.sqlite"
 
 
 def _text(name: str, env: Mapping[str, str], default: str | None) -> str | None:
@@ -100,6 +120,20 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("0", "1", "true", "false", "yes", "no"):
+        raise ValueError("not a flag")
+    return value in ("1", "true", "yes")
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _existing_file(raw: str) -> Path:
     path = Path(raw).expanduser().resolve()
     if not path.is_file():
@@ -130,6 +164,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         label_horizon=_parsed("TURBOMODE_LABEL_HORIZON", env, 10, _positive_int, "a whole number of sessions >= 1"),
         mlflow_tracking_uri=_text("MLFLOW_TRACKING_URI", env, f"sqlite:///{data_dir / 'mlflow.db'}"),
         mlflow_artifact_root=Path(_text("TURBOMODE_MLFLOW_ARTIFACTS", env, str(data_dir / "mlartifacts"))).resolve(),
+        broker=_choice("TURBOMODE_BROKER", env, "local", ("local", "alpaca")),
+        allow_live_trading=_parsed("TURBOMODE_ALLOW_LIVE_TRADING", env, False, _flag, "1 or 0"),
+        kill_switch=_parsed("TURBOMODE_KILL_SWITCH", env, False, _flag, "1 or 0"),
+        strategies_file=_parsed("TURBOMODE_STRATEGIES_FILE", env, DEFAULT_STRATEGIES, _existing_file, "a path to a strategies YAML"),
+        paper_starting_cash=_parsed("TURBOMODE_PAPER_CASH", env, 100_000.0, _positive_float, "dollars > 0"),
+        slippage_bps=_parsed("TURBOMODE_SLIPPAGE_BPS", env, 5.0, _non_negative_float, "basis points >= 0"),
+        commission_per_share=_parsed("TURBOMODE_COMMISSION_PER_SHARE", env, 0.0, _non_negative_float, "dollars >= 0"),
+        risk_max_allocation_share=_parsed("TURBOMODE_RISK_MAX_ALLOCATION_SHARE", env, 1.0, _fraction, "a number in [0, 1]"),
+        risk_max_equity_share=_parsed("TURBOMODE_RISK_MAX_EQUITY_SHARE", env, 0.10, _fraction, "a number in [0, 1]"),
+        risk_max_open_positions=_parsed("TURBOMODE_RISK_MAX_OPEN_POSITIONS", env, 10, _positive_int, "a whole number >= 1"),
+        risk_daily_loss_limit=_parsed("TURBOMODE_RISK_DAILY_LOSS_LIMIT", env, 500.0, _positive_float, "dollars > 0"),
+        risk_min_price=_parsed("TURBOMODE_RISK_MIN_PRICE", env, 5.0, _non_negative_float, "dollars >= 0"),
+        allow_short=_parsed("TURBOMODE_ALLOW_SHORT", env, False, _flag, "1 or 0"),
+        live_signals_timeout_s=_parsed("TURBOMODE_LIVE_SIGNALS_TIMEOUT_S", env, 1.0, _positive_float, "seconds > 0"),
     )
     for name in ("APCA_API_DATA_URL", "APCA_API_BASE_URL"):
         url = _text(name, env, None)
@@ -139,6 +187,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             "TURBOMODE_MARKET_DATA='alpaca' needs APCA_API_KEY_ID and APCA_API_SECRET_KEY to be set"
         )
+    if settings.broker == "alpaca" and not (settings.apca_api_key_id and settings.apca_api_secret_key):
+        raise SettingsError("TURBOMODE_BROKER='alpaca' needs APCA_API_KEY_ID and APCA_API_SECRET_KEY to be set")
     return settings
 
 

@@ -12,8 +12,9 @@ from datetime import date, datetime, time, timedelta
 import polars as pl
 from dagster import ConfigurableResource, get_dagster_logger
 
-from turbomode_pipeline.calendar import EXCHANGE_TZ, sessions_between
+from turbomode_pipeline.calendar import EXCHANGE_TZ, session_close, session_open, sessions_between
 from turbomode_pipeline.core.market_sim import SIM_EPOCH, simulate_daily_bars
+from turbomode_pipeline.core.minute_bars import simulate_minute_bars
 from turbomode_pipeline.resources.alpaca_http import harden
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
@@ -27,6 +28,10 @@ class MarketDataSource(ConfigurableResource):
     """Daily OHLCV bars for a list of sessions and a universe (symbol, sector)."""
 
     def daily_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def minute_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+        """One-minute bars (symbol, time UTC, open, high, low, close, volume) of the sessions' regular hours."""
         raise NotImplementedError
 
 
@@ -48,6 +53,13 @@ class SimulatedMarketData(MarketDataSource):
             predictability=self.predictability,
         )
         return _with_source(bars, "simulated")
+
+    def minute_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+        daily = self.daily_bars(sessions, universe).sort("session", "symbol")
+        days = daily["session"].to_list()
+        opens = [session_open(day) for day in days]
+        minutes = [int((session_close(day) - session_open(day)).total_seconds() // 60) for day in days]
+        return simulate_minute_bars(daily, [o.replace(tzinfo=None) for o in opens], minutes, seed=self.seed)
 
 
 class AlpacaMarketData(MarketDataSource):
