@@ -109,12 +109,54 @@ def _champion_table(registry) -> str:
         return str(pl.DataFrame(rows))
 
 
+def strategies(args: argparse.Namespace) -> int:
+    """Manage the live paper-trading strategies in the trading ledger (seeded from the YAML file)."""
+    import json
+
+    import polars as pl
+
+    from turbomode_pipeline.resources.ledger import Ledger
+    from turbomode_pipeline.settings import get_settings
+
+    settings = get_settings()
+    ledger = Ledger(path=str(settings.ledger_path))
+    ledger.seed_strategies(str(settings.strategies_file))
+    try:
+        if args.action == "add":
+            params = json.loads(args.params) if args.params else {}
+            ledger.add_strategy(args.id, args.type, args.symbol, args.allocation, name=args.name, params=params,
+                                check_interval_s=args.interval)
+        elif args.action in ("enable", "disable"):
+            ledger.set_enabled(args.id, args.action == "enable")
+    except ValueError as error:
+        print(f"turbomode strategies {args.action}: {error}", file=sys.stderr)
+        return 2
+    columns = ["id", "type", "symbol", "allocation", "enabled", "check_interval_s", "last_check", "total_signals", "status"]
+    with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        print(ledger.strategies().select(columns))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="turbomode", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="run the main jobs over the latest sessions and print a summary")
     demo_parser.add_argument("--sessions", type=int, default=750, help="how many recent sessions (default 750)")
     demo_parser.set_defaults(handler=demo)
+    strategies_parser = commands.add_parser("strategies", help="list, add, enable or disable live paper-trading strategies")
+    strategy_actions = strategies_parser.add_subparsers(dest="action", required=True)
+    strategy_actions.add_parser("list", help="every strategy with its state")
+    add_parser = strategy_actions.add_parser("add", help="add a strategy")
+    add_parser.add_argument("id")
+    add_parser.add_argument("--type", required=True, help="keltner_channel, donchian_channel, ichimoku_cloud or turbomode_signals")
+    add_parser.add_argument("--symbol", required=True)
+    add_parser.add_argument("--allocation", type=float, required=True, help="dollars")
+    add_parser.add_argument("--name")
+    add_parser.add_argument("--params", help='JSON, e.g. \'{"timeframe_minutes": 5}\'')
+    add_parser.add_argument("--interval", type=int, default=60, help="check interval in seconds (default 60)")
+    for action in ("enable", "disable"):
+        strategy_actions.add_parser(action, help=f"{action} a strategy").add_argument("id")
+    strategies_parser.set_defaults(handler=strategies)
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -101,6 +101,8 @@ class Ledger(ConfigurableResource):
             raise ValueError(f"strategy {id}: allocation must be greater than 0, got {allocation}")
         params = {**DEFAULT_PARAMS[type], **(params or {})}
         with self.connection() as con:
+            if con.execute("SELECT 1 FROM live_strategies WHERE id = ?", [id]).fetchone():
+                raise ValueError(f"a strategy with id {id!r} already exists")
             con.execute(
                 "INSERT INTO live_strategies (id, name, type, symbol, allocation, params, enabled, check_interval_s) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -114,7 +116,7 @@ class Ledger(ConfigurableResource):
                 [int(enabled), "idle" if enabled else "disabled", strategy_id],
             ).rowcount
         if not changed:
-            raise KeyError(f"no strategy with id {strategy_id!r}")
+            raise ValueError(f"no strategy with id {strategy_id!r}")
 
     def strategies(self) -> pl.DataFrame:
         return self.query("SELECT * FROM live_strategies ORDER BY id")
