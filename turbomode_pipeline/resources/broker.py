@@ -127,7 +127,8 @@ class LocalPaperBroker(PaperBroker):
             "SELECT symbol, SUM(CASE WHEN side = 'buy' THEN qty ELSE -qty END) AS qty, "
             "SUM(CASE WHEN side = 'buy' THEN qty * filled_price ELSE 0 END) / "
             "NULLIF(SUM(CASE WHEN side = 'buy' THEN qty ELSE 0 END), 0) AS avg_entry_price "
-            "FROM paper_orders WHERE status = 'filled' GROUP BY symbol HAVING qty != 0 ORDER BY symbol"
+            "FROM paper_orders WHERE status = 'filled' GROUP BY symbol "
+            "HAVING SUM(CASE WHEN side = 'buy' THEN qty ELSE -qty END) != 0 ORDER BY symbol"
         )
         return frame.cast(POSITION_SCHEMA) if not frame.is_empty() else pl.DataFrame(schema=POSITION_SCHEMA)
 
