@@ -223,7 +223,55 @@ def model_training() -> None:
     )
 
 
+def live_tick() -> None:
+    """One live tick (10 strategies, local broker) beside its budget, the minute; with the warehouse locked by another process."""
+    import logging
+    import statistics
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    import polars as pl
+
+    from turbomode_pipeline.core.risk import RiskLimits
+    from turbomode_pipeline.live.tick import run_tick
+    from turbomode_pipeline.resources.broker import LocalPaperBroker
+    from turbomode_pipeline.resources.ledger import Ledger
+    from turbomode_pipeline.settings import DEFAULT_STRATEGIES
+
+    universe = pl.read_csv(DEFAULT_UNIVERSE)
+    opening = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = Ledger(path=f"{tmp}/trading.sqlite")
+        ledger.seed_strategies(str(DEFAULT_STRATEGIES))
+        ids = ledger.strategies()["id"].to_list()
+        warehouse = Warehouse(path=f"{tmp}/warehouse.duckdb", lock_timeout_s=1.0)
+        tick = dict(ledger=ledger, broker=LocalPaperBroker(ledger_path=ledger.path), market_data=SimulatedMarketData(),
+                    universe=universe, warehouse=warehouse, limits=RiskLimits(), kill_switch=False,
+                    log=logging.getLogger("bench"))
+        run_tick(opening + timedelta(minutes=10), ids, **tick)  # imports and first simulation
+        free = [timed(lambda m=m: run_tick(opening + timedelta(minutes=m), ids, **tick)) for m in range(11, 41)]
+        holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+                                   "print(1, flush=True); time.sleep(60)", warehouse.path], stdout=subprocess.PIPE)
+        holder.stdout.readline()
+        locked = [timed(lambda m=m: run_tick(opening + timedelta(minutes=m), ids, **tick)) for m in range(41, 46)]
+        holder.kill()
+        holder.wait()
+    median, worst = statistics.median(free), max(free)
+    table(
+        "live tick, 10 strategies, local broker (budget: the 60 s minute)",
+        [
+            ("median tick", f"{median:.3f} s"),
+            ("slowest of 30 ticks", f"{worst:.3f} s"),
+            ("median share of the minute", f"{median / 60:.2%}"),
+            ("median tick, warehouse locked", f"{statistics.median(locked):.3f} s"),
+            ("locked / free", f"{statistics.median(locked) / median:.1f}x"),
+        ],
+    )
+
+
 def main() -> None:
+    live_tick()
     bars_backfill()
     feature_engine()
     features_backfill_cli()

@@ -155,7 +155,9 @@ def run_tick(
     ledger.append("equity", pl.DataFrame({"tick_time": [now.isoformat()], "cash": [cash], "equity": [equity]}))
     ledger.mark_checked(decisions.select(
         "strategy_id", (col("action") != "hold").cast(pl.Int64).alias("signals"),
-        pl.when(pl.lit(kill_switch)).then(pl.lit("halted: kill switch")).otherwise(pl.lit("active")).alias("status"),
+        pl.when(pl.lit(kill_switch)).then(pl.lit("halted: kill switch"))
+        .when(col("day_pnl") <= -limits.daily_loss_limit).then(pl.lit("halted: daily loss limit"))
+        .otherwise(pl.lit("active")).alias("status"),
     ), now)
     return TickResult(decisions, reviewed, submitted, positions, equity)
 

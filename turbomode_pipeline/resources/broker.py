@@ -195,7 +195,7 @@ class LocalPaperBroker(PaperBroker):
         due = (
             pending.with_columns(minute.alias("time"))
             .sort("time")
-            .join_asof(bars.select("symbol", "time", "open").sort("time"), on="time", by="symbol", strategy="forward",
+            .join_asof(bars.select("symbol", "time", "open").sort("time"), on="time", by="symbol", strategy="forward", check_sortedness=False,
                        suffix="_bar")
             .filter(pl.col("open").is_not_null())
         )
