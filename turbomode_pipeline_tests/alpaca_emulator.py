@@ -29,8 +29,9 @@ KEY_ID, SECRET = "test-key", "test-secret"
 
 
 class AlpacaEmulator:
-    def __init__(self, bars: pl.DataFrame | None = None, page_size: int = 10_000):
+    def __init__(self, bars: pl.DataFrame | None = None, page_size: int = 10_000, minute_bars: pl.DataFrame | None = None):
         self.bars = bars if bars is not None else pl.DataFrame()
+        self.minute_bars = minute_bars if minute_bars is not None else pl.DataFrame()  # symbol, time (UTC), OHLCV
         self.page_size = page_size
         self.fail_next: list[int] = []
         self.always_fail: int | None = None
@@ -70,10 +71,16 @@ class AlpacaEmulator:
         end = datetime.fromisoformat(query["end"][0].replace("Z", "+00:00"))
         limit = min(int(query.get("limit", ["10000"])[0]), self.page_size)
         offset = int(base64.b64decode(query["page_token"][0])) if "page_token" in query else 0
-        if self.bars.is_empty():
+        minutes = query.get("timeframe", ["1Day"])[0] == "1Min"
+        served = self.minute_bars if minutes else self.bars
+        if served.is_empty():
             return {"bars": {}, "next_page_token": None}
-        stamped = self.bars.with_columns(
-            t=pl.col("session").cast(pl.Datetime("us")).dt.replace_time_zone(str(NEW_YORK)).dt.convert_time_zone("UTC")
+        stamped = (
+            served.with_columns(t=pl.col("time"), trade_count=pl.lit(None), vwap=pl.lit(None))
+            if minutes
+            else served.with_columns(
+                t=pl.col("session").cast(pl.Datetime("us")).dt.replace_time_zone(str(NEW_YORK)).dt.convert_time_zone("UTC")
+            )
         )
         selected = stamped.filter(
             pl.col("symbol").is_in(symbols) & (pl.col("t") >= start) & (pl.col("t") < end)

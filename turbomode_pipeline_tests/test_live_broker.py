@@ -109,3 +109,21 @@ def test_local_broker_fills_at_the_next_bar_open_with_slippage_and_commission(tm
     cash, equity = broker.account_equity()
     assert cash == pytest.approx(10_000 - 1011.01 - 0.10)
     assert equity == pytest.approx(cash + 10 * 102.0)  # marked at the newest close
+
+
+def test_alpaca_minute_bars_keep_regular_hours_only():
+    from datetime import date
+
+    from turbomode_pipeline.resources.market_data import AlpacaMarketData, SimulatedMarketData
+    from turbomode_pipeline.settings import DEFAULT_UNIVERSE
+
+    universe = pl.read_csv(DEFAULT_UNIVERSE).filter(pl.col("symbol").is_in(["AAPL", "NVDA"]))
+    sessions = [date(2026, 11, 20), date(2026, 11, 23)]
+    minutes = SimulatedMarketData(seed=3).minute_bars(sessions, universe)
+    premarket = minutes.head(1).with_columns(pl.col("time") - timedelta(hours=1))  # 08:30 New York
+    with AlpacaEmulator(minute_bars=pl.concat([premarket, minutes]), page_size=500) as emulator:
+        source = AlpacaMarketData(api_key=KEY_ID, secret_key=SECRET, data_url=emulator.url, backoff_s=0.01)
+        fetched = source.minute_bars(sessions, universe)
+        pages = len(emulator.statuses("/v2/stocks/bars"))
+    assert fetched.equals(minutes)
+    assert pages == 4  # one request per session, its 780 bars over two pages of 500
