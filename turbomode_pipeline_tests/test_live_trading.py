@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from dagster import DagsterEventType, EventRecordsFilter, RunRequest, SkipReason, build_sensor_context, materialize
+from dagster import DagsterEventType, DagsterRunStatus, EventRecordsFilter, RunRequest, SkipReason, build_sensor_context, materialize
 
 from turbomode_pipeline.live.report import paper_trading_report
 from turbomode_pipeline.live.trading import TradingClock, live_trading_job, live_trading_sensor
@@ -115,6 +115,14 @@ def test_outside_market_hours_the_sensor_says_when_the_market_opens(instance, li
     assert "next opens Fri 2026-11-20 09:30 EST" in early.skip_message
     thanksgiving = evaluate_sensor(instance, live, datetime(2026, 11, 26, 16, 0, tzinfo=UTC))
     assert "next opens Fri 2026-11-27 09:30 EST" in thanksgiving.skip_message
+
+
+def test_ticks_never_overlap(instance, live):
+    now = SESSION_OPEN + timedelta(minutes=20)
+    running = instance.create_run_for_job(live_trading_job, run_config={"ops": {"live_trading_tick": {"config": {
+        "tick_time": now.isoformat(), "strategy_ids": ["aapl-keltner"]}}}}, status=DagsterRunStatus.STARTED)
+    skipped = evaluate_sensor(instance, live, now + timedelta(minutes=1))
+    assert skipped.skip_message == f"the previous tick (run {running.run_id}) has not finished; ticks never overlap"
 
 
 def test_the_kill_switch_halts_the_sensor_and_every_order(instance, live, monkeypatch, fresh_settings):

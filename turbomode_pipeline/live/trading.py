@@ -12,8 +12,10 @@ from dagster import (
     Config,
     ConfigurableResource,
     DefaultSensorStatus,
+    DagsterRunStatus,
     OpExecutionContext,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SkipReason,
     in_process_executor,
@@ -33,6 +35,7 @@ from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import get_settings
 
 STRATEGIES_TAG = "turbomode/strategies"
+UNFINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
 class TradingClock(ConfigurableResource):
@@ -119,6 +122,9 @@ def live_trading_sensor(context: SensorEvaluationContext, ledger: Ledger, broker
     clock = broker.clock(now)
     if not clock.is_open:
         return SkipReason(f"the broker's clock says the market is closed; it next opens {clock.next_open:%Y-%m-%d %H:%M %Z}")
+    unfinished = context.instance.get_runs(RunsFilter(job_name=live_trading_job.name, statuses=UNFINISHED), limit=1)
+    if unfinished:
+        return SkipReason(f"the previous tick (run {unfinished[0].run_id}) has not finished; ticks never overlap")
     ledger.seed_strategies(str(settings.strategies_file))
     due = ledger.due_strategies(now)
     if not due:
