@@ -127,3 +127,29 @@ def test_alpaca_minute_bars_keep_regular_hours_only():
         pages = len(emulator.statuses("/v2/stocks/bars"))
     assert fetched.equals(minutes)
     assert pages == 4  # one request per session, its 780 bars over two pages of 500
+
+
+def test_a_tick_trades_through_the_alpaca_sdk_and_reconciles(tmp_path, emulator):
+    import logging
+
+    from turbomode_pipeline.core.risk import RiskLimits
+    from turbomode_pipeline.live.tick import run_tick
+    from turbomode_pipeline.resources.ledger import Ledger
+    from turbomode_pipeline.resources.market_data import SimulatedMarketData
+    from turbomode_pipeline.resources.warehouse import Warehouse
+    from turbomode_pipeline.settings import DEFAULT_STRATEGIES, DEFAULT_UNIVERSE
+
+    ledger = Ledger(path=str(tmp_path / "trading.sqlite"))
+    ledger.seed_strategies(str(DEFAULT_STRATEGIES))
+    emulator.prices = {"AMD": 280.0}
+    tick = dict(ledger=ledger, broker=alpaca(emulator), market_data=SimulatedMarketData(seed=11),
+                universe=pl.read_csv(DEFAULT_UNIVERSE), warehouse=Warehouse(path=str(tmp_path / "w.duckdb"), lock_timeout_s=0.2),
+                limits=RiskLimits(), kill_switch=False, log=logging.getLogger("test"))
+    now = datetime(2026, 11, 20, 14, 51, tzinfo=UTC)  # AMD's Keltner entry on the 14:50 bar (seed 11)
+    result = run_tick(now, ["amd-keltner"], **tick)
+    assert result.submitted == ["amd-keltner-20261120T1450-buy"]
+    assert list(emulator.orders) == result.submitted
+    assert result.positions.select("symbol", "broker_qty", "ledger_qty", "reconciled").rows() == [("AMD", 35.0, 35.0, True)]
+    assert ledger.query("SELECT status, filled_avg_price FROM orders").rows() == [("filled", 280.0)]
+    again = run_tick(now, ["amd-keltner"], **tick)  # the same minute again: the strategy holds, nothing is sent
+    assert again.submitted == [] and len(emulator.orders) == 1

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
 from turbomode_pipeline.calendar import sessions_before, session_open, xnys
 from turbomode_pipeline.core.risk import MarketState, RiskLimits, review
 from turbomode_pipeline.core.strategies import decide
-from turbomode_pipeline.resources.broker import FINAL_STATUSES, PaperBroker, client_order_id
+from turbomode_pipeline.resources.broker import FINAL_STATUSES, Order, PaperBroker, calendar_clock, client_order_id
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import MarketDataSource
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseError, WarehouseLockedError
@@ -38,9 +38,14 @@ class TickResult:
     equity: float
 
 
+def current_session(now: datetime) -> date:
+    """The session trading at `now`, or the last one before it."""
+    return xnys().minute_to_session(now.replace(second=0, microsecond=0), direction="previous").date()
+
+
 def completed_bars(market_data: MarketDataSource, universe: pl.DataFrame, symbols: list[str], now: datetime) -> pl.DataFrame:
     """The minute bars of the previous and the current session that have closed by `now`."""
-    session = xnys().minute_to_session(now.replace(second=0, microsecond=0), direction="previous").date()
+    session = current_session(now)
     sessions = [*sessions_before(session, 1), session]
     wanted = universe.filter(col("symbol").is_in(symbols))
     bars = market_data.minute_bars(sessions, wanted)
@@ -74,28 +79,39 @@ def day_pnl(ledger: Ledger, bars: pl.DataFrame, session_start: datetime, now: da
     )
 
 
-def sync_orders(ledger: Ledger, broker: PaperBroker, now: datetime) -> int:
-    """Ask the broker about every unfinished order; record new fills. Returns how many filled."""
+def record_orders(ledger: Ledger, orders: list[tuple[str, Order]], submitted_at: dict[str, str], now: datetime) -> None:
+    """Write the broker's view of (strategy_id, order) pairs to `orders`, and their fills to `fills`."""
+    if not orders:
+        return
+    ledger.append("orders", pl.DataFrame([
+        {"client_order_id": order.client_order_id, "strategy_id": strategy_id, "symbol": order.symbol, "side": order.side,
+         "qty": order.qty, "submitted_at": submitted_at.get(order.client_order_id, now.isoformat()),
+         "broker_order_id": order.broker_order_id, "status": order.status, "filled_qty": order.filled_qty,
+         "filled_avg_price": order.filled_avg_price, "updated_at": now.isoformat()}
+        for strategy_id, order in orders
+    ], infer_schema_length=None))
+    filled = [(strategy_id, order) for strategy_id, order in orders if order.status == "filled"]
+    if filled:
+        ledger.append("fills", pl.DataFrame([
+            {"client_order_id": order.client_order_id, "strategy_id": strategy_id, "symbol": order.symbol,
+             "side": order.side, "qty": order.filled_qty, "price": order.filled_avg_price,
+             "filled_at": (order.filled_at or now).isoformat()}
+            for strategy_id, order in filled
+        ]))
+
+
+def sync_orders(ledger: Ledger, broker: PaperBroker, now: datetime) -> None:
+    """Ask the broker about every unfinished order and record what changed."""
     open_orders = ledger.query(
-        f"SELECT * FROM orders WHERE status NOT IN ({', '.join('?' * len(FINAL_STATUSES))})", FINAL_STATUSES
+        f"SELECT client_order_id, strategy_id, submitted_at FROM orders WHERE status NOT IN ({', '.join('?' * len(FINAL_STATUSES))})",
+        FINAL_STATUSES,
     )
-    updates, fills = [], []
-    for row in open_orders.iter_rows(named=True):  # open orders: a handful per tick
-        order = broker.order_by_client_id(row["client_order_id"])
-        if order is None:
-            continue
-        updates.append({**row, "status": order.status, "filled_qty": order.filled_qty,
-                        "filled_avg_price": order.filled_avg_price, "updated_at": now.isoformat(),
-                        "broker_order_id": order.broker_order_id})
-        if order.status == "filled":
-            fills.append({"client_order_id": order.client_order_id, "strategy_id": row["strategy_id"],
-                          "symbol": order.symbol, "side": order.side, "qty": order.filled_qty,
-                          "price": order.filled_avg_price, "filled_at": (order.filled_at or now).isoformat()})
-    if updates:
-        ledger.append("orders", pl.DataFrame(updates, infer_schema_length=None))
-    if fills:
-        ledger.append("fills", pl.DataFrame(fills))
-    return len(fills)
+    if open_orders.is_empty():
+        return
+    answers = [(row["strategy_id"], broker.order_by_client_id(row["client_order_id"]))
+               for row in open_orders.iter_rows(named=True)]  # open orders: a handful per tick
+    submitted_at = dict(zip(open_orders["client_order_id"], open_orders["submitted_at"], strict=True))
+    record_orders(ledger, [(sid, order) for sid, order in answers if order is not None], submitted_at, now)
 
 
 def run_tick(
@@ -116,30 +132,18 @@ def run_tick(
     bars = completed_bars(market_data, universe, symbols, now)
     broker.observe(bars)
     sync_orders(ledger, broker, now)
-    clock = broker.clock(now)
-    session_start = session_open(xnys().minute_to_session(now.replace(second=0, microsecond=0), direction="previous").date())
-    pnl = day_pnl(ledger, bars, session_start, now)
+    market_open = calendar_clock(now).is_open and broker.clock(now).is_open
+    pnl = day_pnl(ledger, bars, session_open(current_session(now)), now)
     signals = active_signals(warehouse, ledger, now, log) if (strategies["type"] == "turbomode_signals").any() else None
-
-    rows = []
-    for strategy in strategies.iter_rows(named=True):  # one decision per strategy (ten by default)
-        mine = pnl.filter((col("strategy_id") == strategy["id"]) & (col("symbol") == strategy["symbol"]))
-        held, loss = float(mine["held_qty"].sum()), float(mine["day_pnl"].sum())
-        own_signals = signals.filter(col("symbol") == strategy["symbol"]) if signals is not None else None
-        own_bars = bars.filter(col("symbol") == strategy["symbol"])
-        decision = decide(strategy["type"], own_bars, json.loads(strategy["params"]), held, own_signals)
-        rows.append({"strategy_id": strategy["id"], "symbol": strategy["symbol"], "action": decision.action,
-                     "bar_time": decision.bar_time, "price": decision.price, "reason": decision.reason,
-                     "allocation": strategy["allocation"], "held_qty": held, "day_pnl": loss})
-    decisions = pl.DataFrame(rows, schema=DECISION_SCHEMA)
+    decisions = strategy_decisions(strategies, bars, pnl, signals)
     ledger.append("strategy_signals", decisions.select(
         pl.lit(now.isoformat()).alias("tick_time"), "strategy_id", "symbol", col("bar_time").cast(pl.String), "action",
         "price", "reason"))
 
     proposals = decisions.filter(col("action") != "hold").rename({"action": "side"})
-    cash, equity = broker.account_equity()
+    _, equity = broker.account_equity()
     open_positions = int((pnl["held_qty"] != 0).sum())
-    state = MarketState(equity=equity, open_positions=open_positions, market_open=clock.is_open, kill_switch=kill_switch)
+    state = MarketState(equity=equity, open_positions=open_positions, market_open=market_open, kill_switch=kill_switch)
     reviewed = review(proposals, limits, state)
     submitted = submit_approved(reviewed, ledger, broker, now, log)
     ledger.append("risk_decisions", reviewed.select(
@@ -148,8 +152,7 @@ def run_tick(
     for row in reviewed.filter(~col("approved")).iter_rows(named=True):
         log.info(f"risk rejected {row['side']} {row['symbol']} for {row['strategy_id']}: {row['reason']}")
 
-    broker.observe(bars)  # the local broker fills at a bar's open: nothing new fills until the next bar
-    sync_orders(ledger, broker, now)
+    sync_orders(ledger, broker, now)  # Alpaca often fills a market order at once
     positions = reconcile(ledger, broker, now, log)
     cash, equity = broker.account_equity()
     ledger.append("equity", pl.DataFrame({"tick_time": [now.isoformat()], "cash": [cash], "equity": [equity]}))
@@ -162,6 +165,22 @@ def run_tick(
     return TickResult(decisions, reviewed, submitted, positions, equity)
 
 
+def strategy_decisions(strategies: pl.DataFrame, bars: pl.DataFrame, pnl: pl.DataFrame,
+                       signals: pl.DataFrame | None) -> pl.DataFrame:
+    """Each strategy's decision on its symbol's newest bar, with what it holds and its P&L today."""
+    rows = []
+    for strategy in strategies.iter_rows(named=True):  # one decision per strategy (ten by default)
+        mine = pnl.filter((col("strategy_id") == strategy["id"]) & (col("symbol") == strategy["symbol"]))
+        held, today = float(mine["held_qty"].sum()), float(mine["day_pnl"].sum())
+        own_signals = signals.filter(col("symbol") == strategy["symbol"]) if signals is not None else None
+        own_bars = bars.filter(col("symbol") == strategy["symbol"])
+        decision = decide(strategy["type"], own_bars, json.loads(strategy["params"]), held, own_signals)
+        rows.append({"strategy_id": strategy["id"], "symbol": strategy["symbol"], "action": decision.action,
+                     "bar_time": decision.bar_time, "price": decision.price, "reason": decision.reason,
+                     "allocation": strategy["allocation"], "held_qty": held, "day_pnl": today})
+    return pl.DataFrame(rows, schema=DECISION_SCHEMA)
+
+
 def submit_approved(reviewed: pl.DataFrame, ledger: Ledger, broker: PaperBroker, now: datetime, log: logging.Logger) -> list[str]:
     """Submit each approved order once: a client id already in the ledger is never sent again."""
     approved = reviewed.filter(col("approved")).with_columns(
@@ -171,18 +190,13 @@ def submit_approved(reviewed: pl.DataFrame, ledger: Ledger, broker: PaperBroker,
     )
     known = ledger.query("SELECT client_order_id FROM orders")
     known_ids = known["client_order_id"].to_list() if not known.is_empty() else []
-    submitted, rows = [], []
+    sent = []
     for row in approved.filter(~col("client_order_id").is_in(known_ids)).iter_rows(named=True):
         order = broker.submit_market_order(row["client_order_id"], row["symbol"], row["side"], row["qty"], now)
-        submitted.append(order.client_order_id)
         log.info(f"order {order.client_order_id}: {row['side']} {row['qty']:g} {row['symbol']} -> {order.status}")
-        rows.append({"client_order_id": order.client_order_id, "strategy_id": row["strategy_id"], "symbol": row["symbol"],
-                     "side": row["side"], "qty": row["qty"], "submitted_at": now.isoformat(),
-                     "broker_order_id": order.broker_order_id, "status": order.status, "filled_qty": order.filled_qty,
-                     "filled_avg_price": order.filled_avg_price, "updated_at": now.isoformat()})
-    if rows:
-        ledger.append("orders", pl.DataFrame(rows, infer_schema_length=None))
-    return submitted
+        sent.append((row["strategy_id"], order))
+    record_orders(ledger, sent, {}, now)
+    return [order.client_order_id for _, order in sent]
 
 
 def reconcile(ledger: Ledger, broker: PaperBroker, now: datetime, log: logging.Logger) -> pl.DataFrame:
