@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from dagster import DagsterEventType, DagsterRunStatus, EventRecordsFilter, RunRequest, SkipReason, build_sensor_context, materialize
+from dagster import DagsterRunStatus, RunRequest, SkipReason, build_sensor_context, materialize
 
-from turbomode_pipeline.live.report import paper_trading_report
+from turbomode_pipeline.live.report import paper_trading_report, strategy_pnl
 from turbomode_pipeline.live.trading import TradingClock, live_trading_job, live_trading_sensor
 from turbomode_pipeline.resources.broker import LocalPaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
@@ -104,6 +104,12 @@ def test_a_simulated_session_places_orders_reconciles_and_never_repeats_one(inst
     assert metadata["ticks"].value == 7  # the repeated tick rewrote its minute's equity row
     assert metadata["equity_curve"].value.startswith("![equity curve](data:image/png;base64,")
     assert "amd-keltner" in metadata["pnl_by_strategy"].value
+    pnl = dict(strategy_pnl(live["ledger"], date(2026, 11, 20)).select("strategy_id", "pnl").rows())
+    fills = live["ledger"].query("SELECT strategy_id, side, qty, price FROM fills ORDER BY filled_at")
+    amd = fills.filter(pl.col("strategy_id") == "amd-keltner")
+    assert amd["side"].to_list() == ["buy", "sell"]  # a round trip: its P&L is the price difference
+    assert pnl["amd-keltner"] == round(amd["qty"][0] * (amd["price"][1] - amd["price"][0]), 2)
+    assert metadata["pnl_total"].value == pytest.approx(sum(pnl.values()))
 
 
 def test_outside_market_hours_the_sensor_says_when_the_market_opens(instance, live):
@@ -185,11 +191,8 @@ def test_a_tick_succeeds_while_another_process_holds_the_warehouse_write_lock(in
         holder.kill()
         holder.wait()
     assert result.success and elapsed < 20
-    warnings = [
-        record.event_log_entry.user_message
-        for record in instance.get_event_records(EventRecordsFilter(event_type=DagsterEventType.LOGS_CAPTURED))
-    ] + [entry.user_message for entry in instance.all_logs(result.run_id)]
-    assert any("using the ledger's copy: 1 min old (cached 2026-11-20 14:50 UTC)" in m for m in warnings)
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("using the ledger's copy: 1 min old (cached 2026-11-20 14:50 UTC)" in m for m in messages)
     decisions = live["ledger"].query(
         "SELECT tick_time, action, reason FROM strategy_signals WHERE strategy_id = 'nvda-turbomode' ORDER BY tick_time")
     assert decisions.rows() == [
