@@ -199,3 +199,37 @@ def test_a_tick_succeeds_while_another_process_holds_the_warehouse_write_lock(in
         (now.isoformat(), "buy", "scanner BUY signal 2026-11-19-NVDA (confidence 0.72)"),
         (later.isoformat(), "hold", "holding on signal 2026-11-19-NVDA"),
     ]
+
+
+def test_the_report_schedule_runs_on_sessions_only():
+    from dagster import build_schedule_context
+
+    from turbomode_pipeline.live.report import paper_trading_report_schedule
+
+    friday = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 21, 30, tzinfo=UTC))
+    request = paper_trading_report_schedule(friday)
+    assert (request.partition_key, request.run_key) == ("2026-11-20", "paper_trading_report:2026-11-20")
+    thanksgiving = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 26, 21, 30, tzinfo=UTC))
+    assert paper_trading_report_schedule(thanksgiving).skip_message == (
+        "2026-11-26 is not an NYSE session: no paper trading to report")
+
+
+def test_strategies_cli_lists_adds_enables_and_disables(tmp_path, monkeypatch, capsys, fresh_settings):
+    from turbomode_pipeline.cli import main
+
+    monkeypatch.setenv("TURBOMODE_DATA_DIR", str(tmp_path))
+    assert main(["strategies", "list"]) == 0
+    assert "nvda-turbomode" in capsys.readouterr().out
+    assert main(["strategies", "add", "msft-kc", "--type", "keltner_channel", "--symbol", "msft", "--allocation", "5000",
+                 "--params", '{"timeframe_minutes": 5}']) == 0
+    assert main(["strategies", "disable", "aapl-keltner"]) == 0
+    ledger = Ledger(path=str(tmp_path / "trading.sqlite"))
+    rows = ledger.strategies().filter(pl.col("id").is_in(["msft-kc", "aapl-keltner"])).select("id", "symbol", "enabled", "status")
+    assert rows.rows() == [("aapl-keltner", "AAPL", 0, "disabled"), ("msft-kc", "MSFT", 1, "idle")]
+    assert '"timeframe_minutes": 5' in ledger.strategies().filter(pl.col("id") == "msft-kc")["params"].item()
+    assert main(["strategies", "enable", "aapl-keltner"]) == 0
+    assert ledger.due_strategies(SESSION_OPEN) == sorted([*ledger.strategies()["id"]])
+    capsys.readouterr()
+    assert main(["strategies", "add", "x", "--type", "momentum", "--symbol", "A", "--allocation", "1"]) == 2
+    assert "strategy x: unknown type 'momentum'; expected one of keltner_channel" in capsys.readouterr().err
+    assert main(["strategies", "enable", "nope"]) == 2
