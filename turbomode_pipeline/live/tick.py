@@ -129,6 +129,9 @@ def run_tick(
 ) -> TickResult:
     strategies = ledger.strategies().filter(col("id").is_in(strategy_ids) & (col("enabled") == 1))
     symbols = strategies["symbol"].unique().sort().to_list()
+    unknown = sorted(set(symbols) - set(universe["symbol"]))
+    if unknown:
+        log.warning(f"no bars for {', '.join(unknown)}: not in the universe file; their strategies hold")
     bars = completed_bars(market_data, universe, symbols, now)
     broker.observe(bars)
     sync_orders(ledger, broker, now)
