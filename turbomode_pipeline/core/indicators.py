@@ -111,11 +111,17 @@ class Grid:
         return self.frame.with_columns(pl.Series(name, values, nan_to_null=True) for name, values in flat.items())
 
 
+def _empty_until(shape: tuple[int, int], position: int) -> np.ndarray:
+    """A new grid, NaN before `position` and to be filled from there."""
+    out = np.empty(shape)
+    out[:, :position] = np.nan
+    return out
+
+
 def _combine_shifted(combine: np.ufunc, a: np.ndarray, b: np.ndarray, lag: int) -> np.ndarray:
     """combine(a[t], b[t - lag]) along each row; NaN for the first `lag` positions."""
-    out = np.full(a.shape, np.nan)
-    if lag < a.shape[1]:
-        combine(a[:, lag:], b[:, : a.shape[1] - lag], out=out[:, lag:])
+    out = _empty_until(a.shape, lag)
+    combine(a[:, lag:], b[:, : a.shape[1] - lag], out=out[:, lag:])
     return out
 
 
@@ -134,7 +140,7 @@ def _window(values: np.ndarray, n: int, combine: np.ufunc) -> np.ndarray:
 
 
 def lagged(values: np.ndarray, n: int = 1) -> np.ndarray:
-    out = np.full(values.shape, np.nan)
+    out = _empty_until(values.shape, n)
     out[:, n:] = values[:, : values.shape[1] - n]
     return out
 
@@ -165,7 +171,7 @@ def window_std(values: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
 def ewm(values: np.ndarray, alpha: float, seed_at: int, seed_count: int, seed_divisor: int) -> np.ndarray:
     """EWM (adjust=False) of each row, seeded at position `seed_at` with the sum of the `seed_count`
     values ending there over `seed_divisor`: NaN before, then y_t = (1 - alpha) y_{t-1} + alpha x_t."""
-    out = np.full(values.shape, np.nan)
+    out = _empty_until(values.shape, seed_at)
     if seed_at < values.shape[1]:
         seed = values[:, seed_at - seed_count + 1 : seed_at + 1].sum(axis=1) / seed_divisor
         out[:, seed_at] = seed
@@ -185,9 +191,8 @@ def wilder(values: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """100 * n / d, and 0 where d is 0 (TA-Lib's convention), NaN where either is NaN."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator > 0, 100 * numerator / denominator, np.where(denominator == 0, 0.0, np.nan))
+    """100 * n / d, and 0 where d is 0 (TA-Lib's convention); NaN where either is NaN."""
+    return np.divide(100 * numerator, denominator, out=np.zeros(numerator.shape), where=denominator != 0)
 
 
 def _from(values: np.ndarray, position: int) -> np.ndarray:
