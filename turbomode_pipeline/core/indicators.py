@@ -145,6 +145,13 @@ def lagged(values: np.ndarray, n: int = 1) -> np.ndarray:
     return out
 
 
+def _change(values: np.ndarray) -> np.ndarray:
+    """values[t] - values[t - 1]."""
+    out = _empty_until(values.shape, 1)
+    np.subtract(values[:, 1:], values[:, :-1], out=out[:, 1:])
+    return out
+
+
 def window_sum(values: np.ndarray, n: int) -> np.ndarray:
     return _window(values, n, np.add)
 
@@ -192,30 +199,36 @@ def wilder(values: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """100 * n / d, and 0 where d is 0 (TA-Lib's convention); NaN where either is NaN."""
-    return np.divide(100 * numerator, denominator, out=np.zeros(numerator.shape), where=denominator != 0)
+    ratio = 100 * numerator
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(ratio, denominator, out=ratio)
+    np.copyto(ratio, 0.0, where=denominator == 0)
+    return ratio
 
 
 def _from(values: np.ndarray, position: int) -> np.ndarray:
-    """`values` with NaN before `position`."""
-    out = values.copy()
-    out[:, :position] = np.nan
-    return out
+    """`values`, set to NaN before `position` in place."""
+    values[:, :position] = np.nan
+    return values
 
 
 def basics(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
     """Previous close, true range, close change and directional movement, from bar 1."""
     prev_close = lagged(close)
     change = close - prev_close
-    up, down = high - lagged(high), lagged(low) - low
-    plus_dm, minus_dm = np.where((up > down) & (up > 0), up, 0.0), np.where((down > up) & (down > 0), down, 0.0)
-    plus_dm[:, :1], minus_dm[:, :1] = np.nan, np.nan
+    gain = np.maximum(change, 0.0)
+    up, down = _change(high), _change(low)
+    np.negative(down, out=down)
+    # +DM where the up move beats both the down move and 0; -DM the other way round.
+    plus_dm = np.where(up > np.maximum(down, 0.0), up, 0.0)
+    minus_dm = np.where(down > np.maximum(up, 0.0), down, 0.0)
     return {
         "_prev_close": prev_close,
         "_tr": np.maximum(high, prev_close) - np.minimum(low, prev_close),
-        "_gain": np.maximum(change, 0.0),
-        "_loss": np.maximum(-change, 0.0),
-        "_plus_dm": plus_dm,
-        "_minus_dm": minus_dm,
+        "_gain": gain,
+        "_loss": gain - change,
+        "_plus_dm": _from(plus_dm, 1),
+        "_minus_dm": _from(minus_dm, 1),
     }
 
 
@@ -240,10 +253,9 @@ def stochastic(high, low, close, fastk: int = 14, slowk: int = 3, slowd: int = 3
     lowest = window_min(low, fastk)
     slow_k = window_mean(_ratio(close - lowest, window_max(high, fastk) - lowest), slowk)
     # Clipped: a mean of values in [0, 100] can land a rounding error outside.
-    return {
-        "stoch_k": np.clip(_from(slow_k, fastk + slowk + slowd - 3), 0, 100),  # TA-Lib reports %K from %D's first value
-        "stoch_d": np.clip(window_mean(slow_k, slowd), 0, 100),
-    }
+    slow_d = np.clip(window_mean(slow_k, slowd), 0, 100)
+    # TA-Lib reports %K from %D's first value.
+    return {"stoch_k": np.clip(_from(slow_k, fastk + slowk + slowd - 3), 0, 100, out=slow_k), "stoch_d": slow_d}
 
 
 def adx(true_range: np.ndarray, plus_dm: np.ndarray, minus_dm: np.ndarray, n: int = 14) -> dict[str, np.ndarray]:
