@@ -121,7 +121,7 @@ def _empty_until(shape: tuple[int, int], position: int) -> np.ndarray:
 def _combine_shifted(combine: np.ufunc, a: np.ndarray, b: np.ndarray, lag: int) -> np.ndarray:
     """combine(a[t], b[t - lag]) along each row; NaN for the first `lag` positions."""
     out = _empty_until(a.shape, lag)
-    combine(a[:, lag:], b[:, : a.shape[1] - lag], out=out[:, lag:])
+    combine(a[:, lag:], b[:, : max(a.shape[1] - lag, 0)], out=out[:, lag:])
     return out
 
 
@@ -141,7 +141,7 @@ def _window(values: np.ndarray, n: int, combine: np.ufunc) -> np.ndarray:
 
 def lagged(values: np.ndarray, n: int = 1) -> np.ndarray:
     out = _empty_until(values.shape, n)
-    out[:, n:] = values[:, : values.shape[1] - n]
+    out[:, n:] = values[:, : max(values.shape[1] - n, 0)]
     return out
 
 
@@ -166,13 +166,6 @@ def window_max(values: np.ndarray, n: int) -> np.ndarray:
 
 def window_min(values: np.ndarray, n: int) -> np.ndarray:
     return _window(values, n, np.minimum)
-
-
-def window_std(values: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
-    """From the window's sums of x and x^2, as TA-Lib's STDDEV computes it."""
-    total = window_sum(values, n)
-    squares = window_sum(values * values, n)
-    return np.sqrt(np.maximum(squares - total * total / n, 0) / (n - ddof))
 
 
 def ewm(values: np.ndarray, alpha: float, seed_at: int, seed_count: int, seed_divisor: int) -> np.ndarray:
@@ -245,7 +238,10 @@ def macd(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9) -> 
 
 
 def bollinger(close: np.ndarray, n: int = 20, k: float = 2.0) -> dict[str, np.ndarray]:
-    middle, width = window_mean(close, n), k * window_std(close, n, ddof=0)
+    middle = window_mean(close, n)
+    # The population variance as TA-Lib's STDDEV computes it: mean of squares minus squared mean.
+    variance = window_mean(close * close, n) - middle * middle
+    width = k * np.sqrt(np.maximum(variance, 0.0, out=variance), out=variance)
     return {"bb_upper": middle + width, "bb_middle": middle, "bb_lower": middle - width}
 
 
