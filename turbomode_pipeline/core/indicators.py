@@ -19,7 +19,9 @@ array, so every window and recursion runs along one symbol's own history for all
 once and never reaches into another symbol. Windows are combined by doubling (a window of
 n takes about log2(n) whole-array operations and depends only on its own n values); the
 recursive EWMs are scipy's `lfilter`, because polars has no EWM that restarts per segment
-(and its `over(symbol)` costs several times more).
+(and its `over(symbol)` costs several times more). The polars helpers (`lag`, `rolling_*`)
+serve the features that stay on the flat frame, masked where a window would reach into the
+previous symbol.
 """
 
 from __future__ import annotations
