@@ -8,26 +8,30 @@ that fourth-newest session. What is simulated: only that start timestamp is writ
 back in time. Everything after it is the real daemon, scheduler, sensor and run launcher.
 """
 
-import shutil
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter, materialize
-from dagster._core.scheduler.instigation import ScheduleInstigatorData
 
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.automation.market_data import INGESTION_TIME, due_sessions
 from turbomode_pipeline.definitions import resources as configured_resources
+from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import load_settings
 from turbomode_pipeline_tests.conftest import range_tags, small_universe
 from turbomode_pipeline_tests.servers import (
-    LOCATION,
     REPO,
+    REPOSITORY,
     GraphQL,
+    backdate_schedule,
+    daily_ticks_between,
     dagster_daemon,
     dagster_webserver,
+    instance_home,
+    schedule_state,
+    server_env,
     wait_until,
 )
 
@@ -42,61 +46,25 @@ SCHEDULES = {  # the issue's six: name -> cron (timezone TURBOMODE_TIMEZONE, def
 SENSORS = {"missed_sessions_sensor"}
 MISSED = 3
 
-REPOSITORY = """{ repositoryOrError(repositorySelector: {repositoryLocationName: "%s", repositoryName: "__repository__"}) {
-  ... on Repository {
-    schedules { name cronSchedule executionTimezone
-      scheduleState { id status ticks(limit: 20) { status timestamp skipReason runIds } } }
-    sensors { name sensorState { status ticks(limit: 20) { status timestamp skipReason runIds } } }
-  } } }""" % LOCATION
-SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
-STOP_SCHEDULE = """mutation($id: String!) { stopRunningSchedule(id: $id) { __typename } }"""
-START_SCHEDULE = """mutation($s: ScheduleSelector!) { startSchedule(scheduleSelector: $s) {
-  __typename ... on ScheduleStateResult { scheduleState { id selectorId status } } } }"""
 LAUNCH_BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
   __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 BACKFILL = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
   ... on PartitionBackfill { status numPartitions runs(limit: 10) { runId status } } } }"""
 
 
-def schedule_state_id(graphql: GraphQL, name: str) -> str:
-    schedules = graphql(REPOSITORY)["repositoryOrError"]["schedules"]
-    return next(s["scheduleState"]["id"] for s in schedules if s["name"] == name)
-
-
-def backdate_schedule(instance: DagsterInstance, graphql: GraphQL, name: str, since: datetime):
-    """Toggle the schedule off and on (stores its state), then move its start back to `since`."""
-    graphql(STOP_SCHEDULE, id=schedule_state_id(graphql, name))
-    started = graphql(START_SCHEDULE, s={**SELECTOR, "scheduleName": name})["startSchedule"]["scheduleState"]
-    origin_id, selector_id = started["id"].split("::")
-    state = instance.get_instigator_state(origin_id, selector_id)
-    data = state.instigator_data
-    instance.update_instigator_state(state.with_data(ScheduleInstigatorData(data.cron_schedule, since.timestamp())))
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("ops")
-    home, data = root / "dagster_home", root / "data"
-    home.mkdir()
-    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(root),
-        "DAGSTER_HOME": str(home),
-        "TURBOMODE_DATA_DIR": str(data),
-        "TURBOMODE_UNIVERSE": str(small_universe(root, per_sector=1)),
-        "TURBOMODE_MARKET_DATA": "simulated",
-        "PYTHONWARNINGS": "ignore",
-    }
+    home = instance_home(root, REPO / "dagster_home" / "dagster.yaml")
+    env = server_env(root, home, small_universe(root, per_sector=1))
     settings = load_settings(env)
     recent = due_sessions(datetime.now(UTC), 10)
     kept = recent[:-MISSED]  # what the warehouse held when the daemon died
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAGSTER_HOME", str(home))
         instance = DagsterInstance.get()
-        wiring = configured_resources(settings)
-        assert materialize([daily_bars], resources=wiring, instance=instance, tags=range_tags(
-            kept[0].isoformat(), kept[-1].isoformat())).success
+        assert materialize([daily_bars], resources=configured_resources(settings), instance=instance,
+                           tags=range_tags(kept[0].isoformat(), kept[-1].isoformat())).success
 
         webserver, url = dagster_webserver(env, root)
         graphql = GraphQL(url)
@@ -159,13 +127,8 @@ def test_after_downtime_the_daemon_fills_the_missed_sessions_by_itself(stack):
 def test_the_missed_ticks_show_in_the_schedule_history(stack):
     graphql, died = stack["graphql"], stack["died"]
 
-    def ticks():
-        schedules = graphql(REPOSITORY)["repositoryOrError"]["schedules"]
-        state = next(s["scheduleState"] for s in schedules if s["name"] == "market_data_ingestion")
-        return state["ticks"] or None
-
-    history = wait_until(ticks, 120, "the scheduler's first tick")
-    missed_tick_times = scheduled_ticks_between(died, datetime.now(UTC), ZoneInfo(stack["settings"].timezone))
+    history = wait_until(lambda: schedule_state(graphql, "market_data_ingestion")["ticks"], 120, "the first tick")
+    missed_tick_times = daily_ticks_between(died, datetime.now(UTC), INGESTION_TIME, ZoneInfo(stack["settings"].timezone))
     recorded = sorted(datetime.fromtimestamp(tick["timestamp"], UTC) for tick in history)
     # Dagster's scheduler evaluates only the latest missed tick of this schedule (dagster #10335);
     # the older missed sessions are the sensor's run above.
@@ -173,17 +136,6 @@ def test_the_missed_ticks_show_in_the_schedule_history(stack):
     assert history[0]["status"] in ("SKIPPED", "SUCCESS")
 
 
-def scheduled_ticks_between(start: datetime, end: datetime, zone) -> list[datetime]:
-    day, ticks = start.astimezone(zone).date(), []
-    while (tick := datetime.combine(day, INGESTION_TIME, tzinfo=zone)) <= end:
-        if tick > start:
-            ticks.append(tick.astimezone(UTC))
-        day += timedelta(days=1)
-    return ticks
-
-
 def bars(stack) -> pl.DataFrame:
-    from turbomode_pipeline.resources.warehouse import Warehouse
-
     warehouse = Warehouse(path=str(stack["settings"].warehouse_path))
     return warehouse.query("SELECT session, symbol FROM daily_bars")
