@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
@@ -181,3 +182,35 @@ def daily_ticks_between(start: datetime, end: datetime, at: clock_time, zone) ->
             ticks.append(tick.astimezone(UTC))
         day += timedelta(days=1)
     return ticks
+
+
+CHROMIUM = os.environ.get("TURBOMODE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+@contextmanager
+def chromium_page():
+    """A page in the system's headless Chromium (Playwright never downloads a browser here)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1600, "height": 1000})
+        finally:
+            browser.close()
+
+
+def mlflow_server(backend_store_uri: str, artifacts_destination: Path, log_dir: Path) -> tuple[Server, str]:
+    """A tracking server that also serves artifacts (clients write them to `mlflow-artifacts:/...`)."""
+    port = free_port()
+    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts_destination)]
+    server = Server("mlflow", command, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, log_dir)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: serving(f"{url}/health") or server.process.poll() is not None, 180, "mlflow server")
+    assert server.process.poll() is None, server.tail()
+    return server, url

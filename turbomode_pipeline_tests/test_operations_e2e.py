@@ -26,9 +26,10 @@ from turbomode_pipeline_tests.servers import (
     REPOSITORY,
     GraphQL,
     backdate_schedule,
-    daily_ticks_between,
+    chromium_page,
     dagster_daemon,
     dagster_webserver,
+    daily_ticks_between,
     instance_home,
     schedule_state,
     server_env,
@@ -139,3 +140,19 @@ def test_the_missed_ticks_show_in_the_schedule_history(stack):
 def bars(stack) -> pl.DataFrame:
     warehouse = Warehouse(path=str(stack["settings"].warehouse_path))
     return warehouse.query("SELECT session, symbol FROM daily_bars")
+
+
+def test_the_dagster_ui_draws_the_asset_graph(stack):
+    from playwright.sync_api import expect
+
+    screenshots = stack["settings"].data_dir / "screenshots"
+    screenshots.mkdir(parents=True, exist_ok=True)
+    with chromium_page() as page:
+        page.goto(f"{stack['url']}/asset-groups", wait_until="domcontentloaded")
+        page.get_by_role("button", name="Skip").click()  # a fresh instance's "Join the Dagster community" modal
+        page.get_by_text("market_data", exact=True).last.wait_for()  # the graph's group nodes are drawn
+        page.keyboard.press("Alt+e")  # the graph's "Expand all groups"
+        for asset in ("daily_bars", "daily_features", "training_samples", "sector_models"):
+            expect(page.get_by_text(asset, exact=True).first).to_be_visible()
+        page.screenshot(path=screenshots / "dagster-asset-graph.png")
+    assert (screenshots / "dagster-asset-graph.png").stat().st_size > 10_000

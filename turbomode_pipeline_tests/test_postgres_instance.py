@@ -11,7 +11,11 @@ import polars as pl
 import psycopg2
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, materialize
-from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+from dagster_postgres import (
+    PostgresEventLogStorage,
+    PostgresRunStorage,
+    PostgresScheduleStorage,
+)
 
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.automation.market_data import INGESTION_TIME, due_sessions
