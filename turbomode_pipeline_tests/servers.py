@@ -192,14 +192,14 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def chromium_page():
+def chromium_page(width: int = 1600, height: int = 1000):
     """A page in the system's headless Chromium (Playwright never downloads a browser here)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1600, "height": 1000})
+            yield browser.new_page(viewport={"width": width, "height": height})
         finally:
             browser.close()
 
