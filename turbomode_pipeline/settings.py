@@ -7,6 +7,7 @@ unit file or a shell never turns into a silent default.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -42,7 +43,7 @@ class Settings:
     label_k_dn: float
     label_horizon: int
     mlflow_tracking_uri: str
-    mlflow_artifact_root: Path
+    mlflow_artifact_root: str
     # live paper trading (issue 7)
     broker: str
     allow_live_trading: bool
@@ -141,6 +142,18 @@ def _existing_file(raw: str) -> Path:
     return path
 
 
+def is_uri(location: str) -> bool:
+    """`s3://bucket/x`, `mlflow-artifacts:/x`, `file:///x`: not a local path."""
+    return re.match(r"^[a-z][a-z0-9+.-]+:/", location) is not None
+
+
+def _artifact_location(raw: str) -> str:
+    """A URI (s3://..., mlflow-artifacts:/... for a shared tracking server) as given; a local path made absolute."""
+    if is_uri(raw):
+        return raw
+    return str(Path(raw).expanduser().resolve())
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -163,7 +176,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         label_k_dn=_parsed("TURBOMODE_LABEL_K_DN", env, 2.0, _positive_float, "a number > 0 (ATR multiples)"),
         label_horizon=_parsed("TURBOMODE_LABEL_HORIZON", env, 10, _positive_int, "a whole number of sessions >= 1"),
         mlflow_tracking_uri=_text("MLFLOW_TRACKING_URI", env, f"sqlite:///{data_dir / 'mlflow.db'}"),
-        mlflow_artifact_root=Path(_text("TURBOMODE_MLFLOW_ARTIFACTS", env, str(data_dir / "mlartifacts"))).resolve(),
+        mlflow_artifact_root=_artifact_location(_text("TURBOMODE_MLFLOW_ARTIFACTS", env, str(data_dir / "mlartifacts"))),
         broker=_choice("TURBOMODE_BROKER", env, "local", ("local", "alpaca")),
         allow_live_trading=_parsed("TURBOMODE_ALLOW_LIVE_TRADING", env, False, _flag, "1 or 0"),
         kill_switch=_parsed("TURBOMODE_KILL_SWITCH", env, False, _flag, "1 or 0"),

@@ -308,12 +308,54 @@ def live_tick() -> None:
     )
 
 
+def instance_storage() -> None:
+    """The same one-run backfill on the SQLite instance (dagster_home/) and on PostgreSQL (dagster_home_postgres/)."""
+    import os
+    import shutil
+
+    from turbomode_pipeline_tests.servers import PG_BIN, REPO, PostgresServer
+
+    if not (PG_BIN / "initdb").exists():
+        print(f"\ninstance storage: skipped, no PostgreSQL server binaries in {PG_BIN}")
+        return
+    sessions = [d.isoformat() for d in due_sessions(datetime.now(UTC), 500)]
+    tags = {PARTITION_RANGE_START: sessions[0], PARTITION_RANGE_END: sessions[-1]}
+    postgres = PostgresServer()
+    os.environ["TURBOMODE_DAGSTER_PG_URL"] = postgres.sqlalchemy_url
+    times = {}
+    try:
+        for name, config in (("sqlite", "dagster_home"), ("postgres", "dagster_home_postgres")):
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copy(REPO / config / "dagster.yaml", Path(tmp) / "dagster.yaml")
+                os.environ["DAGSTER_HOME"] = tmp
+                resources = {
+                    "market_data": SimulatedMarketData(),
+                    "warehouse": Warehouse(path=str(Path(tmp) / "warehouse.duckdb")),
+                    "universe": Universe(path=str(DEFAULT_UNIVERSE)),
+                }
+                with DagsterInstance.get() as instance:
+                    times[name] = timed(lambda: materialize(
+                        [daily_bars], resources=resources, instance=instance, tags=tags, run_config=QUIET,
+                    ))
+    finally:
+        postgres.stop()
+    table(
+        f"daily_bars, one run over {len(sessions)} sessions x 242 symbols, by instance storage",
+        [
+            ("SQLite instance (dagster_home/)", f"{times['sqlite']:.1f} s"),
+            ("PostgreSQL 15 on loopback (dagster_home_postgres/)", f"{times['postgres']:.1f} s"),
+            ("ratio: PostgreSQL / SQLite", f"{times['postgres'] / times['sqlite']:.2f}"),
+        ],
+    )
+
+
 def main() -> None:
     live_tick()
     bars_backfill()
     feature_engine()
     features_backfill_cli()
     model_training()
+    instance_storage()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from dagster import ConfigurableResource
 
 from turbomode_pipeline.core.training import SectorTraining, TrainedModel
 from turbomode_pipeline.core.universe import sector_slug
+from turbomode_pipeline.settings import is_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 EXPERIMENT = "turbomode"
@@ -28,7 +29,11 @@ def registered_name(sector: str, model_type: str) -> str:
 
 
 class ModelRegistry(ConfigurableResource):
-    """MLflow at `tracking_uri` (a SQLite file by default) with artifacts under `artifact_root`."""
+    """MLflow at `tracking_uri` (a SQLite file by default) with artifacts under `artifact_root`.
+
+    `artifact_root` is a local folder or a URI the tracking server understands (`s3://...`, or
+    `mlflow-artifacts:/...` when the server proxies artifacts), so a shared server is configuration.
+    """
 
     tracking_uri: str
     artifact_root: str
@@ -45,6 +50,8 @@ class ModelRegistry(ConfigurableResource):
         experiment = client.get_experiment_by_name(EXPERIMENT)
         if experiment is not None:
             return experiment.experiment_id
+        if is_uri(self.artifact_root):
+            return client.create_experiment(EXPERIMENT, artifact_location=self.artifact_root)
         Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
         return client.create_experiment(EXPERIMENT, artifact_location=Path(self.artifact_root).resolve().as_uri())
 
