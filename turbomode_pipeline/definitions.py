@@ -13,6 +13,13 @@ from turbomode_pipeline.automation.market_data import (
     missed_sessions_sensor,
 )
 from turbomode_pipeline.automation.models import model_training, model_training_job
+from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
+from turbomode_pipeline.automation.scanner import (
+    overnight_scanner,
+    scanner_freshness_sensor,
+    scanner_job,
+    scanner_signals_fresh,
+)
 from turbomode_pipeline.resources.market_data import AlpacaMarketData, MarketDataSource, SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.universe import Universe
@@ -43,11 +50,11 @@ def resources(settings: Settings) -> dict:
 
 
 defs = Definitions(
-    assets=[daily_bars, daily_features, training_samples, sector_models],
-    asset_checks=[daily_bars_fresh],
-    jobs=[market_data_job, backtest_data_job, model_training_job],
-    schedules=[market_data_ingestion, backtest_data, model_training],
-    sensors=[missed_sessions_sensor],
+    assets=[daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes],
+    asset_checks=[daily_bars_fresh, scanner_signals_fresh],
+    jobs=[market_data_job, backtest_data_job, model_training_job, scanner_job],
+    schedules=[market_data_ingestion, backtest_data, model_training, overnight_scanner],
+    sensors=[missed_sessions_sensor, scanner_freshness_sensor],
     resources=resources(get_settings()),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one
     # process per run saves re-importing the stack for every step.

@@ -42,6 +42,7 @@ class Settings:
     label_horizon: int
     mlflow_tracking_uri: str
     mlflow_artifact_root: Path
+    signal_threshold: float
 
     @property
     def warehouse_path(self) -> Path:
@@ -100,6 +101,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _threshold(raw: str) -> float:
+    value = float(raw)
+    if not 0.5 < value <= 1.0:
+        raise ValueError("outside (0.5, 1]: at 0.5 or below a symbol would be both a BUY and a SELL")
+    return value
+
+
 def _existing_file(raw: str) -> Path:
     path = Path(raw).expanduser().resolve()
     if not path.is_file():
@@ -130,6 +138,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         label_horizon=_parsed("TURBOMODE_LABEL_HORIZON", env, 10, _positive_int, "a whole number of sessions >= 1"),
         mlflow_tracking_uri=_text("MLFLOW_TRACKING_URI", env, f"sqlite:///{data_dir / 'mlflow.db'}"),
         mlflow_artifact_root=Path(_text("TURBOMODE_MLFLOW_ARTIFACTS", env, str(data_dir / "mlartifacts"))).resolve(),
+        signal_threshold=_parsed("TURBOMODE_SIGNAL_THRESHOLD", env, 0.60, _threshold, "a probability in (0.5, 1]"),
     )
     for name in ("APCA_API_DATA_URL", "APCA_API_BASE_URL"):
         url = _text(name, env, None)
