@@ -153,7 +153,8 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     if failures:
         raise refuse("scanner_signals", failures, sessions)
     warehouse.replace_partitions(SIGNAL_HISTORY, conform(found, SignalHistory), sessions)
-    warehouse.replace_partitions(SCANNER_SCORES, conform(scored, ScannerScores), sessions)
+    scores = scored.select(list(ScannerScores.to_schema().columns))
+    warehouse.replace_partitions(SCANNER_SCORES, conform(scores, ScannerScores), sessions)
     warehouse.execute(ACTIVE_SIGNALS_VIEW, MARK_ACTIVE)
     latest = found.filter(pl.col("session") == sessions[-1])
     counts = dict(latest.group_by("signal_type").len().iter_rows())

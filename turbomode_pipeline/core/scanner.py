@@ -100,8 +100,8 @@ def outcomes(signals: pl.DataFrame, bars: pl.DataFrame, horizon: int) -> pl.Data
     )
     move = col("exit_price") / col("entry_price") - 1
     return (
-        frame.filter(col("id").is_not_null() & col("_has_horizon"))
-        .with_columns(exit_session=at_exit("session"), exit_price=exit_price)
+        frame.with_columns(exit_session=at_exit("session"), exit_price=exit_price)
+        .filter(col("id").is_not_null() & col("_has_horizon"))
         .select(
             "id", "session", "symbol", "sector", "signal_type", "outcome", "exit_session", "exit_price",
             pl.when(buy).then(move).otherwise(-move).alias("ret"), "days_held",
