@@ -16,6 +16,7 @@ from turbomode_pipeline.automation.models import model_training, model_training_
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.automation.scanner import (
     overnight_scanner,
+    scanner_automation_sensor,
     scanner_freshness_sensor,
     scanner_job,
     scanner_signals_fresh,
@@ -54,7 +55,7 @@ defs = Definitions(
     asset_checks=[daily_bars_fresh, scanner_signals_fresh],
     jobs=[market_data_job, backtest_data_job, model_training_job, scanner_job],
     schedules=[market_data_ingestion, backtest_data, model_training, overnight_scanner],
-    sensors=[missed_sessions_sensor, scanner_freshness_sensor],
+    sensors=[missed_sessions_sensor, scanner_freshness_sensor, scanner_automation_sensor],
     resources=resources(get_settings()),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one
     # process per run saves re-importing the stack for every step.

@@ -1,7 +1,6 @@
-"""When the scanner runs: `overnight_scanner` at 23:30, and the freshness check of its signals.
-
-Late features re-trigger the scan through `scanner_signals`' automation condition (see
-assets/scanner.py), evaluated by Dagster's default automation condition sensor.
+"""When the scanner runs: `overnight_scanner` at 23:30, late features through
+`scanner_signals`' automation condition (see assets/scanner.py, evaluated by
+`scanner_automation_sensor`), and the freshness check of its signals.
 """
 
 import json
@@ -15,6 +14,7 @@ from dagster import (
     AssetKey,
     AssetPartitionStatus,
     AssetSelection,
+    AutomationConditionSensorDefinition,
     DagsterInstance,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -42,6 +42,15 @@ scanner_job = define_asset_job(
     selection=AssetSelection.assets(scanner_signals, signal_outcomes),
     partitions_def=daily_sessions(),
     description="Scan a session for signals; grade the signals whose horizon ended.",
+)
+
+
+scanner_automation_sensor = AutomationConditionSensorDefinition(
+    "scanner_automation_sensor",
+    target=AssetSelection.assets(scanner_signals),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Scans a recent session as soon as its daily_features land after the 23:30 schedule.",
 )
 
 
