@@ -118,3 +118,12 @@ def test_forward_returns_look_exactly_horizon_sessions_ahead():
     bars = bars_of({"A": [(1, 1, 1, c) for c in (10.0, 11.0, 12.0, 13.0, 14.0)]})
     returns = forward_returns(bars, horizon=2)
     assert returns["fwd_ret"].to_list() == pytest.approx([12 / 10 - 1, 13 / 11 - 1, 14 / 12 - 1])
+
+
+def test_the_signal_threshold_setting_is_validated_by_name():
+    from turbomode_pipeline.settings import SettingsError, load_settings
+
+    assert load_settings({}).signal_threshold == 0.60
+    assert load_settings({"TURBOMODE_SIGNAL_THRESHOLD": "0.7"}).signal_threshold == 0.7
+    with pytest.raises(SettingsError, match=r"TURBOMODE_SIGNAL_THRESHOLD='0\.5' is invalid: .*BUY and a SELL"):
+        load_settings({"TURBOMODE_SIGNAL_THRESHOLD": "0.5"})

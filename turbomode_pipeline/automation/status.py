@@ -52,9 +52,11 @@ def _asset_row(instance: DagsterInstance, asset: str, recent: list[date], now: d
     written = datetime.fromtimestamp(event.timestamp, UTC) if event else None
     newest = max(partitions) if partitions else None
     missing = unscanned(instance, recent, asset) if recent else []
+    age = (now.date() - date.fromisoformat(newest)).days if newest and asset != "sector_models" else None
     return {
         "asset": asset,
         "newest_partition": newest or "none",
+        "partition_age": "-" if age is None else f"{age} d",
         "last_written": _ago(written, now),
         f"missing_of_last_{RECENT}": ", ".join(map(str, missing)) if missing else "-",
         "_missing": missing,
