@@ -20,9 +20,10 @@ from turbomode_pipeline.automation.scanner import (
     scanner_freshness_sensor,
 )
 from turbomode_pipeline.calendar import session_close, sessions_after
+from turbomode_pipeline.core.features import FEATURES
 from turbomode_pipeline.core.model_zoo import STACKED
-from turbomode_pipeline.resources.model_registry import registered_name
-from turbomode_pipeline.schemas import SignalHistory
+from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.schemas import DAILY_FEATURES, SignalHistory
 from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline_tests.conftest import range_tags, table
 from turbomode_pipeline_tests.test_daily_bars import CorruptedSource
@@ -232,3 +233,19 @@ def test_outcomes_refuse_a_session_whose_horizon_has_not_passed(trained_models, 
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.error.message
     assert re.search(rf"signal_outcomes {day} is not materialisable yet: .* needs bars through \d{{4}}-", message)
+
+
+def test_without_champions_the_scan_fails_saying_which_model_is_missing(resources, instance, tmp_path):
+    day = "2024-03-05"
+    assert materialize([daily_bars], resources=resources, instance=instance, partition_key=day).success
+    features = table(resources["warehouse"], "SELECT * FROM daily_bars").select(
+        "session", "symbol", "sector", "close", pl.lit(1.0).alias("atr_14"),
+        *(pl.lit(0.1).alias(name) for name in FEATURES),
+    )
+    resources["warehouse"].replace_partitions(DAILY_FEATURES, features, [date.fromisoformat(day)])
+    empty_registry = ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "art"))
+    result = materialize([scanner_signals], resources={**resources, "model_registry": empty_registry}, instance=instance,
+                         partition_key=day, raise_on_error=False)
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "scanner not run: no champion model turbomode-" in message and "materialise sector_models first" in message

@@ -104,6 +104,15 @@ def _features(warehouse: Warehouse, sessions: list[date]) -> pl.DataFrame:
     return features
 
 
+def _champion(model_registry: ModelRegistry, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return model_registry.champion(name)
+    except MlflowException as error:
+        raise Failure(description=f"scanner not run: no champion model {name} ({error}); materialise sector_models first") from None
+
+
 def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.DataFrame, dict]:
     """Every symbol with complete features, scored by its sector's stacked champion."""
     complete = features.drop_nulls([*FEATURES, "atr_14"])
@@ -112,7 +121,7 @@ def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.Dat
     frames, loading = [], {}
     for sector, rows in complete.group_by("sector", maintain_order=True):
         started = time.perf_counter()
-        champion = model_registry.champion(registered_name(sector[0], STACKED))
+        champion = _champion(model_registry, registered_name(sector[0], STACKED))
         loading[champion.name] = time.perf_counter() - started
         probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
         frames.append(
