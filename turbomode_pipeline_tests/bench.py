@@ -271,10 +271,11 @@ def scanner_scan() -> None:
              for i in range(copies)]
         ).head(3000)
 
-        def scan(frame: pl.DataFrame, name: str) -> tuple[float, float]:
+        def scan(frame: pl.DataFrame, name: str, cold: bool = True) -> tuple[float, float]:
             warehouse = Warehouse(path=str(folder / f"{name}.duckdb"))
             warehouse.replace_partitions(DAILY_FEATURES, conform(frame, DailyFeatures), [newest])
-            model_registry._LOADED.clear()  # a fresh process: every champion loaded from MLflow
+            if cold:
+                model_registry._LOADED.clear()  # as in a fresh process: every champion loaded from MLflow
             result = None
 
             def run():
@@ -289,6 +290,8 @@ def scanner_scan() -> None:
 
         full_time, full_load = scan(full, "full")
         wide_time, wide_load = scan(wide, "wide")
+        warm_full, _ = scan(full, "full_warm", cold=False)
+        warm_wide, _ = scan(wide, "wide_warm", cold=False)
     table(
         f"scanner_signals, one session ({newest}), champions trained with production settings in {train_time:.0f} s",
         [
@@ -297,6 +300,9 @@ def scanner_scan() -> None:
             (f"simulated universe, {wide.height} symbols, incl. loading", f"{wide_time:.1f} s"),
             ("  of which loading the 11 champions from MLflow", f"{wide_load:.1f} s"),
             (f"ratio {wide.height} / {full.height} symbols", f"{wide_time / full_time:.2f}"),
+            ("full universe, champions already loaded in the process", f"{warm_full:.1f} s"),
+            (f"{wide.height} symbols, champions already loaded in the process", f"{warm_wide:.1f} s"),
+            (f"ratio {wide.height} / {full.height} symbols, champions already loaded", f"{warm_wide / warm_full:.2f}"),
         ],
     )
 
