@@ -13,6 +13,14 @@ from turbomode_pipeline.automation.market_data import (
     missed_sessions_sensor,
 )
 from turbomode_pipeline.automation.models import model_training, model_training_job
+from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
+from turbomode_pipeline.automation.scanner import (
+    overnight_scanner,
+    scanner_automation_sensor,
+    scanner_freshness_sensor,
+    scanner_job,
+    scanner_signals_fresh,
+)
 from turbomode_pipeline.live.report import paper_trading_report, paper_trading_report_job, paper_trading_report_schedule
 from turbomode_pipeline.live.trading import TradingClock, live_trading_job, live_trading_sensor
 from turbomode_pipeline.resources.broker import AlpacaPaperBroker, LocalPaperBroker, PaperBroker
@@ -74,11 +82,14 @@ def resources(settings: Settings) -> dict:
 
 
 defs = Definitions(
-    assets=[daily_bars, daily_features, training_samples, sector_models, paper_trading_report],
-    asset_checks=[daily_bars_fresh],
-    jobs=[market_data_job, backtest_data_job, model_training_job, live_trading_job, paper_trading_report_job],
-    schedules=[market_data_ingestion, backtest_data, model_training, paper_trading_report_schedule],
-    sensors=[missed_sessions_sensor, live_trading_sensor],
+    assets=[
+        daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes,
+        paper_trading_report,
+    ],
+    asset_checks=[daily_bars_fresh, scanner_signals_fresh],
+    jobs=[market_data_job, backtest_data_job, model_training_job, scanner_job, live_trading_job, paper_trading_report_job],
+    schedules=[market_data_ingestion, backtest_data, model_training, overnight_scanner, paper_trading_report_schedule],
+    sensors=[missed_sessions_sensor, scanner_freshness_sensor, scanner_automation_sensor, live_trading_sensor],
     resources=resources(get_settings()),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one
     # process per run saves re-importing the stack for every step.

@@ -59,6 +59,8 @@ class Settings:
     risk_min_price: float
     allow_short: bool
     live_signals_timeout_s: float
+    # scanner (issue 5)
+    signal_threshold: float
 
     @property
     def warehouse_path(self) -> Path:
@@ -135,6 +137,13 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _threshold(raw: str) -> float:
+    value = float(raw)
+    if not 0.5 < value <= 1.0:
+        raise ValueError("outside (0.5, 1]: at 0.5 or below a symbol would be both a BUY and a SELL")
+    return value
+
+
 def _existing_file(raw: str) -> Path:
     path = Path(raw).expanduser().resolve()
     if not path.is_file():
@@ -191,6 +200,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         risk_min_price=_parsed("TURBOMODE_RISK_MIN_PRICE", env, 5.0, _non_negative_float, "dollars >= 0"),
         allow_short=_parsed("TURBOMODE_ALLOW_SHORT", env, False, _flag, "1 or 0"),
         live_signals_timeout_s=_parsed("TURBOMODE_LIVE_SIGNALS_TIMEOUT_S", env, 1.0, _positive_float, "seconds > 0"),
+        signal_threshold=_parsed("TURBOMODE_SIGNAL_THRESHOLD", env, 0.60, _threshold, "a probability in (0.5, 1]"),
     )
     for name in ("APCA_API_DATA_URL", "APCA_API_BASE_URL"):
         url = _text(name, env, None)

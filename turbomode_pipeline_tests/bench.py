@@ -349,6 +349,90 @@ def instance_storage() -> None:
     )
 
 
+def scanner_scan() -> None:
+    """The nightly scan of one session, model loading included, for the full universe and for 3,000 symbols.
+
+    The 66 models are trained first with the production settings (not `fast`) on the 44-symbol
+    test universe, so that scoring pays for full-size models; the 3,000 symbols are the full
+    universe's features repeated under synthetic names with a little noise.
+    """
+    import numpy as np
+    import polars as pl
+
+    from turbomode_pipeline.assets.models import sector_models
+    from turbomode_pipeline.assets.scanner import scanner_signals
+    from turbomode_pipeline.automation.models import all_sectors_tags
+    from turbomode_pipeline.core.features import FEATURES, compute_features
+    from turbomode_pipeline.core.labels import triple_barrier
+    from turbomode_pipeline.core.universe import load_universe
+    from turbomode_pipeline.resources import model_registry
+    from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
+    from turbomode_pipeline_tests.conftest import small_universe
+
+    sessions = due_sessions(datetime.now(UTC), 700)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        registry = model_registry.ModelRegistry(
+            tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", artifact_root=str(folder / "mlartifacts")
+        )
+        training = Warehouse(path=str(folder / "training.duckdb"))
+        bars = SimulatedMarketData().daily_bars(sessions, load_universe(small_universe(folder)))
+        features = compute_features(bars)
+        training.replace_partitions(DAILY_FEATURES, conform(features, DailyFeatures), sessions)
+        training.replace_partitions(TRAINING_SAMPLES, conform(triple_barrier(bars, features), TrainingSamples), sessions)
+        instance = DagsterInstance.ephemeral()
+        config = {**QUIET, "ops": {"sector_models": {"config": {"holdout_sessions": 80}}}}
+        train_time = timed(lambda: materialize(
+            [sector_models], resources={"warehouse": training, "model_registry": registry}, instance=instance,
+            run_config=config, tags=all_sectors_tags(),
+        ))
+
+        newest = sessions[-1]
+        full = compute_features(SimulatedMarketData().daily_bars(sessions[-300:], load_universe(DEFAULT_UNIVERSE)))
+        full = full.filter(pl.col("session") == newest)
+        rng = np.random.default_rng(1)
+        copies = -(-3000 // full.height)
+        wide = pl.concat(
+            [full.with_columns(pl.col("symbol") + f"_{i}", *(pl.col(f) * (1 + 0.01 * rng.standard_normal(full.height)) for f in FEATURES))
+             for i in range(copies)]
+        ).head(3000)
+
+        def scan(frame: pl.DataFrame, name: str, cold: bool = True) -> tuple[float, float]:
+            warehouse = Warehouse(path=str(folder / f"{name}.duckdb"))
+            warehouse.replace_partitions(DAILY_FEATURES, conform(frame, DailyFeatures), [newest])
+            if cold:
+                model_registry._LOADED.clear()  # as in a fresh process: every champion loaded from MLflow
+            result = None
+
+            def run():
+                nonlocal result
+                result = materialize(
+                    [scanner_signals], resources={"warehouse": warehouse, "model_registry": registry}, instance=instance,
+                    partition_key=newest.isoformat(), run_config=QUIET,
+                )
+
+            wall = timed(run)
+            return wall, result.asset_materializations_for_node("scanner_signals")[0].metadata["model_load_seconds"].value
+
+        full_time, full_load = scan(full, "full")
+        wide_time, wide_load = scan(wide, "wide")
+        warm_full, _ = scan(full, "full_warm", cold=False)
+        warm_wide, _ = scan(wide, "wide_warm", cold=False)
+    table(
+        f"scanner_signals, one session ({newest}), champions trained with production settings in {train_time:.0f} s",
+        [
+            (f"full universe, {full.height} symbols, incl. loading 11 champions (target < 15 s)", f"{full_time:.1f} s"),
+            ("  of which loading the 11 champions from MLflow", f"{full_load:.1f} s"),
+            (f"simulated universe, {wide.height} symbols, incl. loading", f"{wide_time:.1f} s"),
+            ("  of which loading the 11 champions from MLflow", f"{wide_load:.1f} s"),
+            (f"ratio {wide.height} / {full.height} symbols", f"{wide_time / full_time:.2f}"),
+            ("full universe, champions already loaded in the process", f"{warm_full:.1f} s"),
+            (f"{wide.height} symbols, champions already loaded in the process", f"{warm_wide:.1f} s"),
+            (f"ratio {wide.height} / {full.height} symbols, champions already loaded", f"{warm_wide / warm_full:.2f}"),
+        ],
+    )
+
+
 def main() -> None:
     live_tick()
     bars_backfill()
@@ -356,6 +440,7 @@ def main() -> None:
     features_backfill_cli()
     model_training()
     instance_storage()
+    scanner_scan()
 
 
 if __name__ == "__main__":

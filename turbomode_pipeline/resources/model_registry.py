@@ -10,6 +10,7 @@ otherwise `challenger`, with the reason recorded. Consumers load models by alias
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,17 @@ from turbomode_pipeline.settings import is_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 EXPERIMENT = "turbomode"
+# Loaded models by (tracking URI, name, version): a version never changes, so each process
+# loads it once however many scans it runs.
+_LOADED: dict[tuple[str, str, str], object] = {}
+
+
+@dataclass(frozen=True)
+class Champion:
+    name: str
+    version: str
+    run_id: str
+    model: object
 
 
 def registered_name(sector: str, model_type: str) -> str:
@@ -140,6 +152,16 @@ class ModelRegistry(ConfigurableResource):
 
         self._client()
         return mlflow.sklearn.load_model(f"models:/{name}@{alias}")
+
+    def champion(self, name: str) -> Champion:
+        """The version behind `name`'s champion alias, with its run, loaded once per process."""
+        import mlflow
+
+        version = self._client().get_model_version_by_alias(name, CHAMPION)
+        key = (self.tracking_uri, name, str(version.version))
+        if key not in _LOADED:
+            _LOADED[key] = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+        return Champion(name, str(version.version), version.run_id, _LOADED[key])
 
     def champion_metric(self, name: str, metric: str = "holdout_roc_auc") -> float:
         """A metric logged by the run that produced `name`'s champion version."""

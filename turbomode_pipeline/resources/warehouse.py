@@ -79,6 +79,18 @@ class Warehouse(ConfigurableResource):
                 first_line = str(error).splitlines()[0]
                 raise WarehouseError(f"{self.path}: {first_line}; materialise the asset that writes it first") from None
 
+    def execute(self, *statements: str) -> None:
+        """Run DDL or update statements in one transaction (views, derived flags)."""
+        with self.connection() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for statement in statements:
+                    con.execute(statement)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def replace_partitions(self, table: Table, frame: pl.DataFrame, partitions: Sequence) -> int:
         """Replace exactly `partitions` of `table` with `frame`, in one transaction.
 
