@@ -13,6 +13,12 @@ from turbomode_pipeline.automation.market_data import (
     missed_sessions_sensor,
 )
 from turbomode_pipeline.automation.models import model_training, model_training_job
+from turbomode_pipeline.assets.drift import drift_report
+from turbomode_pipeline.automation.alerts import failed_check_alerts, run_failure_alerts
+from turbomode_pipeline.automation.drift import drift_monitoring, drift_monitoring_job, drift_retrain_sensor
+from turbomode_pipeline.automation.maintenance import weekly_maintenance, weekly_maintenance_job
+from turbomode_pipeline.resources.alerts import AlertSender
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.market_data import AlpacaMarketData, MarketDataSource, SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.universe import Universe
@@ -39,15 +45,20 @@ def resources(settings: Settings) -> dict:
         "model_registry": ModelRegistry(
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
         ),
+        "reports": ReportStore(directory=str(settings.reports_dir)),
+        "alerts": AlertSender(
+            log_path=str(settings.alerts_log), webhook_url=settings.alert_webhook, timeout_s=settings.alert_timeout_s,
+            retries=settings.alert_retries, ui_base_url=settings.ui_base_url,
+        ),
     }
 
 
 defs = Definitions(
-    assets=[daily_bars, daily_features, training_samples, sector_models],
+    assets=[daily_bars, daily_features, training_samples, sector_models, drift_report],
     asset_checks=[daily_bars_fresh],
-    jobs=[market_data_job, backtest_data_job, model_training_job],
-    schedules=[market_data_ingestion, backtest_data, model_training],
-    sensors=[missed_sessions_sensor],
+    jobs=[market_data_job, backtest_data_job, model_training_job, drift_monitoring_job, weekly_maintenance_job],
+    schedules=[market_data_ingestion, backtest_data, model_training, drift_monitoring, weekly_maintenance],
+    sensors=[missed_sessions_sensor, drift_retrain_sensor, run_failure_alerts, failed_check_alerts],
     resources=resources(get_settings()),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one
     # process per run saves re-importing the stack for every step.
