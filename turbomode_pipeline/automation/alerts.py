@@ -4,13 +4,12 @@ The checks sensor reads the instance's event log for check evaluations (those of
 those the freshness sensor reports) and alerts on every failed one of severity ERROR.
 """
 
+import json
 from datetime import UTC, datetime
 
 from dagster import (
     AssetCheckSeverity,
-    DagsterEventType,
     DefaultSensorStatus,
-    EventRecordsFilter,
     RunFailureSensorContext,
     SensorEvaluationContext,
     SensorResult,
@@ -18,10 +17,12 @@ from dagster import (
     sensor,
 )
 
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
 from turbomode_pipeline.core.alerts import check_failure_alert, partition_of, run_failure_alert
 from turbomode_pipeline.resources.alerts import AlertSender
 
-CHECK_BATCH = 200
+CHECK_HISTORY = 20  # failed evaluations per check looked at per tick
 
 
 @run_failure_sensor(
@@ -31,7 +32,12 @@ CHECK_BATCH = 200
 )
 def run_failure_alerts(context: RunFailureSensorContext, alerts: AlertSender):
     run = context.dagster_run
-    error = context.failure_event.message or "no error message"
+    steps = [
+        f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+        for event in context.get_step_failure_events()
+        if event.step_failure_data.error is not None
+    ]
+    error = "; ".join(steps) or context.failure_event.message or "no error message"
     alert = run_failure_alert(run.job_name, run.run_id, run.tags, error, alerts.ui_base_url, datetime.now(UTC))
     context.log.info(f"alert for run {run.run_id}: {alerts.send(alert)}")
 
@@ -43,31 +49,29 @@ def run_failure_alerts(context: RunFailureSensorContext, alerts: AlertSender):
     description="Every failed check of severity ERROR (freshness, blocking data checks): an alert.",
 )
 def failed_check_alerts(context: SensorEvaluationContext, alerts: AlertSender):
-    after = int(context.cursor) if context.cursor else None
-    if after is None:  # first tick: start from now, not from the whole history
-        latest = context.instance.get_event_records(
-            EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION), limit=1
-        )
-        return SensorResult(skip_reason="watching check evaluations from now on",
-                            cursor=str(latest[0].storage_id if latest else 0))
-    records = context.instance.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-        limit=CHECK_BATCH, ascending=True,
-    )
+    seen = json.loads(context.cursor) if context.cursor else None
+    latest = {}
     sent = []
-    for record in records:  # a handful of evaluations per run
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if evaluation.passed or evaluation.severity != AssetCheckSeverity.ERROR:
-            continue
-        partition = evaluation.partition or _partition(context.instance, record.event_log_entry.run_id, evaluation)
-        alert = check_failure_alert(
-            evaluation.asset_key.path, evaluation.check_name, partition, evaluation.description,
-            record.event_log_entry.run_id, alerts.ui_base_url, datetime.now(UTC),
+    for key in sorted(context.repository_def.asset_graph.asset_check_keys, key=str):  # a dozen checks
+        history = context.instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=CHECK_HISTORY, status={AssetCheckExecutionRecordStatus.FAILED}
         )
-        sent.append(f"{evaluation.check_name}: {alerts.send(alert)}")
-    cursor = str(records[-1].storage_id) if records else context.cursor
+        latest[str(key)] = max((record.id for record in history), default=0)
+        if seen is None:  # first tick: watch from now on, not the whole history
+            continue
+        for record in history:
+            evaluation = record.event.dagster_event.event_specific_data if record.event else None
+            if record.id <= seen.get(str(key), 0) or evaluation is None or evaluation.severity != AssetCheckSeverity.ERROR:
+                continue
+            partition = evaluation.partition or _partition(context.instance, record.run_id, evaluation)
+            alert = check_failure_alert(
+                key.asset_key.path, key.name, partition, evaluation.description, record.run_id,
+                alerts.ui_base_url, datetime.now(UTC),
+            )
+            sent.append(f"{key.name}: {alerts.send(alert)}")
+    cursor = json.dumps(latest, sort_keys=True)
     if not sent:
-        return SensorResult(skip_reason="no failed check since the last tick", cursor=cursor)
+        return SensorResult(skip_reason="no new failed check", cursor=cursor)
     context.log.info("; ".join(sent))
     return SensorResult(cursor=cursor)
 
