@@ -133,7 +133,8 @@ def sector_status(drift: pl.DataFrame, judged: list[str], thresholds: Thresholds
             col("excess_psi").filter(judged_only).median().alias("median_excess_psi"),
             col("psi").filter(judged_only).median().alias("median_psi"),
             col("psi").max().alias("max_psi"),
-            col("feature").sort_by("excess_psi", descending=True).first().alias("top_feature"),
+            col("feature").filter(judged_only).sort_by(col("excess_psi").filter(judged_only), descending=True)
+            .first().alias("top_feature"),
             col("ks").filter(judged_only).max().alias("max_ks"),
             (col("status") == "drift").filter(judged_only).sum().cast(pl.Int32).alias("features_drift"),
             judged_only.sum().cast(pl.Int32).alias("features_judged"),

@@ -60,14 +60,15 @@ def _distributions(data: DriftReportData) -> str:
         feature, sector = row["top_feature"], row["sector"]
         reference = data.reference.filter(pl.col("sector") == sector)[feature].drop_nulls().to_numpy()
         current = data.current.filter(pl.col("sector") == sector)[feature].drop_nulls().to_numpy()
-        bins = np.unique(np.quantile(np.concatenate([reference, current]), np.linspace(0, 1, 31)))
+        low, high = np.quantile(np.concatenate([reference, current]), [0.005, 0.995])
+        bins = np.linspace(low, high, 31) if high > low else 10
         axis.set_visible(True)
         axis.hist(reference, bins=bins, density=True, alpha=0.55, color=REFERENCE, label="training window")
         axis.hist(current, bins=bins, density=True, alpha=0.55, color=CURRENT, label="last sessions")
         axis.set_title(f"{sector}: {feature}", fontsize=9, color=STATUS_COLOURS[row["status"]])
         axis.tick_params(labelsize=7)
     axes.ravel()[0].legend(fontsize=7)
-    figure.suptitle("each sector's most drifted feature")
+    figure.suptitle("each sector's most drifted judged feature")
     figure.tight_layout()
     return _png(figure)
 
