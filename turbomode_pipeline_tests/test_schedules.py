@@ -3,7 +3,7 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from dagster import build_schedule_context
+from dagster import Definitions, build_schedule_context
 
 from turbomode_pipeline.automation.drift import drift_monitoring
 from turbomode_pipeline.automation.maintenance import weekly_maintenance
@@ -36,3 +36,7 @@ def test_weekly_maintenance_runs_once_per_saturday():
     saturday = datetime(2025, 5, 17, 23, 0, tzinfo=ZoneInfo("America/Chicago"))
     [request] = weekly_maintenance.evaluate_tick(build_schedule_context(scheduled_execution_time=saturday)).run_requests
     assert request.run_key == "weekly_maintenance:2025-05-17"
+
+
+def test_the_definitions_load_as_the_ui_and_daemon_load_them():
+    Definitions.validate_loadable(defs)  # partition mappings between weekly and session partitions included

@@ -17,7 +17,7 @@ from dagster import (
 
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.models import sector_models
-from turbomode_pipeline.calendar import sessions_before
+from turbomode_pipeline.calendar import EXCHANGE_TZ, sessions_before
 from turbomode_pipeline.core.drift import (
     Thresholds,
     feature_drift,
@@ -42,7 +42,7 @@ EXPECTED_HIT_RATE_METRIC = "holdout_top_decile_hit_rate"
 
 # Weeks run Sunday to Saturday; the key is the Sunday, the report is about the Saturday's last sessions.
 DRIFT_WEEKS = WeeklyPartitionsDefinition(
-    start_date=get_settings().history_start.isoformat(), day_offset=0, timezone=get_settings().timezone, end_offset=1
+    start_date=get_settings().history_start.isoformat(), day_offset=0, timezone=str(EXCHANGE_TZ), end_offset=1
 )
 
 
