@@ -23,8 +23,8 @@ from turbomode_pipeline.core.drift import (
     feature_drift,
     hit_rates,
     judged_features,
-    signal_balance,
     sector_status,
+    signal_balance,
     status_of,
 )
 from turbomode_pipeline.core.drift_html import DriftReportData, render_report

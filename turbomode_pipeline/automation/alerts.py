@@ -16,7 +16,6 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
-
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from turbomode_pipeline.core.alerts import check_failure_alert, partition_of, run_failure_alert

@@ -4,17 +4,17 @@ from datetime import timedelta
 
 from dagster import (
     AssetKey,
+    AssetRecordsFilter,
     AssetSelection,
     DefaultScheduleStatus,
     DefaultSensorStatus,
-    AssetRecordsFilter,
     RunRequest,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
-    sensor,
     define_asset_job,
     schedule,
+    sensor,
 )
 
 from turbomode_pipeline.assets.drift import DRIFT_WEEKS, drift_report
