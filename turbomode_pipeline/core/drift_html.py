@@ -96,6 +96,10 @@ def _signals(data: DriftReportData) -> str:
                     color=CURRENT, label="last sessions")
     confidence.set_title("scanner's P(up), all sectors")
     confidence.legend(fontsize=7)
+    for axis, empty, what in ((balance, (table["buy"] + table["sell"]).sum() == 0, "signals"),
+                              (confidence, data.confidence_current.is_empty(), "scanner scores")):
+        if empty:
+            axis.text(0.5, 0.5, f"no {what} in this window yet", ha="center", transform=axis.transAxes)
     figure.tight_layout()
     return _png(figure)
 
