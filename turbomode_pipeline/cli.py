@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 MIN_TRAINING_SESSIONS = 500
@@ -62,6 +62,9 @@ def demo(args: argparse.Namespace) -> int:
         print("sector_models: 11 sectors x 6 models, fast demo settings (smaller models, 3 folds, 120-session holdout)")
         if not _run_job("model_training_job", *all_sectors_tags().values(), run_config=fast):
             return 1
+        week = (sessions[-1] - timedelta(days=(sessions[-1].weekday() + 1) % 7)).isoformat()
+        if not _run_job("drift_monitoring_job", week, week):
+            return 1
     else:
         print(f"sector_models: skipped: {len(sessions)} sessions are too few to train on; the features' 252-session "
               f"warm-up, a 120-session holdout and three walk-forward blocks need {MIN_TRAINING_SESSIONS}")
@@ -94,6 +97,8 @@ def demo(args: argparse.Namespace) -> int:
     print("open the UI:         make ui   (then http://127.0.0.1:3000)")
     print("open MLflow:         make mlflow   (then http://127.0.0.1:5000)")
     print(f"query the warehouse: .venv/bin/duckdb -readonly {settings.warehouse_path}")
+    if trained:
+        print(_drift_summary(warehouse))
     return 0
 
 
@@ -191,6 +196,18 @@ def status(args: argparse.Namespace) -> int:
     )
     print(render(report))
     return 1 if report.stale else 0
+
+
+def _drift_summary(warehouse) -> str:
+    import polars as pl
+
+    report = warehouse.query(
+        "SELECT sector, status, round(median_excess_psi, 3) AS median_excess_psi, top_feature, report_path "
+        "FROM drift_report WHERE week_ending = (SELECT max(week_ending) FROM drift_report) ORDER BY sector"
+    )
+    with pl.Config(tbl_rows=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
+        table = str(report.drop("report_path"))
+    return f"\ndrift report: {report['report_path'][0]}\nper-sector status:\n{table}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,12 @@ from turbomode_pipeline.live.report import paper_trading_report, paper_trading_r
 from turbomode_pipeline.live.trading import TradingClock, live_trading_job, live_trading_sensor
 from turbomode_pipeline.resources.broker import AlpacaPaperBroker, LocalPaperBroker, PaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
+from turbomode_pipeline.assets.drift import drift_report
+from turbomode_pipeline.automation.alerts import failed_check_alerts, run_failure_alerts
+from turbomode_pipeline.automation.drift import drift_monitoring, drift_monitoring_job, drift_retrain_sensor
+from turbomode_pipeline.automation.maintenance import weekly_maintenance, weekly_maintenance_job
+from turbomode_pipeline.resources.alerts import AlertSender
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.market_data import AlpacaMarketData, MarketDataSource, SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.universe import Universe
@@ -78,18 +84,32 @@ def resources(settings: Settings) -> dict:
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
         ),
         **live_resources(settings),
+        "reports": ReportStore(directory=str(settings.reports_dir)),
+        "alerts": AlertSender(
+            log_path=str(settings.alerts_log), webhook_url=settings.alert_webhook, timeout_s=settings.alert_timeout_s,
+            retries=settings.alert_retries, ui_base_url=settings.ui_base_url,
+        ),
     }
 
 
 defs = Definitions(
     assets=[
-        daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes,
+        daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes, drift_report,
         paper_trading_report,
     ],
     asset_checks=[daily_bars_fresh, scanner_signals_fresh],
-    jobs=[market_data_job, backtest_data_job, model_training_job, scanner_job, live_trading_job, paper_trading_report_job],
-    schedules=[market_data_ingestion, backtest_data, model_training, overnight_scanner, paper_trading_report_schedule],
-    sensors=[missed_sessions_sensor, scanner_freshness_sensor, scanner_automation_sensor, live_trading_sensor],
+    jobs=[
+        market_data_job, backtest_data_job, model_training_job, scanner_job, drift_monitoring_job,
+        weekly_maintenance_job, live_trading_job, paper_trading_report_job,
+    ],
+    schedules=[
+        market_data_ingestion, backtest_data, model_training, overnight_scanner, drift_monitoring, weekly_maintenance,
+        paper_trading_report_schedule,
+    ],
+    sensors=[
+        missed_sessions_sensor, scanner_freshness_sensor, scanner_automation_sensor, drift_retrain_sensor,
+        run_failure_alerts, failed_check_alerts, live_trading_sensor,
+    ],
     resources=resources(get_settings()),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one
     # process per run saves re-importing the stack for every step.

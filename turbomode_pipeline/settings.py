@@ -61,6 +61,18 @@ class Settings:
     live_signals_timeout_s: float
     # scanner (issue 5)
     signal_threshold: float
+    # drift, maintenance, alerts (issue 6)
+    drift_psi_warn: float = 0.1
+    drift_psi_drift: float = 0.25
+    drift_window_sessions: int = 20
+    drift_one_sided_share: float = 0.85
+    signal_retention_days: int = 730
+    live_run_retention_days: int = 7
+    model_archive_weeks: int = 8
+    alert_webhook: str | None = None
+    alert_timeout_s: float = 5.0
+    alert_retries: int = 3
+    ui_base_url: str = "http://127.0.0.1:3000"
 
     @property
     def warehouse_path(self) -> Path:
@@ -69,6 +81,14 @@ class Settings:
     @property
     def ledger_path(self) -> Path:
         return self.data_dir / "trading.sqlite"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def alerts_log(self) -> Path:
+        return self.data_dir / "alerts.log"
 
 
 def _text(name: str, env: Mapping[str, str], default: str | None) -> str | None:
@@ -201,8 +221,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allow_short=_parsed("TURBOMODE_ALLOW_SHORT", env, False, _flag, "1 or 0"),
         live_signals_timeout_s=_parsed("TURBOMODE_LIVE_SIGNALS_TIMEOUT_S", env, 1.0, _positive_float, "seconds > 0"),
         signal_threshold=_parsed("TURBOMODE_SIGNAL_THRESHOLD", env, 0.60, _threshold, "a probability in (0.5, 1]"),
+        drift_psi_warn=_parsed("TURBOMODE_DRIFT_PSI_WARN", env, 0.1, _positive_float, "a number > 0"),
+        drift_psi_drift=_parsed("TURBOMODE_DRIFT_PSI_DRIFT", env, 0.25, _positive_float, "a number > 0"),
+        drift_window_sessions=_parsed("TURBOMODE_DRIFT_WINDOW_SESSIONS", env, 20, _positive_int, "a whole number >= 1"),
+        drift_one_sided_share=_parsed("TURBOMODE_DRIFT_ONE_SIDED_SHARE", env, 0.85, _fraction, "a number in [0, 1]"),
+        signal_retention_days=_parsed("TURBOMODE_SIGNAL_RETENTION_DAYS", env, 730, _positive_int, "a whole number >= 1"),
+        live_run_retention_days=_parsed("TURBOMODE_LIVE_RUN_RETENTION_DAYS", env, 7, _positive_int, "a whole number >= 1"),
+        model_archive_weeks=_parsed("TURBOMODE_MODEL_ARCHIVE_WEEKS", env, 8, _positive_int, "a whole number >= 1"),
+        alert_webhook=_text("TURBOMODE_ALERT_WEBHOOK", env, None),
+        alert_timeout_s=_parsed("TURBOMODE_ALERT_TIMEOUT_S", env, 5.0, _positive_float, "a number of seconds > 0"),
+        alert_retries=_parsed("TURBOMODE_ALERT_RETRIES", env, 3, _positive_int, "a whole number >= 1"),
+        ui_base_url=_text("TURBOMODE_UI_BASE_URL", env, "http://127.0.0.1:3000").rstrip("/"),
     )
-    for name in ("APCA_API_DATA_URL", "APCA_API_BASE_URL"):
+    if settings.drift_psi_warn >= settings.drift_psi_drift:
+        raise SettingsError(
+            f"TURBOMODE_DRIFT_PSI_WARN={settings.drift_psi_warn} is invalid: it must be below "
+            f"TURBOMODE_DRIFT_PSI_DRIFT={settings.drift_psi_drift}"
+        )
+    for name in ("APCA_API_DATA_URL", "APCA_API_BASE_URL", "TURBOMODE_ALERT_WEBHOOK", "TURBOMODE_UI_BASE_URL"):
         url = _text(name, env, None)
         if url is not None and not url.startswith(("http://", "https://")):
             raise SettingsError(f"{name}={url!r} is invalid: expected an http(s) URL such as http://127.0.0.1:8080")

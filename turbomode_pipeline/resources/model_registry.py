@@ -22,6 +22,7 @@ from turbomode_pipeline.core.universe import sector_slug
 from turbomode_pipeline.settings import is_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+ARCHIVED_TAG = "archived"
 EXPERIMENT = "turbomode"
 # Loaded models by (tracking URI, name, version): a version never changes, so each process
 # loads it once however many scans it runs.
@@ -168,6 +169,33 @@ class ModelRegistry(ConfigurableResource):
         client = self._client()
         version = client.get_model_version_by_alias(name, CHAMPION)
         return float(client.get_run(version.run_id).data.metrics[metric])
+
+    def champion_run(self, name: str) -> dict | None:
+        """The champion version of `name` with its run's params and metrics; None without a champion."""
+        from mlflow.exceptions import MlflowException
+
+        client = self._client()
+        try:
+            version = client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            return None
+        run = client.get_run(version.run_id)
+        return {"version": str(version.version), "params": run.data.params, "metrics": run.data.metrics}
+
+    def archive_stale_versions(self, older_than_ms: int, note: str) -> list[str]:
+        """Tag `archived` on every version that is neither champion nor challenger and was created
+        before `older_than_ms` (epoch milliseconds). Nothing is deleted: the version, its run and
+        artifacts stay for lineage, and the MLflow model browser shows the tag. Returns name/version."""
+        client = self._client()
+        archived = []
+        for model in client.search_registered_models(filter_string="name LIKE 'turbomode-%'"):
+            kept = {str(v) for alias, v in (model.aliases or {}).items() if alias in (CHAMPION, CHALLENGER)}
+            for version in client.search_model_versions(f"name = '{model.name}'"):
+                stale = version.creation_timestamp < older_than_ms and str(version.version) not in kept
+                if stale and ARCHIVED_TAG not in (version.tags or {}):
+                    client.set_model_version_tag(model.name, version.version, ARCHIVED_TAG, note)
+                    archived.append(f"{model.name}/{version.version}")
+        return archived
 
     def aliases(self) -> pl.DataFrame:
         """Every registered turbomode model with the versions behind its aliases."""

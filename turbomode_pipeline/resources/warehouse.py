@@ -91,6 +91,21 @@ class Warehouse(ConfigurableResource):
                 con.execute("ROLLBACK")
                 raise
 
+    def update(self, sql: str, params: Sequence | None = None) -> int:
+        """Run one writing statement (UPDATE, DELETE) and return how many rows it changed."""
+        with self.connection() as con:
+            changed = con.execute(sql, params or []).fetchone()
+        return int(changed[0]) if changed else 0
+
+    def compact(self) -> dict[str, int]:
+        """CHECKPOINT and VACUUM the file; its size in bytes before and after."""
+        before = Path(self.path).stat().st_size if Path(self.path).exists() else 0
+        with self.connection() as con:
+            con.execute("CHECKPOINT")
+            con.execute("VACUUM")
+            con.execute("CHECKPOINT")
+        return {"bytes_before": before, "bytes_after": Path(self.path).stat().st_size}
+
     def replace_partitions(self, table: Table, frame: pl.DataFrame, partitions: Sequence) -> int:
         """Replace exactly `partitions` of `table` with `frame`, in one transaction.
 
