@@ -68,9 +68,29 @@ def make_base_model(model_type: str, settings: ModelSettings, seed: int):
     raise ValueError(f"unknown model type {model_type!r}; known: {', '.join(MODEL_TYPES)}")
 
 
-def fit_calibrator(raw: np.ndarray, labels: np.ndarray) -> IsotonicRegression:
-    """Isotonic map from a model's raw out-of-fold probability to the observed frequency."""
-    return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, labels)
+def fit_calibrator(raw: np.ndarray, labels: np.ndarray) -> SigmoidCalibrator:
+    """Map from a model's raw out-of-fold probability to the observed frequency."""
+    return SigmoidCalibrator().fit(raw, labels)
+
+
+class SigmoidCalibrator:
+    """Platt scaling on the log-odds of the raw probability.
+
+    Two parameters cannot overfit a weak signal the way a free-form (isotonic) map does: with
+    no signal the slope goes to 0 and every probability to the observed base rate.
+    """
+
+    def fit(self, raw: np.ndarray, labels: np.ndarray) -> SigmoidCalibrator:
+        self.logistic = LogisticRegression(C=1e6, max_iter=500).fit(_log_odds(raw), labels)
+        return self
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        return self.logistic.predict_proba(_log_odds(raw))[:, 1]
+
+
+def _log_odds(probability: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p)).reshape(-1, 1)
 
 
 class CalibratedModel(BaseEstimator, ClassifierMixin):
