@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -96,7 +95,7 @@ def _log_odds(probability: np.ndarray) -> np.ndarray:
 class CalibratedModel(BaseEstimator, ClassifierMixin):
     """A fitted base model and the calibration learnt on its out-of-fold predictions."""
 
-    def __init__(self, model, calibrator: IsotonicRegression, feature_names: list[str]):
+    def __init__(self, model, calibrator: SigmoidCalibrator, feature_names: list[str]):
         self.model = model
         self.calibrator = calibrator
         self.feature_names = feature_names
@@ -116,7 +115,7 @@ class CalibratedModel(BaseEstimator, ClassifierMixin):
 class StackedEnsemble(BaseEstimator, ClassifierMixin):
     """Logistic regression over the base models' raw probabilities, itself calibrated."""
 
-    def __init__(self, base_models: dict[str, CalibratedModel], meta, calibrator: IsotonicRegression):
+    def __init__(self, base_models: dict[str, CalibratedModel], meta, calibrator: SigmoidCalibrator):
         self.base_models = base_models
         self.meta = meta
         self.calibrator = calibrator

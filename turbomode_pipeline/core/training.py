@@ -4,7 +4,7 @@ Time is split by session: the final holdout is the most recent `holdout_sessions
 it, walk-forward folds test consecutive blocks, each trained only on samples whose outcome
 (exit `t1`) was known before the block starts (the purge) and that lie at least `embargo`
 sessions before it. Every fold's out-of-sample AUC is a cross-validation metric. The last
-fold's models are the final models. Calibration (isotonic) and the stacked ensemble's
+fold's models are the final models. Calibration (Platt scaling) and the stacked ensemble's
 meta-model learn on the out-of-fold predictions of all blocks, so that no single block's
 market drift sets every probability; the final models are not refit on more data, which
 would move them away from that calibration. The holdout is scored once. Seeds are fixed: the same samples give the same models.
