@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from xgboost import XGBClassifier
 
 BASE_MODEL_TYPES = ("xgboost", "random_forest", "extra_trees", "hist_gradient_boosting", "logistic_regression")
@@ -67,6 +67,23 @@ def make_base_model(model_type: str, settings: ModelSettings, seed: int):
     raise ValueError(f"unknown model type {model_type!r}; known: {', '.join(MODEL_TYPES)}")
 
 
+def make_meta_model():
+    """The stacked ensemble's meta-model over the base models' raw probabilities.
+
+    The base models' log-odds are nearly collinear; strong L2 on standardised inputs shares the
+    weight among them instead of letting large weights of opposite sign cancel out, which
+    extrapolates badly once the final models' probabilities drift from the out-of-fold ones.
+    """
+    return make_pipeline(
+        FunctionTransformer(_log_odds_columns), StandardScaler(), LogisticRegression(C=0.01, max_iter=500)
+    )
+
+
+def _log_odds_columns(probability: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
 def fit_calibrator(raw: np.ndarray, labels: np.ndarray) -> SigmoidCalibrator:
     """Map from a model's raw out-of-fold probability to the observed frequency."""
     return SigmoidCalibrator().fit(raw, labels)
@@ -88,8 +105,7 @@ class SigmoidCalibrator:
 
 
 def _log_odds(probability: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p)).reshape(-1, 1)
+    return _log_odds_columns(probability).reshape(-1, 1)
 
 
 class CalibratedModel(BaseEstimator, ClassifierMixin):
@@ -113,7 +129,7 @@ class CalibratedModel(BaseEstimator, ClassifierMixin):
 
 
 class StackedEnsemble(BaseEstimator, ClassifierMixin):
-    """Logistic regression over the base models' raw probabilities, itself calibrated."""
+    """A meta-model (`make_meta_model`) over the base models' raw probabilities, itself calibrated."""
 
     def __init__(self, base_models: dict[str, CalibratedModel], meta, calibrator: SigmoidCalibrator):
         self.base_models = base_models

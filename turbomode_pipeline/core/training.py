@@ -18,7 +18,6 @@ from datetime import date
 
 import numpy as np
 import polars as pl
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from turbomode_pipeline.core.model_zoo import (
@@ -30,6 +29,7 @@ from turbomode_pipeline.core.model_zoo import (
     feature_importance,
     fit_calibrator,
     make_base_model,
+    make_meta_model,
 )
 
 SEED = 20240101
@@ -177,13 +177,13 @@ def train_sector(
 
     raw_oof = np.column_stack([raw[m] for m in BASE_MODEL_TYPES])
     started = time.perf_counter()
-    meta = LogisticRegression(C=1.0, max_iter=500).fit(raw_oof, y_oof)
+    meta = make_meta_model().fit(raw_oof, y_oof)
     stacked = StackedEnsemble(
         {m: result.models[m].model for m in BASE_MODEL_TYPES}, meta,
         fit_calibrator(meta.predict_proba(raw_oof)[:, 1], y_oof),
     )
     probability = stacked.predict_proba(x_holdout)[:, 1]
-    weights = dict(zip(BASE_MODEL_TYPES, meta.coef_.ravel().tolist(), strict=True))
+    weights = dict(zip(BASE_MODEL_TYPES, meta[-1].coef_.ravel().tolist(), strict=True))
     scores = {**metrics(y_holdout, probability, upper_hit), "fit_seconds": time.perf_counter() - started}
     result.models[STACKED] = TrainedModel(STACKED, stacked, scores, probability, weights)
     return result
