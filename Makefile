@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
-export DAGSTER_HOME := $(CURDIR)/dagster_home
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONWARNINGS := ignore::UserWarning
 

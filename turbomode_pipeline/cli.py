@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 MIN_TRAINING_SESSIONS = 500
 
 
-def _run_job(name: str, first: str, last: str, run_config: dict | None = None):
+def _run_job(name: str, first: str, last: str, run_config: dict | None = None, assets: list[str] | None = None):
     """Run a job over a session range as one run on the configured instance; None on failure."""
-    from dagster import DagsterInstance
+    from dagster import AssetKey, DagsterInstance
 
     from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
     from turbomode_pipeline.definitions import defs
@@ -21,6 +21,7 @@ def _run_job(name: str, first: str, last: str, run_config: dict | None = None):
     started = time.perf_counter()
     result = defs.resolve_job_def(name).execute_in_process(
         instance=DagsterInstance.get(),
+        asset_selection=[AssetKey(asset) for asset in assets] if assets else None,
         tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last, "turbomode/demo": "true"},
         run_config={**QUIET, **(run_config or {})},
         raise_on_error=False,
@@ -61,6 +62,9 @@ def demo(args: argparse.Namespace) -> int:
         print("sector_models: 11 sectors x 6 models, fast demo settings (smaller models, 3 folds, 120-session holdout)")
         if not _run_job("model_training_job", *all_sectors_tags().values(), run_config=fast):
             return 1
+        week = (sessions[-1] - timedelta(days=(sessions[-1].weekday() + 1) % 7)).isoformat()
+        if not _run_job("drift_monitoring_job", week, week):
+            return 1
     else:
         print(f"sector_models: skipped: {len(sessions)} sessions are too few to train on; the features' 252-session "
               f"warm-up, a 120-session holdout and three walk-forward blocks need {MIN_TRAINING_SESSIONS}")
@@ -87,11 +91,53 @@ def demo(args: argparse.Namespace) -> int:
     if trained:
         print("\nchampions' holdout ROC AUC by sector and model:")
         print(_champion_table(defs.resources["model_registry"]))
+        if not _scan(sessions):
+            return 1
     print(f"\nwarehouse:           {settings.warehouse_path}")
     print("open the UI:         make ui   (then http://127.0.0.1:3000)")
     print("open MLflow:         make mlflow   (then http://127.0.0.1:5000)")
     print(f"query the warehouse: .venv/bin/duckdb -readonly {settings.warehouse_path}")
+    if trained:
+        print(_drift_summary(warehouse))
     return 0
+
+
+SCANNED_SESSIONS = 30  # the newest session and enough before it to grade signals and measure the IC
+
+
+def _scan(sessions) -> bool:
+    """Scan the latest sessions in one run, grade those whose horizon passed, print the top signals and the status."""
+    import polars as pl
+    from dagster import DagsterInstance
+
+    from turbomode_pipeline.assets.features import BARRIERS
+    from turbomode_pipeline.automation.status import collect, render
+    from turbomode_pipeline.definitions import defs
+
+    scanned = sessions[-SCANNED_SESSIONS:]
+    print(f"\nscanner_signals: {len(scanned)} sessions {scanned[0]}..{scanned[-1]}, champions loaded from MLflow")
+    if not _run_job("scanner_job", str(scanned[0]), str(scanned[-1]), assets=["scanner_signals"]):
+        return False
+    graded = scanned[: -BARRIERS.horizon]
+    outcomes = _run_job("scanner_job", str(graded[0]), str(graded[-1]), assets=["signal_outcomes"])
+    if not outcomes:
+        return False
+    quality = outcomes.asset_materializations_for_node("signal_outcomes")[0].metadata
+    print(f"signal quality over the last {len(graded)} graded sessions: "
+          + ", ".join(f"{k} {quality[f'{k}_20d'].value:.3f}" for k in ("ic_mean", "icir", "rank_ic_mean", "rank_icir"))
+          + f", target hit rate {quality['hit_rate_overall_20d'].value:.1%}")
+    warehouse = defs.resources["warehouse"]
+    top = warehouse.query(
+        "SELECT symbol, sector, signal_type, round(confidence, 3) AS confidence, round(entry_price, 2) AS entry, "
+        "round(target_price, 2) AS target, round(stop_loss, 2) AS stop, expires_at FROM signal_history "
+        "WHERE session = ? ORDER BY confidence DESC, symbol LIMIT 10",
+        [scanned[-1]],
+    )
+    with pl.Config(tbl_rows=10, tbl_width_chars=160, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        print(f"\ntop 10 signals of {scanned[-1]} by confidence:\n{top}")
+    report = collect(DagsterInstance.get(), warehouse, defs.resources["model_registry"], [s.name for s in defs.schedules])
+    print("\n" + render(report))
+    return True
 
 
 def _champion_table(registry) -> str:
@@ -109,12 +155,84 @@ def _champion_table(registry) -> str:
         return str(pl.DataFrame(rows))
 
 
+def strategies(args: argparse.Namespace) -> int:
+    """Manage the live paper-trading strategies in the trading ledger (seeded from the YAML file)."""
+    import json
+
+    import polars as pl
+
+    from turbomode_pipeline.resources.ledger import Ledger
+    from turbomode_pipeline.settings import get_settings
+
+    settings = get_settings()
+    ledger = Ledger(path=str(settings.ledger_path))
+    ledger.seed_strategies(str(settings.strategies_file))
+    try:
+        if args.action == "add":
+            params = json.loads(args.params) if args.params else {}
+            ledger.add_strategy(args.id, args.type, args.symbol, args.allocation, name=args.name, params=params,
+                                check_interval_s=args.interval)
+        elif args.action in ("enable", "disable"):
+            ledger.set_enabled(args.id, args.action == "enable")
+    except ValueError as error:
+        print(f"turbomode strategies {args.action}: {error}", file=sys.stderr)
+        return 2
+    columns = ["id", "type", "symbol", "allocation", "enabled", "check_interval_s", "last_check", "total_signals", "status"]
+    with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        print(ledger.strategies().select(columns))
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    """Print the pipeline's state; 1 when a nightly asset misses a recent session or a model has no champion."""
+    from dagster import DagsterInstance
+
+    from turbomode_pipeline.automation.status import collect, render
+    from turbomode_pipeline.definitions import defs
+
+    report = collect(
+        DagsterInstance.get(), defs.resources["warehouse"], defs.resources["model_registry"],
+        [schedule.name for schedule in defs.schedules],
+    )
+    print(render(report))
+    return 1 if report.stale else 0
+
+
+def _drift_summary(warehouse) -> str:
+    import polars as pl
+
+    report = warehouse.query(
+        "SELECT sector, status, round(median_excess_psi, 3) AS median_excess_psi, top_feature, report_path "
+        "FROM drift_report WHERE week_ending = (SELECT max(week_ending) FROM drift_report) ORDER BY sector"
+    )
+    with pl.Config(tbl_rows=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
+        table = str(report.drop("report_path"))
+    return f"\ndrift report: {report['report_path'][0]}\nper-sector status:\n{table}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="turbomode", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="run the main jobs over the latest sessions and print a summary")
     demo_parser.add_argument("--sessions", type=int, default=750, help="how many recent sessions (default 750)")
     demo_parser.set_defaults(handler=demo)
+    strategies_parser = commands.add_parser("strategies", help="list, add, enable or disable live paper-trading strategies")
+    strategy_actions = strategies_parser.add_subparsers(dest="action", required=True)
+    strategy_actions.add_parser("list", help="every strategy with its state")
+    add_parser = strategy_actions.add_parser("add", help="add a strategy")
+    add_parser.add_argument("id")
+    add_parser.add_argument("--type", required=True, help="keltner_channel, donchian_channel, ichimoku_cloud or turbomode_signals")
+    add_parser.add_argument("--symbol", required=True)
+    add_parser.add_argument("--allocation", type=float, required=True, help="dollars")
+    add_parser.add_argument("--name")
+    add_parser.add_argument("--params", help='JSON, e.g. \'{"timeframe_minutes": 5}\'')
+    add_parser.add_argument("--interval", type=int, default=60, help="check interval in seconds (default 60)")
+    for action in ("enable", "disable"):
+        strategy_actions.add_parser(action, help=f"{action} a strategy").add_argument("id")
+    strategies_parser.set_defaults(handler=strategies)
+    status_parser = commands.add_parser("status", help="each asset's newest partition and gaps, signals, schedules, "
+                                        "champions; exit 1 when stale")
+    status_parser.set_defaults(handler=status)
     args = parser.parse_args(argv)
     return args.handler(args)
 

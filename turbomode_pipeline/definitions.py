@@ -13,6 +13,24 @@ from turbomode_pipeline.automation.market_data import (
     missed_sessions_sensor,
 )
 from turbomode_pipeline.automation.models import model_training, model_training_job
+from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
+from turbomode_pipeline.automation.scanner import (
+    overnight_scanner,
+    scanner_automation_sensor,
+    scanner_freshness_sensor,
+    scanner_job,
+    scanner_signals_fresh,
+)
+from turbomode_pipeline.live.report import paper_trading_report, paper_trading_report_job, paper_trading_report_schedule
+from turbomode_pipeline.live.trading import TradingClock, live_trading_job, live_trading_sensor
+from turbomode_pipeline.resources.broker import AlpacaPaperBroker, LocalPaperBroker, PaperBroker
+from turbomode_pipeline.resources.ledger import Ledger
+from turbomode_pipeline.assets.drift import drift_report
+from turbomode_pipeline.automation.alerts import failed_check_alerts, run_failure_alerts
+from turbomode_pipeline.automation.drift import drift_monitoring, drift_monitoring_job, drift_retrain_sensor
+from turbomode_pipeline.automation.maintenance import weekly_maintenance, weekly_maintenance_job
+from turbomode_pipeline.resources.alerts import AlertSender
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.market_data import AlpacaMarketData, MarketDataSource, SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.universe import Universe
@@ -31,6 +49,32 @@ def market_data_source(settings: Settings) -> MarketDataSource:
     return SimulatedMarketData(seed=settings.sim_seed, predictability=settings.sim_predictability)
 
 
+def paper_broker(settings: Settings) -> PaperBroker:
+    if settings.broker == "alpaca":
+        return AlpacaPaperBroker(
+            api_key=settings.apca_api_key_id,
+            secret_key=settings.apca_api_secret_key,
+            base_url=settings.apca_api_base_url,
+            allow_live_trading=settings.allow_live_trading,
+        )
+    return LocalPaperBroker(
+        ledger_path=str(settings.ledger_path),
+        starting_cash=settings.paper_starting_cash,
+        slippage_bps=settings.slippage_bps,
+        commission_per_share=settings.commission_per_share,
+    )
+
+
+def live_resources(settings: Settings) -> dict:
+    """The live loop's doors: its own ledger, the broker, the clock, and a warehouse reader that gives up fast."""
+    return {
+        "ledger": Ledger(path=str(settings.ledger_path)),
+        "broker": paper_broker(settings),
+        "trading_clock": TradingClock(),
+        "live_warehouse": Warehouse(path=str(settings.warehouse_path), lock_timeout_s=settings.live_signals_timeout_s),
+    }
+
+
 def resources(settings: Settings) -> dict:
     return {
         "market_data": market_data_source(settings),
@@ -39,15 +83,33 @@ def resources(settings: Settings) -> dict:
         "model_registry": ModelRegistry(
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
         ),
+        **live_resources(settings),
+        "reports": ReportStore(directory=str(settings.reports_dir)),
+        "alerts": AlertSender(
+            log_path=str(settings.alerts_log), webhook_url=settings.alert_webhook, timeout_s=settings.alert_timeout_s,
+            retries=settings.alert_retries, ui_base_url=settings.ui_base_url,
+        ),
     }
 
 
 defs = Definitions(
-    assets=[daily_bars, daily_features, training_samples, sector_models],
-    asset_checks=[daily_bars_fresh],
-    jobs=[market_data_job, backtest_data_job, model_training_job],
-    schedules=[market_data_ingestion, backtest_data, model_training],
-    sensors=[missed_sessions_sensor],
+    assets=[
+        daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes, drift_report,
+        paper_trading_report,
+    ],
+    asset_checks=[daily_bars_fresh, scanner_signals_fresh],
+    jobs=[
+        market_data_job, backtest_data_job, model_training_job, scanner_job, drift_monitoring_job,
+        weekly_maintenance_job, live_trading_job, paper_trading_report_job,
+    ],
+    schedules=[
+        market_data_ingestion, backtest_data, model_training, overnight_scanner, drift_monitoring, weekly_maintenance,
+        paper_trading_report_schedule,
+    ],
+    sensors=[
+        missed_sessions_sensor, scanner_freshness_sensor, scanner_automation_sensor, drift_retrain_sensor,
+        run_failure_alerts, failed_check_alerts, live_trading_sensor,
+    ],
     resources=resources(get_settings()),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one
     # process per run saves re-importing the stack for every step.

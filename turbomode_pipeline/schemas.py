@@ -287,3 +287,125 @@ SIGNAL_OUTCOMES = Table(
     partition_column="session",
     key_columns=("id",),
 )
+
+
+# The weekly drift report (issue 6): one row per sector, and one per sector and feature.
+DRIFT_STATUSES = ["ok", "warn", "drift"]
+
+
+class DriftReport(pa.DataFrameModel):
+    week_ending: date  # the Saturday that ends the report's week
+    sector: str
+    status: str = pa.Field(isin=DRIFT_STATUSES)
+    median_excess_psi: float
+    median_psi: float
+    max_psi: float
+    top_feature: str
+    max_ks: float
+    features_drift: pl.Int32
+    features_judged: pl.Int32
+    confidence_psi: float = pa.Field(nullable=True)
+    buy: pl.Int64
+    sell: pl.Int64
+    buy_share: float = pa.Field(nullable=True)
+    one_sided: bool
+    outcomes: pl.Int64
+    hits: pl.Int64
+    hit_rate: float = pa.Field(nullable=True)
+    expected_hit_rate: float = pa.Field(nullable=True)
+    hit_rate_pvalue: float = pa.Field(nullable=True)
+    hit_rate_low: bool
+    champion_version: str
+    train_start: date
+    train_end: date
+    window_start: date
+    window_end: date
+    report_path: str
+    created_at: datetime
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["week_ending", "sector"]
+
+
+DRIFT_REPORT = Table(
+    name="drift_report",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS drift_report (
+        week_ending DATE NOT NULL,
+        sector VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        median_excess_psi DOUBLE NOT NULL,
+        median_psi DOUBLE NOT NULL,
+        max_psi DOUBLE NOT NULL,
+        top_feature VARCHAR NOT NULL,
+        max_ks DOUBLE NOT NULL,
+        features_drift INTEGER NOT NULL,
+        features_judged INTEGER NOT NULL,
+        confidence_psi DOUBLE,
+        buy BIGINT NOT NULL,
+        sell BIGINT NOT NULL,
+        buy_share DOUBLE,
+        one_sided BOOLEAN NOT NULL,
+        outcomes BIGINT NOT NULL,
+        hits BIGINT NOT NULL,
+        hit_rate DOUBLE,
+        expected_hit_rate DOUBLE,
+        hit_rate_pvalue DOUBLE,
+        hit_rate_low BOOLEAN NOT NULL,
+        champion_version VARCHAR NOT NULL,
+        train_start DATE NOT NULL,
+        train_end DATE NOT NULL,
+        window_start DATE NOT NULL,
+        window_end DATE NOT NULL,
+        report_path VARCHAR NOT NULL,
+        created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+        PRIMARY KEY (week_ending, sector)
+    )""",
+    partition_column="week_ending",
+    key_columns=("week_ending", "sector"),
+)
+
+
+class DriftFeatures(pa.DataFrameModel):
+    week_ending: date
+    sector: str
+    feature: str
+    psi: float
+    baseline_psi: float  # the largest PSI of a window-sized block inside the training window
+    excess_psi: float
+    ks: float
+    ks_pvalue: float
+    n_reference: pl.Int64
+    n_current: pl.Int64
+    judged: bool  # counts towards the sector's status (short-memory feature)
+    status: str = pa.Field(isin=DRIFT_STATUSES)
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["week_ending", "sector", "feature"]
+
+
+DRIFT_FEATURES = Table(
+    name="drift_features",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS drift_features (
+        week_ending DATE NOT NULL,
+        sector VARCHAR NOT NULL,
+        feature VARCHAR NOT NULL,
+        psi DOUBLE NOT NULL,
+        baseline_psi DOUBLE NOT NULL,
+        excess_psi DOUBLE NOT NULL,
+        ks DOUBLE NOT NULL,
+        ks_pvalue DOUBLE NOT NULL,
+        n_reference BIGINT NOT NULL,
+        n_current BIGINT NOT NULL,
+        judged BOOLEAN NOT NULL,
+        status VARCHAR NOT NULL,
+        PRIMARY KEY (week_ending, sector, feature)
+    )""",
+    partition_column="week_ending",
+    key_columns=("week_ending", "sector", "feature"),
+)

@@ -7,6 +7,7 @@ unit file or a shell never turns into a silent default.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_UNIVERSE = PACKAGE_DIR / "universe.csv"
+DEFAULT_STRATEGIES = PACKAGE_DIR / "live" / "strategies.yaml"
 
 
 class SettingsError(ValueError):
@@ -41,11 +43,52 @@ class Settings:
     label_k_dn: float
     label_horizon: int
     mlflow_tracking_uri: str
-    mlflow_artifact_root: Path
+    mlflow_artifact_root: str
+    # live paper trading (issue 7)
+    broker: str
+    allow_live_trading: bool
+    kill_switch: bool
+    strategies_file: Path
+    paper_starting_cash: float
+    slippage_bps: float
+    commission_per_share: float
+    risk_max_allocation_share: float
+    risk_max_equity_share: float
+    risk_max_open_positions: int
+    risk_daily_loss_limit: float
+    risk_min_price: float
+    allow_short: bool
+    live_signals_timeout_s: float
+    # scanner (issue 5)
+    signal_threshold: float
+    # drift, maintenance, alerts (issue 6)
+    drift_psi_warn: float = 0.1
+    drift_psi_drift: float = 0.25
+    drift_window_sessions: int = 20
+    drift_one_sided_share: float = 0.85
+    signal_retention_days: int = 730
+    live_run_retention_days: int = 7
+    model_archive_weeks: int = 8
+    alert_webhook: str | None = None
+    alert_timeout_s: float = 5.0
+    alert_retries: int = 3
+    ui_base_url: str = "http://127.0.0.1:3000"
 
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "trading.sqlite"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def alerts_log(self) -> Path:
+        return self.data_dir / "alerts.log"
 
 
 def _text(name: str, env: Mapping[str, str], default: str | None) -> str | None:
@@ -100,11 +143,44 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("0", "1", "true", "false", "yes", "no"):
+        raise ValueError("not a flag")
+    return value in ("1", "true", "yes")
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _threshold(raw: str) -> float:
+    value = float(raw)
+    if not 0.5 < value <= 1.0:
+        raise ValueError("outside (0.5, 1]: at 0.5 or below a symbol would be both a BUY and a SELL")
+    return value
+
+
 def _existing_file(raw: str) -> Path:
     path = Path(raw).expanduser().resolve()
     if not path.is_file():
         raise ValueError(f"no file at {path}")
     return path
+
+
+def is_uri(location: str) -> bool:
+    """`s3://bucket/x`, `mlflow-artifacts:/x`, `file:///x`: not a local path."""
+    return re.match(r"^[a-z][a-z0-9+.-]+:/", location) is not None
+
+
+def _artifact_location(raw: str) -> str:
+    """A URI (s3://..., mlflow-artifacts:/... for a shared tracking server) as given; a local path made absolute."""
+    if is_uri(raw):
+        return raw
+    return str(Path(raw).expanduser().resolve())
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -129,9 +205,40 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         label_k_dn=_parsed("TURBOMODE_LABEL_K_DN", env, 2.0, _positive_float, "a number > 0 (ATR multiples)"),
         label_horizon=_parsed("TURBOMODE_LABEL_HORIZON", env, 10, _positive_int, "a whole number of sessions >= 1"),
         mlflow_tracking_uri=_text("MLFLOW_TRACKING_URI", env, f"sqlite:///{data_dir / 'mlflow.db'}"),
-        mlflow_artifact_root=Path(_text("TURBOMODE_MLFLOW_ARTIFACTS", env, str(data_dir / "mlartifacts"))).resolve(),
+        mlflow_artifact_root=_artifact_location(_text("TURBOMODE_MLFLOW_ARTIFACTS", env, str(data_dir / "mlartifacts"))),
+        broker=_choice("TURBOMODE_BROKER", env, "local", ("local", "alpaca")),
+        allow_live_trading=_parsed("TURBOMODE_ALLOW_LIVE_TRADING", env, False, _flag, "1 or 0"),
+        kill_switch=_parsed("TURBOMODE_KILL_SWITCH", env, False, _flag, "1 or 0"),
+        strategies_file=_parsed("TURBOMODE_STRATEGIES_FILE", env, DEFAULT_STRATEGIES, _existing_file, "a path to a strategies YAML"),
+        paper_starting_cash=_parsed("TURBOMODE_PAPER_CASH", env, 100_000.0, _positive_float, "dollars > 0"),
+        slippage_bps=_parsed("TURBOMODE_SLIPPAGE_BPS", env, 5.0, _non_negative_float, "basis points >= 0"),
+        commission_per_share=_parsed("TURBOMODE_COMMISSION_PER_SHARE", env, 0.0, _non_negative_float, "dollars >= 0"),
+        risk_max_allocation_share=_parsed("TURBOMODE_RISK_MAX_ALLOCATION_SHARE", env, 1.0, _fraction, "a number in [0, 1]"),
+        risk_max_equity_share=_parsed("TURBOMODE_RISK_MAX_EQUITY_SHARE", env, 0.10, _fraction, "a number in [0, 1]"),
+        risk_max_open_positions=_parsed("TURBOMODE_RISK_MAX_OPEN_POSITIONS", env, 10, _positive_int, "a whole number >= 1"),
+        risk_daily_loss_limit=_parsed("TURBOMODE_RISK_DAILY_LOSS_LIMIT", env, 500.0, _positive_float, "dollars > 0"),
+        risk_min_price=_parsed("TURBOMODE_RISK_MIN_PRICE", env, 5.0, _non_negative_float, "dollars >= 0"),
+        allow_short=_parsed("TURBOMODE_ALLOW_SHORT", env, False, _flag, "1 or 0"),
+        live_signals_timeout_s=_parsed("TURBOMODE_LIVE_SIGNALS_TIMEOUT_S", env, 1.0, _positive_float, "seconds > 0"),
+        signal_threshold=_parsed("TURBOMODE_SIGNAL_THRESHOLD", env, 0.60, _threshold, "a probability in (0.5, 1]"),
+        drift_psi_warn=_parsed("TURBOMODE_DRIFT_PSI_WARN", env, 0.1, _positive_float, "a number > 0"),
+        drift_psi_drift=_parsed("TURBOMODE_DRIFT_PSI_DRIFT", env, 0.25, _positive_float, "a number > 0"),
+        drift_window_sessions=_parsed("TURBOMODE_DRIFT_WINDOW_SESSIONS", env, 20, _positive_int, "a whole number >= 1"),
+        drift_one_sided_share=_parsed("TURBOMODE_DRIFT_ONE_SIDED_SHARE", env, 0.85, _fraction, "a number in [0, 1]"),
+        signal_retention_days=_parsed("TURBOMODE_SIGNAL_RETENTION_DAYS", env, 730, _positive_int, "a whole number >= 1"),
+        live_run_retention_days=_parsed("TURBOMODE_LIVE_RUN_RETENTION_DAYS", env, 7, _positive_int, "a whole number >= 1"),
+        model_archive_weeks=_parsed("TURBOMODE_MODEL_ARCHIVE_WEEKS", env, 8, _positive_int, "a whole number >= 1"),
+        alert_webhook=_text("TURBOMODE_ALERT_WEBHOOK", env, None),
+        alert_timeout_s=_parsed("TURBOMODE_ALERT_TIMEOUT_S", env, 5.0, _positive_float, "a number of seconds > 0"),
+        alert_retries=_parsed("TURBOMODE_ALERT_RETRIES", env, 3, _positive_int, "a whole number >= 1"),
+        ui_base_url=_text("TURBOMODE_UI_BASE_URL", env, "http://127.0.0.1:3000").rstrip("/"),
     )
-    for name in ("APCA_API_DATA_URL", "APCA_API_BASE_URL"):
+    if settings.drift_psi_warn >= settings.drift_psi_drift:
+        raise SettingsError(
+            f"TURBOMODE_DRIFT_PSI_WARN={settings.drift_psi_warn} is invalid: it must be below "
+            f"TURBOMODE_DRIFT_PSI_DRIFT={settings.drift_psi_drift}"
+        )
+    for name in ("APCA_API_DATA_URL", "APCA_API_BASE_URL", "TURBOMODE_ALERT_WEBHOOK", "TURBOMODE_UI_BASE_URL"):
         url = _text(name, env, None)
         if url is not None and not url.startswith(("http://", "https://")):
             raise SettingsError(f"{name}={url!r} is invalid: expected an http(s) URL such as http://127.0.0.1:8080")
@@ -139,6 +246,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             "TURBOMODE_MARKET_DATA='alpaca' needs APCA_API_KEY_ID and APCA_API_SECRET_KEY to be set"
         )
+    if settings.broker == "alpaca" and not (settings.apca_api_key_id and settings.apca_api_secret_key):
+        raise SettingsError("TURBOMODE_BROKER='alpaca' needs APCA_API_KEY_ID and APCA_API_SECRET_KEY to be set")
     return settings
 
 

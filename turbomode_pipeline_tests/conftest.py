@@ -1,15 +1,19 @@
-"""Shared fixtures: a real temporary Dagster instance, a real DuckDB file, a small universe."""
+"""Shared fixtures: a real temporary Dagster instance, a real DuckDB file, a small universe, trained models."""
 
 import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey, instance_for_test, materialize
+from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
+from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import DEFAULT_UNIVERSE
@@ -74,3 +78,66 @@ def _quiet_env(monkeypatch):
     for name in list(os.environ):
         if name.startswith("APCA_") or name.startswith("TURBOMODE_"):
             monkeypatch.delenv(name)
+
+
+TRAINING_SESSIONS = 700  # the 252-session feature warm-up, then enough labelled sessions for 3 folds and a holdout
+FAST_TRAINING = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 80}}}}
+
+
+@dataclass(frozen=True)
+class TrainedModels:
+    """66 champion models trained once per test session (fast settings) and the data they learnt from."""
+
+    folder: Path
+    universe_path: Path
+    warehouse_path: Path  # daily_bars, daily_features and training_samples of `sessions`
+    sessions: list[date]  # the latest due sessions, oldest first
+    registry: ModelRegistry
+    instance: DagsterInstance  # holds the sector_models materialisation of all 11 sectors
+    seed: int
+
+    def resources(self, folder: Path) -> dict:
+        """Every resource the assets need, over a private copy of the warehouse in `folder`."""
+        shutil.copy(self.warehouse_path, folder / "warehouse.duckdb")
+        return {
+            "market_data": SimulatedMarketData(seed=self.seed, predictability=0.5),
+            "warehouse": Warehouse(path=str(folder / "warehouse.duckdb"), lock_timeout_s=2.0),
+            "universe": Universe(path=str(self.universe_path)),
+            "model_registry": self.registry,
+        }
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory) -> TrainedModels:
+    """The 44-symbol small universe over the latest 700 sessions: bars, features and labels written
+    with the core functions, then one real `sector_models` run into a temporary MLflow store."""
+    from turbomode_pipeline.assets.models import sector_models
+    from turbomode_pipeline.automation.market_data import due_sessions
+    from turbomode_pipeline.automation.models import all_sectors_tags
+    from turbomode_pipeline.core.features import compute_features
+    from turbomode_pipeline.core.labels import triple_barrier
+    from turbomode_pipeline.core.universe import load_universe
+    from turbomode_pipeline.schemas import (
+        DAILY_BARS, DAILY_FEATURES, TRAINING_SAMPLES, DailyBars, DailyFeatures, TrainingSamples, conform,
+    )
+
+    folder = tmp_path_factory.mktemp("trained_models")
+    universe_path = small_universe(folder)
+    sessions = due_sessions(datetime.now(UTC), TRAINING_SESSIONS)
+    seed = 7
+    bars = SimulatedMarketData(seed=seed, predictability=0.5).daily_bars(sessions, load_universe(universe_path))
+    features = compute_features(bars)
+    warehouse = Warehouse(path=str(folder / "warehouse.duckdb"))
+    warehouse.replace_partitions(DAILY_BARS, conform(bars.with_columns(ingested_at=pl.lit(datetime.now(UTC))), DailyBars), sessions)
+    warehouse.replace_partitions(DAILY_FEATURES, conform(features, DailyFeatures), sessions)
+    warehouse.replace_partitions(TRAINING_SAMPLES, conform(triple_barrier(bars, features), TrainingSamples), sessions)
+    registry = ModelRegistry(
+        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", artifact_root=str(folder / "mlartifacts")
+    )
+    with instance_for_test() as dagster_instance:
+        result = materialize(
+            [sector_models], resources={"warehouse": warehouse, "model_registry": registry},
+            instance=dagster_instance, run_config=FAST_TRAINING, tags=all_sectors_tags(),
+        )
+        assert result.success
+        yield TrainedModels(folder, universe_path, Path(warehouse.path), sessions, registry, dagster_instance, seed)

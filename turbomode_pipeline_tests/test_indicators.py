@@ -46,3 +46,11 @@ def test_indicators_equal_talib_after_its_lookback(bars, symbol):
         # Same warm-up: null exactly where TA-Lib has no value yet, never zero or filled.
         assert np.array_equal(np.isnan(actual), np.isnan(expected)), name
         np.testing.assert_allclose(actual[~np.isnan(expected)], expected[~np.isnan(expected)], rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+def test_histories_shorter_than_the_windows_are_null_not_an_error(bars):
+    """Five bars: too few for any indicator, so every value is null (and nothing crashes)."""
+    short = bars.filter(pl.col("session") <= bars["session"].unique().sort()[4])
+    ours = reference_indicators(short)
+    assert ours.height == short.height
+    assert ours.select(pl.col("rsi_14", "atr_14", "macd", "bb_middle", "stoch_k", "adx_14").is_null().all()).row(0) == (True,) * 6

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import instance_for_test, materialize
+from dagster import AssetKey, instance_for_test, materialize
 
 from turbomode_pipeline.assets.models import sector_models
-from turbomode_pipeline.automation.models import all_sectors_tags
 from turbomode_pipeline.calendar import sessions_between
 from turbomode_pipeline.core.features import compute_features
 from turbomode_pipeline.core.labels import triple_barrier
 from turbomode_pipeline.core.market_sim import SIM_EPOCH
 from turbomode_pipeline.core.model_zoo import MODEL_TYPES
 from turbomode_pipeline.core.universe import GICS_SECTORS, load_universe
+from turbomode_pipeline.partitions import SECTOR_BY_KEY
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse
@@ -57,20 +57,21 @@ def train(resources, instance, run_config=FAST, **kwargs):
     return materialize([sector_models], resources=resources, instance=instance, run_config=run_config, **kwargs)
 
 
-def test_one_run_registers_66_models_each_with_a_champion(model_resources):
-    with instance_for_test() as instance:
-        result = train(model_resources, instance, tags=all_sectors_tags())
-    assert result.success
-    registry = model_resources["model_registry"]
+def test_one_run_registers_66_models_each_with_a_champion(trained_models):
+    """The shared session fixture's training run (conftest.trained_models) is the run under test."""
+    registry = trained_models.registry
     aliases = registry.aliases()
     expected = {registered_name(sector, model_type) for sector in GICS_SECTORS for model_type in MODEL_TYPES}
     assert set(aliases["registered_model"]) == expected and len(expected) == 66
     assert set(aliases.filter(pl.col("alias") == "champion")["registered_model"]) == expected
-    assert result.asset_materializations_for_node("sector_models")[0].metadata["models"].value == 66
+    event = trained_models.instance.get_latest_materialization_event(AssetKey("sector_models"))
+    assert event.asset_materialization.metadata["models"].value == 66
+    assert trained_models.instance.get_materialized_partitions(AssetKey("sector_models")) == set(SECTOR_BY_KEY)
     assert 0.0 <= registry.champion_metric(registered_name("Energy", "xgboost")) <= 1.0
 
     model = registry.load(registered_name("Energy", "stacked_ensemble"))
-    features = model_resources["warehouse"].query("SELECT * FROM daily_features WHERE sector = 'Energy'").drop_nulls()
+    warehouse = Warehouse(path=str(trained_models.warehouse_path))
+    features = warehouse.query("SELECT * FROM daily_features WHERE sector = 'Energy'").drop_nulls()
     probability = model.predict_proba(features.select(model.feature_names).to_pandas())[:, 1]
     assert ((probability >= 0) & (probability <= 1)).all() and probability.std() > 0
 

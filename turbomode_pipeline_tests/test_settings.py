@@ -40,3 +40,13 @@ def test_alpaca_without_keys_is_refused():
         load_settings({"TURBOMODE_MARKET_DATA": "alpaca"})
     settings = load_settings({"TURBOMODE_MARKET_DATA": "alpaca", "APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s"})
     assert settings.market_data == "alpaca"
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/turbomode", "mlflow-artifacts:/turbomode", "file:///srv/mlartifacts"])
+def test_an_artifact_uri_for_a_shared_tracking_server_is_kept_as_given(uri):
+    assert load_settings({"TURBOMODE_MLFLOW_ARTIFACTS": uri}).mlflow_artifact_root == uri
+
+
+def test_a_local_artifact_folder_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({"TURBOMODE_MLFLOW_ARTIFACTS": "models"}).mlflow_artifact_root == str(tmp_path / "models")

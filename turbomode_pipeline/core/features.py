@@ -8,20 +8,22 @@ symbol's warm-up (`WARMUP`, in bars of the symbol's history) and never after it.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from turbomode_pipeline.core.indicators import (
     POSITION,
-    add_ema,
-    add_reference_indicators,
-    add_wilder,
+    Grid,
+    ema,
     lag,
+    reference_grids,
     rolling_max,
     rolling_mean,
     rolling_min,
     rolling_std,
     rolling_sum,
-    with_position,
+    sorted_by_symbol,
+    wilder,
 )
 
 col = pl.col
@@ -90,10 +92,13 @@ def _safe_ratio(numerator: pl.Expr, denominator: pl.Expr, flat: float | None = N
     return pl.when(denominator != 0).then(numerator / denominator).otherwise(pl.when(denominator == 0).then(flat))
 
 
+def _indicator_grids(grid: Grid) -> dict[str, np.ndarray]:
+    grids = reference_grids(grid)
+    return {**grids, "_ema_20": ema(grid["close"], 20), "_atr_10": wilder(grids["_tr"], 10, offset=1)}
+
+
 def _price_features(frame: pl.LazyFrame) -> pl.LazyFrame:
     close, high, low = col("close"), col("high"), col("low")
-    frame = add_ema(frame, "_ema_20", "close", 20)
-    frame = add_wilder(frame, "_atr_10", "_tr", 10, offset=1)
     frame = frame.with_columns(
         _safe_ratio(close, col("_prev_close")).log().alias("_r1"),
         *(_safe_ratio(close, lag(close, n)).sub(1).alias(f"ret_{n}") for n in RETURN_HORIZONS),
@@ -183,7 +188,8 @@ def compute_features(bars: pl.DataFrame) -> pl.DataFrame:
     A row's values depend only on the same symbol's bars up to that session and on the
     cross-section of that session and earlier ones.
     """
-    frame = add_reference_indicators(with_position(bars.select("session", "symbol", "sector", "open", "high", "low", "close", "volume")))
-    frame = _market_features(_price_features(frame))
+    grid = Grid(sorted_by_symbol(bars.select("session", "symbol", "sector", "open", "high", "low", "close", "volume")))
+    frame = grid.with_columns(_indicator_grids(grid)).with_columns(pl.Series(POSITION, grid.positions()))
+    frame = _market_features(_price_features(frame.lazy()))
     return frame.select(*ID_COLUMNS, *FEATURES).sort("session", "symbol").collect()
 

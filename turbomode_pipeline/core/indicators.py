@@ -14,32 +14,32 @@ TA-Lib's own after its lookback:
   first 13, then S - S/14 + x); ADX is the mean of the first 14 DX values, then Wilder.
 Warm-up values are null, never zero or forward-filled.
 
-Speed: rolling windows run over the whole column sorted by (symbol, session), several times
-faster than a window per symbol, and are masked where they would reach into the previous
-symbol (`_within`); polars computes them exactly, so no value depends on another symbol's
-rows. The recursive EWMs run per symbol. Each stage is materialised as a column so that no
-subexpression is computed twice.
+Speed: the indicators run on a `Grid`, each column laid out as a symbols x positions numpy
+array, so every window and recursion runs along one symbol's own history for all symbols at
+once and never reaches into another symbol. Windows are combined by doubling (a window of
+n takes about log2(n) whole-array operations and depends only on its own n values); the
+recursive EWMs are scipy's `lfilter`, because polars has no EWM that restarts per segment
+(and its `over(symbol)` costs several times more). The polars helpers (`lag`, `rolling_*`)
+serve the features that stay on the flat frame, masked where a window would reach into the
+previous symbol.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
+from scipy.signal import lfilter
 
 POSITION = "_position"  # 0-based row number within the symbol
-SYMBOL_ID = "_symbol_id"  # an integer per symbol: windows over it are several times faster than over strings
 col = pl.col
 
 
-def with_position(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
-    """Sort by (symbol, session) and add each row's position within its symbol."""
-    row = pl.int_range(pl.len(), dtype=pl.Int64)
-    starts = col(SYMBOL_ID) != col(SYMBOL_ID).shift(1, fill_value=-1)
-    return (
-        frame.lazy()
-        .sort("symbol", "session")
-        .with_columns(col("symbol").rle_id().alias(SYMBOL_ID))
-        .with_columns((row - pl.when(starts).then(row).forward_fill()).alias(POSITION))
-    )
+def sorted_by_symbol(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` sorted by (symbol, session); the warehouse already returns bars so, and checking is cheaper."""
+    symbol_id = frame["symbol"].rle_id().to_numpy()
+    session = frame["session"].to_physical().to_numpy()
+    in_order = frame["symbol"].is_sorted() and bool(np.all((np.diff(symbol_id) > 0) | (np.diff(session) > 0)))
+    return frame if in_order else frame.sort("symbol", "session")
 
 
 def _within(expr: pl.Expr, lookback: int) -> pl.Expr:
@@ -72,101 +72,196 @@ def rolling_min(expr: pl.Expr, n: int, offset: int = 0) -> pl.Expr:
     return _within(expr.rolling_min(n), n - 1 + offset)
 
 
-def add_ewm(frame: pl.LazyFrame, out: str, source: str, alpha: float, seed_at: int, seed: pl.Expr) -> pl.LazyFrame:
-    """Add column `out`: the EWM (adjust=False) of `source` whose value at position `seed_at` is `seed`.
 
-    Positions before `seed_at` are null; after it y_t = (1 - alpha) y_{t-1} + alpha x_t.
-    The recursion runs per symbol, so a value never depends on another symbol's rows.
+
+class Grid:
+    """A frame sorted by (symbol, session), its columns laid out as symbols x positions arrays.
+
+    Row i holds the i-th symbol's history, column j its j-th bar; shorter histories are padded
+    with NaN after their last bar. Everything below looks only backwards along a row, so the
+    padding never reaches a real value and no value depends on another symbol.
     """
-    position = col(POSITION)
-    driven = pl.when(position < seed_at).then(None).when(position == seed_at).then(seed).otherwise(col(source))
-    return (
-        frame.with_columns(driven.alias(f"_{out}_driven"))
-        .with_columns(col(f"_{out}_driven").ewm_mean(alpha=alpha, adjust=False, min_samples=1).over(SYMBOL_ID).alias(out))
-        .drop(f"_{out}_driven")
-    )
+
+    def __init__(self, frame: pl.DataFrame):
+        self.frame = frame
+        self.lengths = frame["symbol"].rle().struct.field("len").to_numpy().astype(np.int64)
+        self.shape = (len(self.lengths), int(self.lengths.max(initial=0)))
+        ragged = frame.height != self.shape[0] * self.shape[1]
+        self._cells = self._row_starts() + self.positions() if ragged else None
+
+    def positions(self) -> np.ndarray:
+        """Each row's position within its symbol."""
+        starts = np.repeat(np.cumsum(self.lengths) - self.lengths, self.lengths)
+        return np.arange(self.frame.height) - starts
+
+    def _row_starts(self) -> np.ndarray:
+        return np.repeat(np.arange(self.shape[0]) * self.shape[1], self.lengths)
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        values = self.frame[column].to_numpy().astype(np.float64, copy=False)
+        if self._cells is None:
+            return values.reshape(self.shape)
+        grid = np.full(self.shape[0] * self.shape[1], np.nan)
+        grid[self._cells] = values
+        return grid.reshape(self.shape)
+
+    def with_columns(self, grids: dict[str, np.ndarray]) -> pl.DataFrame:
+        """The frame with each grid added back as a column; NaN (warm-up) becomes null."""
+        flat = {name: grid.reshape(-1) for name, grid in grids.items()}
+        if self._cells is not None:
+            flat = {name: values[self._cells] for name, values in flat.items()}
+        return self.frame.with_columns(pl.Series(name, values, nan_to_null=True) for name, values in flat.items())
 
 
-def add_ema(frame: pl.LazyFrame, out: str, source: str, n: int, offset: int = 0, start: int = 0) -> pl.LazyFrame:
-    """TA-Lib EMA(n) of `source` (null for its first `offset` rows); `start` delays the seed."""
-    return add_ewm(frame, out, source, 2 / (n + 1), max(offset + n - 1, start), col(source).rolling_mean(n))
+def _empty_until(shape: tuple[int, int], position: int) -> np.ndarray:
+    """A new grid, NaN before `position` and to be filled from there."""
+    out = np.empty(shape)
+    out[:, :position] = np.nan
+    return out
 
 
-def add_wilder(frame: pl.LazyFrame, out: str, source: str, n: int, offset: int = 0) -> pl.LazyFrame:
-    """Wilder's smoothing of `source` (null for its first `offset` rows), seeded with the mean of n values."""
-    return add_ewm(frame, out, source, 1 / n, offset + n - 1, col(source).rolling_mean(n))
+def _combine_shifted(combine: np.ufunc, a: np.ndarray, b: np.ndarray, lag: int) -> np.ndarray:
+    """combine(a[t], b[t - lag]) along each row; NaN for the first `lag` positions."""
+    out = _empty_until(a.shape, lag)
+    combine(a[:, lag:], b[:, : max(a.shape[1] - lag, 0)], out=out[:, lag:])
+    return out
 
 
-def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
-    """100 * n / d, and 0 where d is 0 (TA-Lib's convention), null where either is null."""
-    return pl.when(denominator > 0).then(100 * numerator / denominator).otherwise(pl.when(denominator == 0).then(0.0))
+def _window(values: np.ndarray, n: int, combine: np.ufunc) -> np.ndarray:
+    """`combine` over each position's last n values (NaN until there are n), by doubling:
+    about log2(n) whole-array operations, each result depending only on its own window."""
+    result, covered = None, 0
+    block, span = values, 1  # block[t] combines the `span` values ending at t
+    while True:
+        if n & span:
+            result = block if result is None else _combine_shifted(combine, result, block, covered)
+            covered += span
+        if 2 * span > n:
+            return result
+        block, span = _combine_shifted(combine, block, block, span), 2 * span
 
 
-def add_basics(frame: pl.LazyFrame) -> pl.LazyFrame:
+def lagged(values: np.ndarray, n: int = 1) -> np.ndarray:
+    out = _empty_until(values.shape, n)
+    out[:, n:] = values[:, : max(values.shape[1] - n, 0)]
+    return out
+
+
+def _change(values: np.ndarray) -> np.ndarray:
+    """values[t] - values[t - 1]."""
+    out = _empty_until(values.shape, 1)
+    np.subtract(values[:, 1:], values[:, :-1], out=out[:, 1:])
+    return out
+
+
+def window_sum(values: np.ndarray, n: int) -> np.ndarray:
+    return _window(values, n, np.add)
+
+
+def window_mean(values: np.ndarray, n: int) -> np.ndarray:
+    return window_sum(values, n) / n
+
+
+def window_max(values: np.ndarray, n: int) -> np.ndarray:
+    return _window(values, n, np.maximum)
+
+
+def window_min(values: np.ndarray, n: int) -> np.ndarray:
+    return _window(values, n, np.minimum)
+
+
+def ewm(values: np.ndarray, alpha: float, seed_at: int, seed_count: int, seed_divisor: int) -> np.ndarray:
+    """EWM (adjust=False) of each row, seeded at position `seed_at` with the sum of the `seed_count`
+    values ending there over `seed_divisor`: NaN before, then y_t = (1 - alpha) y_{t-1} + alpha x_t."""
+    out = _empty_until(values.shape, seed_at)
+    if seed_at < values.shape[1]:
+        seed = values[:, seed_at - seed_count + 1 : seed_at + 1].sum(axis=1) / seed_divisor
+        out[:, seed_at] = seed
+        state = ((1 - alpha) * seed)[:, None]
+        out[:, seed_at + 1 :], _ = lfilter([alpha], [1, alpha - 1], values[:, seed_at + 1 :], axis=1, zi=state)
+    return out
+
+
+def ema(values: np.ndarray, n: int, offset: int = 0, start: int = 0) -> np.ndarray:
+    """TA-Lib EMA(n) of `values` (NaN for their first `offset` positions); `start` delays the seed."""
+    return ewm(values, 2 / (n + 1), max(offset + n - 1, start), n, n)
+
+
+def wilder(values: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
+    """Wilder's smoothing of `values` (NaN for their first `offset` positions), seeded with the mean of n."""
+    return ewm(values, 1 / n, offset + n - 1, n, n)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """100 * n / d, and 0 where d is 0 (TA-Lib's convention); NaN where either is NaN."""
+    ratio = 100 * numerator
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(ratio, denominator, out=ratio)
+    np.copyto(ratio, 0.0, where=denominator == 0)
+    return ratio
+
+
+def _from(values: np.ndarray, position: int) -> np.ndarray:
+    """`values`, set to NaN before `position` in place."""
+    values[:, :position] = np.nan
+    return values
+
+
+def basics(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
     """Previous close, true range, close change and directional movement, from bar 1."""
-    prev_close = col("close").shift(1)
-    up, down = col("high").diff(), -col("low").diff()
-    return frame.with_columns(
-        _within(prev_close, 1).alias("_prev_close"),
-        _within(pl.max_horizontal("high", prev_close) - pl.min_horizontal("low", prev_close), 1).alias("_tr"),
-        _within(col("close").diff().clip(lower_bound=0), 1).alias("_gain"),
-        _within((-col("close").diff()).clip(lower_bound=0), 1).alias("_loss"),
-        _within(pl.when((up > down) & (up > 0)).then(up).otherwise(0.0), 1).alias("_plus_dm"),
-        _within(pl.when((down > up) & (down > 0)).then(down).otherwise(0.0), 1).alias("_minus_dm"),
-    )
+    prev_close = lagged(close)
+    change = close - prev_close
+    gain = np.maximum(change, 0.0)
+    up, down = _change(high), _change(low)
+    np.negative(down, out=down)
+    # +DM where the up move beats both the down move and 0; -DM the other way round.
+    plus_dm = np.where(up > np.maximum(down, 0.0), up, 0.0)
+    minus_dm = np.where(down > np.maximum(up, 0.0), down, 0.0)
+    return {
+        "_prev_close": prev_close,
+        "_tr": np.maximum(high, prev_close) - np.minimum(low, prev_close),
+        "_gain": gain,
+        "_loss": gain - change,
+        "_plus_dm": _from(plus_dm, 1),
+        "_minus_dm": _from(minus_dm, 1),
+    }
 
 
-def add_rsi_atr(frame: pl.LazyFrame, n: int = 14) -> pl.LazyFrame:
-    frame = add_wilder(frame, "_avg_gain", "_gain", n, offset=1)
-    frame = add_wilder(frame, "_avg_loss", "_loss", n, offset=1)
-    frame = add_wilder(frame, "atr_14", "_tr", n, offset=1)
-    return frame.with_columns(_ratio(col("_avg_gain"), col("_avg_gain") + col("_avg_loss")).alias("rsi_14"))
+def rsi_atr(gain: np.ndarray, loss: np.ndarray, true_range: np.ndarray, n: int = 14) -> dict[str, np.ndarray]:
+    average_gain = wilder(gain, n, offset=1)
+    return {"rsi_14": _ratio(average_gain, average_gain + wilder(loss, n, offset=1)), "atr_14": wilder(true_range, n, offset=1)}
 
 
-def add_macd(frame: pl.LazyFrame, fast: int = 12, slow: int = 26, signal: int = 9) -> pl.LazyFrame:
-    frame = add_ema(frame, "_ema_fast", "close", fast, start=slow - 1)
-    frame = add_ema(frame, "_ema_slow", "close", slow)
-    frame = frame.with_columns((col("_ema_fast") - col("_ema_slow")).alias("_macd_line"))
-    frame = add_ema(frame, "_macd_signal", "_macd_line", signal, offset=slow - 1)
-    ready = col(POSITION) >= slow + signal - 2
-    return frame.with_columns(
-        pl.when(ready).then(col("_macd_line")).alias("macd"),
-        pl.when(ready).then(col("_macd_signal")).alias("macd_signal"),
-        pl.when(ready).then(col("_macd_line") - col("_macd_signal")).alias("macd_hist"),
-    )
+def macd(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9) -> dict[str, np.ndarray]:
+    line = ema(close, fast, start=slow - 1) - ema(close, slow)
+    smoothed = ema(line, signal, offset=slow - 1)
+    line = _from(line, slow + signal - 2)  # all three are reported from the signal's first value
+    return {"macd": line, "macd_signal": smoothed, "macd_hist": line - smoothed}
 
 
-def add_bollinger(frame: pl.LazyFrame, n: int = 20, k: float = 2.0) -> pl.LazyFrame:
-    frame = frame.with_columns(
-        rolling_mean(col("close"), n).alias("bb_middle"), (k * rolling_std(col("close"), n, ddof=0)).alias("_bb_width")
-    )
-    return frame.with_columns(
-        (col("bb_middle") + col("_bb_width")).alias("bb_upper"), (col("bb_middle") - col("_bb_width")).alias("bb_lower")
-    )
+def bollinger(close: np.ndarray, n: int = 20, k: float = 2.0) -> dict[str, np.ndarray]:
+    middle = window_mean(close, n)
+    # The population variance as TA-Lib's STDDEV computes it: mean of squares minus squared mean.
+    variance = window_mean(close * close, n) - middle * middle
+    width = k * np.sqrt(np.maximum(variance, 0.0, out=variance), out=variance)
+    return {"bb_upper": middle + width, "bb_middle": middle, "bb_lower": middle - width}
 
 
-def add_stochastic(frame: pl.LazyFrame, fastk: int = 14, slowk: int = 3, slowd: int = 3) -> pl.LazyFrame:
-    lowest = rolling_min(col("low"), fastk)
-    frame = frame.with_columns(_ratio(col("close") - lowest, rolling_max(col("high"), fastk) - lowest).alias("_fast_k"))
-    frame = frame.with_columns(rolling_mean(col("_fast_k"), slowk, offset=fastk - 1).alias("_slow_k"))
-    ready = col(POSITION) >= fastk + slowk + slowd - 3  # TA-Lib reports %K from %D's first value
-    # Clipped: a rolling mean of values in [0, 100] can land a rounding error outside.
-    return frame.with_columns(
-        pl.when(ready).then(col("_slow_k")).clip(0, 100).alias("stoch_k"),
-        rolling_mean(col("_slow_k"), slowd, offset=fastk + slowk - 2).clip(0, 100).alias("stoch_d"),
-    )
+def stochastic(high, low, close, fastk: int = 14, slowk: int = 3, slowd: int = 3) -> dict[str, np.ndarray]:
+    lowest = window_min(low, fastk)
+    slow_k = window_mean(_ratio(close - lowest, window_max(high, fastk) - lowest), slowk)
+    # Clipped: a mean of values in [0, 100] can land a rounding error outside.
+    slow_d = np.clip(window_mean(slow_k, slowd), 0, 100)
+    # TA-Lib reports %K from %D's first value.
+    return {"stoch_k": np.clip(_from(slow_k, fastk + slowk + slowd - 3), 0, 100, out=slow_k), "stoch_d": slow_d}
 
 
-def add_adx(frame: pl.LazyFrame, n: int = 14) -> pl.LazyFrame:
-    for source in ("_tr", "_plus_dm", "_minus_dm"):  # TA-Lib: the sum of bars 1..n-1, then S - S/n + x
-        frame = add_ewm(frame, f"{source}_s", source, 1 / n, n - 1, col(source).rolling_sum(n - 1) / n)
-    ready = col(POSITION) >= n
-    frame = frame.with_columns(
-        pl.when(ready).then(_ratio(col("_plus_dm_s"), col("_tr_s"))).alias("plus_di"),
-        pl.when(ready).then(_ratio(col("_minus_dm_s"), col("_tr_s"))).alias("minus_di"),
-    )
-    frame = frame.with_columns(_ratio((col("plus_di") - col("minus_di")).abs(), col("plus_di") + col("minus_di")).alias("_dx"))
-    return add_wilder(frame, "adx_14", "_dx", n, offset=n)
+def adx(true_range: np.ndarray, plus_dm: np.ndarray, minus_dm: np.ndarray, n: int = 14) -> dict[str, np.ndarray]:
+    # TA-Lib smooths from the sum of bars 1..n-1, then S - S/n + x (here divided by n throughout).
+    range_s, plus_s, minus_s = (ewm(source, 1 / n, n - 1, n - 1, n) for source in (true_range, plus_dm, minus_dm))
+    plus_di, minus_di = _from(_ratio(plus_s, range_s), n), _from(_ratio(minus_s, range_s), n)
+    dx = _ratio(np.abs(plus_di - minus_di), plus_di + minus_di)
+    return {"plus_di": plus_di, "minus_di": minus_di, "adx_14": wilder(dx, n, offset=n)}
 
 
 REFERENCE_COLUMNS = (
@@ -175,14 +270,22 @@ REFERENCE_COLUMNS = (
 )
 
 
-def add_reference_indicators(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """The TA-Lib-comparable indicators (raw values) on a frame from `with_position`."""
-    frame = add_basics(frame)
-    for add in (add_rsi_atr, add_macd, add_bollinger, add_stochastic, add_adx):
-        frame = add(frame)
-    return frame
+def reference_grids(grid: Grid) -> dict[str, np.ndarray]:
+    """The TA-Lib-comparable indicators (raw values) and the inputs they share, as grids."""
+    high, low, close = grid["high"], grid["low"], grid["close"]
+    shared = basics(high, low, close)
+    return {
+        **shared,
+        **rsi_atr(shared["_gain"], shared["_loss"], shared["_tr"]),
+        **macd(close),
+        **bollinger(close),
+        **stochastic(high, low, close),
+        **adx(shared["_tr"], shared["_plus_dm"], shared["_minus_dm"]),
+    }
 
 
 def reference_indicators(bars: pl.DataFrame) -> pl.DataFrame:
     """symbol, session and the TA-Lib-comparable indicators: used by the tests and the benchmark."""
-    return add_reference_indicators(with_position(bars)).select("symbol", "session", *REFERENCE_COLUMNS).collect()
+    grid = Grid(sorted_by_symbol(bars))
+    grids = reference_grids(grid)
+    return grid.with_columns({name: grids[name] for name in REFERENCE_COLUMNS}).select("symbol", "session", *REFERENCE_COLUMNS)

@@ -12,8 +12,9 @@ from datetime import date, datetime, time, timedelta
 import polars as pl
 from dagster import ConfigurableResource, get_dagster_logger
 
-from turbomode_pipeline.calendar import EXCHANGE_TZ, sessions_between
+from turbomode_pipeline.calendar import EXCHANGE_TZ, session_close, session_open, sessions_between
 from turbomode_pipeline.core.market_sim import SIM_EPOCH, simulate_daily_bars
+from turbomode_pipeline.core.minute_bars import simulate_minute_bars
 from turbomode_pipeline.resources.alpaca_http import harden
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
@@ -27,6 +28,10 @@ class MarketDataSource(ConfigurableResource):
     """Daily OHLCV bars for a list of sessions and a universe (symbol, sector)."""
 
     def daily_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def minute_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+        """One-minute bars (symbol, time UTC, open, high, low, close, volume) of the sessions' regular hours."""
         raise NotImplementedError
 
 
@@ -48,6 +53,13 @@ class SimulatedMarketData(MarketDataSource):
             predictability=self.predictability,
         )
         return _with_source(bars, "simulated")
+
+    def minute_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+        daily = self.daily_bars(sessions, universe).sort("session", "symbol")
+        days = daily["session"].to_list()
+        opens = [session_open(day) for day in days]
+        minutes = [int((session_close(day) - session_open(day)).total_seconds() // 60) for day in days]
+        return simulate_minute_bars(daily, [o.replace(tzinfo=None) for o in opens], minutes, seed=self.seed)
 
 
 class AlpacaMarketData(MarketDataSource):
@@ -71,10 +83,38 @@ class AlpacaMarketData(MarketDataSource):
         )
         return harden(client, self.timeout_s, self.max_retries, self.backoff_s)
 
-    def daily_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+    def _get_bars(self, client, batch: list[str], timeframe, start: datetime, end: datetime, span: str) -> dict:
+        """Raw bars {symbol: [...]} for one batch of symbols; errors name the batch and the sessions."""
         from alpaca.common.exceptions import APIError
         from alpaca.data.enums import Adjustment, DataFeed
         from alpaca.data.requests import StockBarsRequest
+
+        request = StockBarsRequest(
+            symbol_or_symbols=batch,
+            timeframe=timeframe,
+            start=start,
+            end=end,
+            adjustment=Adjustment(self.adjustment),
+            feed=DataFeed(self.feed),
+        )
+        try:
+            return client.get_stock_bars(request) or {}
+        except APIError as error:
+            raise MarketDataError(
+                f"Alpaca market data request for {len(batch)} symbols ({batch[0]}..{batch[-1]}), "
+                f"sessions {span}, failed with HTTP {error.status_code}: {error}"
+            ) from error
+        except OSError as error:  # requests' ConnectionError and Timeout
+            raise MarketDataError(
+                f"Alpaca market data at {self.data_url or 'data.alpaca.markets'} did not answer for sessions "
+                f"{span} after {self.max_retries} retries: {error}"
+            ) from error
+
+    def _batches(self, universe: pl.DataFrame) -> list[list[str]]:
+        symbols = universe["symbol"].to_list()
+        return [symbols[i : i + self.symbols_per_request] for i in range(0, len(symbols), self.symbols_per_request)]
+
+    def daily_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
         from alpaca.data.timeframe import TimeFrame
 
         if not sessions:
@@ -83,36 +123,45 @@ class AlpacaMarketData(MarketDataSource):
         end = datetime.combine(max(sessions) + timedelta(days=1), time(), tzinfo=EXCHANGE_TZ)
         client = self._client()
         symbols = universe["symbol"].to_list()
-        frames = []
-        for offset in range(0, len(symbols), self.symbols_per_request):
-            batch = symbols[offset : offset + self.symbols_per_request]
-            request = StockBarsRequest(
-                symbol_or_symbols=batch,
-                timeframe=TimeFrame.Day,
-                start=start,
-                end=end,
-                adjustment=Adjustment(self.adjustment),
-                feed=DataFeed(self.feed),
-            )
-            try:
-                raw = client.get_stock_bars(request)
-            except APIError as error:
-                raise MarketDataError(
-                    f"Alpaca market data request for {len(batch)} symbols ({batch[0]}..{batch[-1]}), "
-                    f"sessions {min(sessions)}..{max(sessions)}, failed with HTTP {error.status_code}: {error}"
-                ) from error
-            except OSError as error:  # requests' ConnectionError and Timeout
-                raise MarketDataError(
-                    f"Alpaca market data at {self.data_url or 'data.alpaca.markets'} did not answer for sessions "
-                    f"{min(sessions)}..{max(sessions)} after {self.max_retries} retries: {error}"
-                ) from error
-            frames.append(_raw_bars_to_frame(raw or {}))
+        span = f"{min(sessions)}..{max(sessions)}"
+        frames = [
+            _raw_bars_to_frame(self._get_bars(client, batch, TimeFrame.Day, start, end, span))
+            for batch in self._batches(universe)
+        ]
         bars = pl.concat(frames) if frames else _empty_frame()
         wanted = pl.Series(sessions, dtype=pl.Date)
         bars = bars.filter(pl.col("session").is_in(wanted.implode()))
         bars = bars.join(universe.select("symbol", "sector"), on="symbol", how="inner")
         _log_gaps(bars, sessions, symbols)
         return _with_source(bars, "alpaca").sort("session", "symbol")
+
+
+    def minute_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
+        """Regular-hours minute bars, one request per session and batch (no pre- or after-market bars)."""
+        from alpaca.data.timeframe import TimeFrame
+
+        client = self._client()
+        frames = [
+            _raw_minutes_to_frame(
+                self._get_bars(client, batch, TimeFrame.Minute, session_open(day), session_close(day), str(day))
+            )
+            for day in sessions
+            for batch in self._batches(universe)
+        ]
+        return pl.concat(frames).sort("symbol", "time") if frames else _raw_minutes_to_frame({})
+
+
+def _raw_minutes_to_frame(raw: dict) -> pl.DataFrame:
+    """{symbol: [{t, o, h, l, c, v, ...}]} into symbol, time (UTC), open, high, low, close, volume."""
+    frames = [pl.DataFrame(bars, infer_schema_length=None).with_columns(symbol=pl.lit(symbol)) for symbol, bars in raw.items() if bars]
+    if not frames:
+        return pl.DataFrame(schema={"symbol": pl.String, "time": pl.Datetime("us", "UTC"),
+                                    **dict.fromkeys(("open", "high", "low", "close", "volume"), pl.Float64)})
+    return pl.concat(frames, how="diagonal_relaxed").select(
+        "symbol",
+        pl.col("t").str.to_datetime(time_zone="UTC").dt.cast_time_unit("us").alias("time"),
+        *(pl.col(key).cast(pl.Float64).alias(name) for key, name in zip("ohlcv", ("open", "high", "low", "close", "volume"), strict=True)),
+    )
 
 
 def _raw_bars_to_frame(raw: dict) -> pl.DataFrame:

@@ -10,6 +10,7 @@ otherwise `challenger`, with the reason recorded. Consumers load models by alias
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,22 @@ from dagster import ConfigurableResource
 
 from turbomode_pipeline.core.training import SectorTraining, TrainedModel
 from turbomode_pipeline.core.universe import sector_slug
+from turbomode_pipeline.settings import is_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+ARCHIVED_TAG = "archived"
 EXPERIMENT = "turbomode"
+# Loaded models by (tracking URI, name, version): a version never changes, so each process
+# loads it once however many scans it runs.
+_LOADED: dict[tuple[str, str, str], object] = {}
+
+
+@dataclass(frozen=True)
+class Champion:
+    name: str
+    version: str
+    run_id: str
+    model: object
 
 
 def registered_name(sector: str, model_type: str) -> str:
@@ -28,7 +42,11 @@ def registered_name(sector: str, model_type: str) -> str:
 
 
 class ModelRegistry(ConfigurableResource):
-    """MLflow at `tracking_uri` (a SQLite file by default) with artifacts under `artifact_root`."""
+    """MLflow at `tracking_uri` (a SQLite file by default) with artifacts under `artifact_root`.
+
+    `artifact_root` is a local folder or a URI the tracking server understands (`s3://...`, or
+    `mlflow-artifacts:/...` when the server proxies artifacts), so a shared server is configuration.
+    """
 
     tracking_uri: str
     artifact_root: str
@@ -45,6 +63,8 @@ class ModelRegistry(ConfigurableResource):
         experiment = client.get_experiment_by_name(EXPERIMENT)
         if experiment is not None:
             return experiment.experiment_id
+        if is_uri(self.artifact_root):
+            return client.create_experiment(EXPERIMENT, artifact_location=self.artifact_root)
         Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
         return client.create_experiment(EXPERIMENT, artifact_location=Path(self.artifact_root).resolve().as_uri())
 
@@ -134,11 +154,48 @@ class ModelRegistry(ConfigurableResource):
         self._client()
         return mlflow.sklearn.load_model(f"models:/{name}@{alias}")
 
+    def champion(self, name: str) -> Champion:
+        """The version behind `name`'s champion alias, with its run, loaded once per process."""
+        import mlflow
+
+        version = self._client().get_model_version_by_alias(name, CHAMPION)
+        key = (self.tracking_uri, name, str(version.version))
+        if key not in _LOADED:
+            _LOADED[key] = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+        return Champion(name, str(version.version), version.run_id, _LOADED[key])
+
     def champion_metric(self, name: str, metric: str = "holdout_roc_auc") -> float:
         """A metric logged by the run that produced `name`'s champion version."""
         client = self._client()
         version = client.get_model_version_by_alias(name, CHAMPION)
         return float(client.get_run(version.run_id).data.metrics[metric])
+
+    def champion_run(self, name: str) -> dict | None:
+        """The champion version of `name` with its run's params and metrics; None without a champion."""
+        from mlflow.exceptions import MlflowException
+
+        client = self._client()
+        try:
+            version = client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            return None
+        run = client.get_run(version.run_id)
+        return {"version": str(version.version), "params": run.data.params, "metrics": run.data.metrics}
+
+    def archive_stale_versions(self, older_than_ms: int, note: str) -> list[str]:
+        """Tag `archived` on every version that is neither champion nor challenger and was created
+        before `older_than_ms` (epoch milliseconds). Nothing is deleted: the version, its run and
+        artifacts stay for lineage, and the MLflow model browser shows the tag. Returns name/version."""
+        client = self._client()
+        archived = []
+        for model in client.search_registered_models(filter_string="name LIKE 'turbomode-%'"):
+            kept = {str(v) for alias, v in (model.aliases or {}).items() if alias in (CHAMPION, CHALLENGER)}
+            for version in client.search_model_versions(f"name = '{model.name}'"):
+                stale = version.creation_timestamp < older_than_ms and str(version.version) not in kept
+                if stale and ARCHIVED_TAG not in (version.tags or {}):
+                    client.set_model_version_tag(model.name, version.version, ARCHIVED_TAG, note)
+                    archived.append(f"{model.name}/{version.version}")
+        return archived
 
     def aliases(self) -> pl.DataFrame:
         """Every registered turbomode model with the versions behind its aliases."""

@@ -79,6 +79,33 @@ class Warehouse(ConfigurableResource):
                 first_line = str(error).splitlines()[0]
                 raise WarehouseError(f"{self.path}: {first_line}; materialise the asset that writes it first") from None
 
+    def execute(self, *statements: str) -> None:
+        """Run DDL or update statements in one transaction (views, derived flags)."""
+        with self.connection() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for statement in statements:
+                    con.execute(statement)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def update(self, sql: str, params: Sequence | None = None) -> int:
+        """Run one writing statement (UPDATE, DELETE) and return how many rows it changed."""
+        with self.connection() as con:
+            changed = con.execute(sql, params or []).fetchone()
+        return int(changed[0]) if changed else 0
+
+    def compact(self) -> dict[str, int]:
+        """CHECKPOINT and VACUUM the file; its size in bytes before and after."""
+        before = Path(self.path).stat().st_size if Path(self.path).exists() else 0
+        with self.connection() as con:
+            con.execute("CHECKPOINT")
+            con.execute("VACUUM")
+            con.execute("CHECKPOINT")
+        return {"bytes_before": before, "bytes_after": Path(self.path).stat().st_size}
+
     def replace_partitions(self, table: Table, frame: pl.DataFrame, partitions: Sequence) -> int:
         """Replace exactly `partitions` of `table` with `frame`, in one transaction.
 

@@ -1,0 +1,209 @@
+"""`drift_report`: each week, how far every sector has moved from what its champion was trained on."""
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    WeeklyPartitionsDefinition,
+    asset,
+)
+
+from turbomode_pipeline.assets.features import daily_features
+from turbomode_pipeline.assets.models import sector_models
+from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
+from turbomode_pipeline.calendar import EXCHANGE_TZ, sessions_before
+from turbomode_pipeline.core.drift import (
+    Thresholds,
+    feature_drift,
+    hit_rates,
+    judged_features,
+    sector_status,
+    signal_balance,
+    status_of,
+)
+from turbomode_pipeline.core.drift_html import DriftReportData, render_report
+from turbomode_pipeline.core.features import FEATURES, WARMUP
+from turbomode_pipeline.core.model_zoo import STACKED
+from turbomode_pipeline.core.universe import GICS_SECTORS
+from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.resources.reports import ReportStore
+from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.schemas import DRIFT_FEATURES, DRIFT_REPORT, DriftFeatures, DriftReport, conform
+from turbomode_pipeline.settings import get_settings
+
+CONFIDENCE_REFERENCE_SESSIONS = 60  # the scanner's scores before the window that its confidence is compared with
+EXPECTED_HIT_RATE_METRIC = "holdout_top_decile_hit_rate"
+
+# Weeks run Sunday to Saturday; the key is the Sunday, the report is about the Saturday's last sessions.
+DRIFT_WEEKS = WeeklyPartitionsDefinition(
+    start_date=get_settings().history_start.isoformat(), day_offset=0, timezone=str(EXCHANGE_TZ), end_offset=1
+)
+
+
+def week_ending(partition_key: str) -> date:
+    return date.fromisoformat(partition_key) + timedelta(days=6)
+
+
+def thresholds() -> Thresholds:
+    settings = get_settings()
+    return Thresholds(settings.drift_psi_warn, settings.drift_psi_drift, settings.drift_one_sided_share)
+
+
+def _champions(registry: ModelRegistry) -> pl.DataFrame:
+    rows = []
+    for sector in GICS_SECTORS:  # 11 registry look-ups
+        champion = registry.champion_run(registered_name(sector, STACKED))
+        if champion is not None:
+            rows.append({
+                "sector": sector, "champion_version": champion["version"],
+                "train_start": date.fromisoformat(champion["params"]["train_start"]),
+                "train_end": date.fromisoformat(champion["params"]["train_end"]),
+                "expected_hit_rate": champion["metrics"].get(EXPECTED_HIT_RATE_METRIC),
+            })
+    schema = {"sector": pl.String, "champion_version": pl.String, "train_start": pl.Date, "train_end": pl.Date,
+              "expected_hit_rate": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _features(warehouse: Warehouse, champions: pl.DataFrame, window: list[date]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Feature rows of each sector's training window, and of the current window."""
+    columns = ", ".join(FEATURES)
+    rows = warehouse.query(
+        f"SELECT session, sector, {columns} FROM daily_features WHERE session BETWEEN ? AND ? AND sector IN (SELECT unnest(?))",
+        [champions["train_start"].min(), window[-1], champions["sector"].to_list()],
+    )
+    reference = rows.join(champions.select("sector", "train_start", "train_end"), on="sector").filter(
+        pl.col("session").is_between(pl.col("train_start"), pl.col("train_end"))
+    ).drop("train_start", "train_end")
+    current = rows.filter(pl.col("session").is_in(pl.Series(window).implode()))
+    missing = sorted(set(window) - set(current["session"].unique().to_list()))
+    if missing:
+        raise Failure(
+            description=f"daily_features has no rows for session(s) {', '.join(map(str, missing))} of the drift "
+            f"window {window[0]}..{window[-1]}; materialise daily_features for them first"
+        )
+    return reference, current
+
+
+def _scanner_tables(warehouse: Warehouse, window: list[date], week: tuple[date, date]):
+    """Scores before and in the window, the week's signals and the window's outcomes (empty before the scanner ran)."""
+    before = sessions_before(window[0], CONFIDENCE_REFERENCE_SESSIONS)
+    scores = "SELECT session, sector, probability_up FROM scanner_scores WHERE session BETWEEN ? AND ?"
+    tables = {
+        "reference": (scores, [before[0], before[-1]], "scanner_scores"),
+        "current": (scores, [window[0], window[-1]], "scanner_scores"),
+        "signals": ("SELECT sector, signal_type FROM signal_history WHERE session BETWEEN ? AND ?", list(week),
+                    "signal_history"),
+        "outcomes": ("SELECT sector, outcome FROM signal_outcomes WHERE exit_session BETWEEN ? AND ?",
+                     [window[0], window[-1]], "signal_outcomes"),
+    }
+    empty = {
+        "reference": {"session": pl.Date, "sector": pl.String, "probability_up": pl.Float64},
+        "current": {"session": pl.Date, "sector": pl.String, "probability_up": pl.Float64},
+        "signals": {"sector": pl.String, "signal_type": pl.String},
+        "outcomes": {"sector": pl.String, "outcome": pl.String},
+    }
+    return {
+        name: warehouse.query(sql, params) if warehouse.has_table(table) else pl.DataFrame(schema=empty[name])
+        for name, (sql, params, table) in tables.items()
+    }
+
+
+def _confidence_psi(scanner: dict, window: int) -> pl.DataFrame:
+    if scanner["reference"].is_empty() or scanner["current"].is_empty():
+        return pl.DataFrame(schema={"sector": pl.String, "confidence_psi": pl.Float64})
+    drift = feature_drift(scanner["reference"], scanner["current"], ["probability_up"], window)
+    return drift.select("sector", pl.col("psi").alias("confidence_psi"))
+
+
+def _summary(report: pl.DataFrame) -> str:
+    table = report.select(
+        "sector", "status", pl.col("median_excess_psi").round(3), "top_feature", "buy", "sell",
+        pl.col("hit_rate").round(3), pl.col("expected_hit_rate").round(3),
+    )
+    return table.to_pandas().to_markdown(index=False)
+
+
+@asset(
+    partitions_def=DRIFT_WEEKS,
+    pool="warehouse",
+    deps=[
+        daily_features, scanner_signals, signal_outcomes,
+        AssetDep(sector_models, partition_mapping=AllPartitionMapping()),
+    ],
+    group_name="monitoring",
+    kinds={"duckdb", "html", "mlflow"},
+    metadata={"dagster/table_name": "warehouse.drift_report"},
+)
+def drift_report(
+    context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry, reports: ReportStore
+):
+    """Per sector: PSI and KS of every feature (champion's training window vs the last sessions),
+    the scanner's confidence drift, BUY/SELL balance and hit rate against the holdout, and a status.
+
+    Writes drift_report and drift_features, and an HTML report under $TURBOMODE_DATA_DIR/reports/.
+    """
+    settings, limits = get_settings(), thresholds()
+    end = week_ending(context.partition_key)
+    window = sessions_before(end + timedelta(days=1), settings.drift_window_sessions)
+    champions = _champions(model_registry)
+    if champions.is_empty():
+        raise Failure(description="no sector has a champion stacked_ensemble model; materialise sector_models first")
+    reference, current = _features(warehouse, champions, window)
+    drift = feature_drift(reference, current, list(FEATURES), settings.drift_window_sessions)
+    judged = judged_features(list(FEATURES), WARMUP, settings.drift_window_sessions)
+    scanner = _scanner_tables(warehouse, window, (end - timedelta(days=6), end))
+    balance = signal_balance(scanner["signals"], limits)
+    expected = dict(champions.select("sector", "expected_hit_rate").iter_rows())
+    name = f"drift_report_{end}.html"
+    path = str((Path(reports.directory) / name).resolve())
+    report = (
+        sector_status(drift, judged, limits)
+        .join(_confidence_psi(scanner, settings.drift_window_sessions), on="sector", how="left", maintain_order="left")
+        .join(balance.filter(pl.col("sector") != "All sectors"), on="sector", how="left", maintain_order="left")
+        .join(hit_rates(scanner["outcomes"], expected).drop("expected_hit_rate"), on="sector", how="left",
+              maintain_order="left")
+        .join(champions, on="sector", how="left", maintain_order="left")
+        .with_columns(
+            pl.col("buy", "sell", "outcomes", "hits").fill_null(0),
+            pl.col("one_sided", "hit_rate_low").fill_null(False),
+            week_ending=pl.lit(end), window_start=pl.lit(window[0]), window_end=pl.lit(window[-1]),
+            report_path=pl.lit(path), created_at=pl.lit(datetime.now(UTC)),
+        )
+    )
+    features = drift.with_columns(
+        week_ending=pl.lit(end), judged=pl.col("feature").is_in(judged),
+        status=status_of(pl.col("excess_psi"), limits),
+    )
+    report, features = conform(report, DriftReport), conform(features, DriftFeatures)
+    written = reports.write(
+        name,
+        render_report(DriftReportData(str(end), report, features, reference, current, scanner["reference"],
+                                      scanner["current"])),
+    )
+    warehouse.replace_partitions(DRIFT_REPORT, report, [end])
+    warehouse.replace_partitions(DRIFT_FEATURES, features, [end])
+    overall = balance.filter(pl.col("sector") == "All sectors").row(0, named=True)
+    drifted = report.filter(pl.col("status") == "drift")["sector"].to_list()
+    if overall["one_sided"]:
+        context.log.warning(f"week ending {end}: {overall['buy']} BUY vs {overall['sell']} SELL signals is one-sided")
+    return MaterializeResult(
+        metadata={
+            "summary": MetadataValue.md(_summary(report)),
+            "report_path": MetadataValue.path(str(written)),
+            "drifted_sectors": MetadataValue.json(drifted),
+            "statuses": MetadataValue.json(dict(report.group_by("status").len().sort("status").iter_rows())),
+            "signals_one_sided": overall["one_sided"],
+            "buy_signals": int(overall["buy"]),
+            "sell_signals": int(overall["sell"]),
+            "sectors_without_champion": MetadataValue.json(sorted(set(GICS_SECTORS) - set(champions["sector"]))),
+            "window": f"{window[0]}..{window[-1]}",
+        }
+    )

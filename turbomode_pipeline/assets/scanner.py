@@ -1,0 +1,259 @@
+"""`scanner_signals` (nightly BUY/SELL signals) and `signal_outcomes` (how they turned out)."""
+
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    AssetSelection,
+    AutomationCondition,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
+from turbomode_pipeline.assets.features import BARRIERS, daily_features
+from turbomode_pipeline.assets.market_data import daily_bars
+from turbomode_pipeline.assets.models import sector_models
+from turbomode_pipeline.calendar import daily_sessions, session_close, sessions_after, sessions_before
+from turbomode_pipeline.core import scanner
+from turbomode_pipeline.core.features import FEATURES
+from turbomode_pipeline.core.model_zoo import STACKED
+from turbomode_pipeline.core.rules import Rule, violations
+from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.schemas import (
+    SCANNER_SCORES,
+    SIGNAL_HISTORY,
+    SIGNAL_OUTCOMES,
+    ScannerScores,
+    SignalHistory,
+    SignalOutcomes,
+    conform,
+)
+from turbomode_pipeline.settings import get_settings
+
+SIGNALS_SCHEMA_CHECK = "signals_match_schema"
+OUTCOMES_SCHEMA_CHECK = "outcomes_match_schema"
+QUALITY_WINDOWS = (20, 60)
+# Late data, a catch-up run or a backfill of a recent session's features: scan that session.
+# Retraining the models does not re-scan history.
+SCAN_WHEN_FEATURES_LAND = (
+    AutomationCondition.in_latest_time_window(lookback_delta=timedelta(days=14))
+    & AutomationCondition.any_deps_updated().ignore(AssetSelection.assets(sector_models)).since_last_handled()
+    & ~AutomationCondition.any_deps_missing().ignore(AssetSelection.assets(sector_models))
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("scan a recent session when its features land")
+
+ACTIVE_SIGNALS_VIEW = """
+CREATE OR REPLACE VIEW active_signals AS
+SELECT * REPLACE (true AS is_active) FROM signal_history
+WHERE session = (SELECT max(session) FROM scanner_scores) AND expires_at > current_timestamp
+"""
+MARK_ACTIVE = """
+UPDATE signal_history SET is_active = (session = (SELECT max(session) FROM scanner_scores) AND expires_at > current_timestamp)
+"""
+
+
+def signal_direction(frame: pl.DataFrame, **_) -> pl.DataFrame:
+    col = pl.col
+    buy_ok = (col("target_price") > col("entry_price")) & (col("entry_price") > col("stop_loss"))
+    sell_ok = (col("target_price") < col("entry_price")) & (col("entry_price") < col("stop_loss"))
+    bad = frame.filter(pl.when(col("signal_type") == "BUY").then(~buy_ok).otherwise(~sell_ok))
+    return violations(bad, pl.format("{} entry={} target={} stop={}", "signal_type", "entry_price", "target_price", "stop_loss"))
+
+
+SIGNAL_RULES = (
+    Rule("signal_barriers_ordered", "BUY: target > entry > stop; SELL: target < entry < stop", True, signal_direction),
+)
+
+
+def expiry(sessions: list[date]) -> pl.DataFrame:
+    """session, expires_at: the close of the session H sessions later."""
+    closes = [session_close(sessions_after(day, BARRIERS.horizon)[-1]) for day in sessions]
+    return pl.DataFrame({"session": sessions, "expires_at": closes}).with_columns(
+        pl.col("expires_at").dt.convert_time_zone("UTC")
+    )
+
+
+def _features(warehouse: Warehouse, sessions: list[date]) -> pl.DataFrame:
+    features = warehouse.query(
+        f"SELECT session, symbol, sector, close, atr_14, {', '.join(FEATURES)} FROM daily_features "
+        "WHERE session IN (SELECT unnest(?)) ORDER BY session, symbol",
+        [sessions],
+    )
+    missing = sorted(set(sessions) - set(features["session"].unique().to_list()))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise Failure(
+            description=(
+                f"scanner not run: daily_features has no rows for session(s) {shown}. Features are written only "
+                "when that session's daily_bars passed every blocking check; fix and re-materialise daily_bars "
+                "(then daily_features) for them first"
+            ),
+            metadata={"sessions_without_features": shown},
+        )
+    return features
+
+
+def _champion(model_registry: ModelRegistry, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return model_registry.champion(name)
+    except MlflowException as error:
+        raise Failure(description=f"scanner not run: no champion model {name} ({error}); materialise sector_models first") from None
+
+
+def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.DataFrame, dict]:
+    """Every symbol with complete features, scored by its sector's stacked champion."""
+    complete = features.drop_nulls([*FEATURES, "atr_14"])
+    if complete.is_empty():
+        raise Failure(description="scanner not run: no symbol has a complete feature row (still in the 252-session warm-up?)")
+    frames, loading = [], {}
+    for sector, rows in complete.group_by("sector", maintain_order=True):
+        started = time.perf_counter()
+        champion = _champion(model_registry, registered_name(sector[0], STACKED))
+        loading[champion.name] = time.perf_counter() - started
+        probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
+        frames.append(
+            rows.select("session", "symbol", "sector", "close", "atr_14").with_columns(
+                probability_up=pl.Series(probability, dtype=pl.Float64),
+                model_name=pl.lit(champion.name), model_version=pl.lit(champion.version),
+                mlflow_run_id=pl.lit(champion.run_id),
+            )
+        )
+    return pl.concat(frames).sort("session", "symbol"), loading
+
+
+@asset(
+    partitions_def=daily_sessions(),
+    backfill_policy=BackfillPolicy.single_run(),
+    pool="warehouse",
+    deps=[AssetDep(daily_features), AssetDep(sector_models, partition_mapping=AllPartitionMapping())],
+    check_specs=check_specs("scanner_signals", SIGNALS_SCHEMA_CHECK, SIGNAL_RULES),
+    automation_condition=SCAN_WHEN_FEATURES_LAND,
+    group_name="scanner",
+    kinds={"duckdb", "mlflow", "polars"},
+    metadata={"dagster/table_name": "warehouse.signal_history", "also_writes": "scanner_scores, active_signals (view)"},
+)
+def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry):
+    """Score every symbol's features for the session with its sector's champion (stacked
+    ensemble) and emit BUY/SELL signals where the calibrated confidence passes the threshold
+    (TURBOMODE_SIGNAL_THRESHOLD). Target and stop are the label barriers; a signal expires
+    at the close H sessions later. Writes signal_history and scanner_scores per session.
+    """
+    sessions = [date.fromisoformat(key) for key in context.partition_keys]
+    features = _features(warehouse, sessions)
+    started = time.perf_counter()
+    scored, loading = score(features, model_registry)
+    scan_seconds = time.perf_counter() - started
+    threshold = get_settings().signal_threshold
+    found = scanner.signals(scored, expiry(sessions), threshold, BARRIERS, datetime.now(UTC))
+    failures = yield from evaluate(found, SignalHistory, SIGNALS_SCHEMA_CHECK, SIGNAL_RULES)
+    if failures:
+        raise refuse("scanner_signals", failures, sessions)
+    warehouse.replace_partitions(SIGNAL_HISTORY, conform(found, SignalHistory), sessions)
+    scores = scored.select(list(ScannerScores.to_schema().columns))
+    warehouse.replace_partitions(SCANNER_SCORES, conform(scores, ScannerScores), sessions)
+    warehouse.execute(ACTIVE_SIGNALS_VIEW, MARK_ACTIVE)
+    latest = found.filter(pl.col("session") == sessions[-1])
+    counts = dict(latest.group_by("signal_type").len().iter_rows())
+    yield MaterializeResult(
+        metadata={
+            "dagster/row_count": found.height,
+            "sessions": len(sessions),
+            "symbols_scored": scored.filter(pl.col("session") == sessions[-1]).height,
+            "symbols_without_complete_features": features.height - scored.height,
+            "buy_signals_latest": counts.get("BUY", 0),
+            "sell_signals_latest": counts.get("SELL", 0),
+            "threshold": threshold,
+            "scan_seconds": MetadataValue.float(scan_seconds),
+            "model_load_seconds": MetadataValue.float(sum(loading.values())),
+            "models": MetadataValue.md(
+                scored.select("sector", "model_name", "model_version", "mlflow_run_id").unique().sort("sector")
+                .to_pandas().to_markdown(index=False)
+            ),
+            "top_signals": MetadataValue.md(
+                latest.sort("confidence", descending=True).head(10)
+                .select("symbol", "signal_type", pl.col("confidence", "entry_price", "target_price", "stop_loss").round(3))
+                .to_pandas().to_markdown(index=False)
+            ),
+        }
+    )
+
+
+@asset(
+    partitions_def=daily_sessions(),
+    backfill_policy=BackfillPolicy.single_run(),
+    pool="warehouse",
+    deps=[
+        AssetDep(scanner_signals),
+        AssetDep(
+            daily_bars,
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=0, end_offset=BARRIERS.horizon, allow_nonexistent_upstream_partitions=True
+            ),
+        ),
+    ],
+    check_specs=check_specs("signal_outcomes", OUTCOMES_SCHEMA_CHECK, ()),
+    group_name="scanner",
+    kinds={"duckdb", "polars"},
+    metadata={
+        "dagster/table_name": "warehouse.signal_outcomes",
+        "materialisable": f"partition d once daily_bars holds the {BARRIERS.horizon} sessions after d",
+    },
+)
+def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
+    """The realised result (target, stop or expired), return and days held of the session's
+    signals once their H-session horizon has passed; metadata: hit rates by sector and
+    direction, and the scanner's IC, rank IC and ICIR over the last 20 and 60 sessions.
+    """
+    sessions = [date.fromisoformat(key) for key in context.partition_keys]
+    horizon_end = sessions_after(sessions[-1], BARRIERS.horizon)[-1]
+    bars = warehouse.query(
+        "SELECT session, symbol, open, high, low, close FROM daily_bars WHERE session BETWEEN ? AND ?",
+        [sessions_before(sessions[0], max(QUALITY_WINDOWS))[0], horizon_end],
+    )
+    newest = bars["session"].max()
+    if newest is None or newest < horizon_end:
+        raise Failure(
+            description=(
+                f"signal_outcomes {sessions[-1]} is not materialisable yet: its signals' horizon needs bars through "
+                f"{horizon_end} ({BARRIERS.horizon} sessions later), and daily_bars ends at {newest}"
+            )
+        )
+    signals = warehouse.query("SELECT * FROM signal_history WHERE session IN (SELECT unnest(?))", [sessions])
+    graded = scanner.outcomes(signals, bars.filter(pl.col("session") >= sessions[0]), BARRIERS.horizon)
+    failures = yield from evaluate(graded, SignalOutcomes, OUTCOMES_SCHEMA_CHECK, ())
+    if failures:
+        raise refuse("signal_outcomes", failures, sessions)
+    rows = warehouse.replace_partitions(SIGNAL_OUTCOMES, conform(graded, SignalOutcomes), sessions)
+    yield MaterializeResult(metadata={"dagster/row_count": rows, **quality(warehouse, bars, sessions[-1])})
+
+
+def quality(warehouse: Warehouse, bars: pl.DataFrame, last: date) -> dict:
+    """Hit rates and IC measures over the last 20 and 60 sessions up to `last`."""
+    metadata = {}
+    returns = scanner.forward_returns(bars, BARRIERS.horizon)
+    for window in QUALITY_WINDOWS:
+        first = sessions_before(last, window - 1)[0]
+        graded = warehouse.query("SELECT * FROM signal_outcomes WHERE session BETWEEN ? AND ?", [first, last])
+        scores = warehouse.query("SELECT * FROM scanner_scores WHERE session BETWEEN ? AND ?", [first, last])
+        rates = scanner.hit_rates(graded).with_columns(pl.col("hit_rate", "stop_rate", "mean_ret").round(3))
+        summary = scanner.ic_summary(scanner.daily_ic(scores, returns))
+        metadata[f"hit_rate_{window}d"] = MetadataValue.md(rates.to_pandas().to_markdown(index=False))
+        metadata[f"hit_rate_overall_{window}d"] = MetadataValue.float(
+            float((graded["outcome"] == "target").mean()) if graded.height else float("nan")
+        )
+        for name, value in summary.items():
+            metadata[f"{name}_{window}d"] = MetadataValue.float(float("nan") if value is None else float(value))
+    return metadata

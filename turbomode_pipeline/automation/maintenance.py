@@ -1,0 +1,96 @@
+"""`weekly_maintenance`: keep the warehouse, the Dagster instance and the model registry tidy.
+
+Every step is idempotent: a second run right after the first changes nothing and reports zeros.
+"""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from dagster import (
+    Config,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    MetadataValue,
+    OpExecutionContext,
+    RunRequest,
+    RunsFilter,
+    ScheduleEvaluationContext,
+    job,
+    op,
+    schedule,
+)
+
+from turbomode_pipeline.resources.model_registry import ModelRegistry
+from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.settings import get_settings
+
+LIVE_TRADING_JOB = "live_trading_job"
+FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+
+
+class MaintenanceConfig(Config):
+    signal_retention_days: int = get_settings().signal_retention_days
+    live_run_retention_days: float = get_settings().live_run_retention_days
+    model_archive_weeks: float = get_settings().model_archive_weeks
+
+
+def _signals(warehouse: Warehouse, now: datetime, retention_days: int) -> dict[str, int]:
+    if not warehouse.has_table("signal_history"):
+        return {"signals_expired": 0, "signals_dropped": 0}
+    expired = warehouse.update("UPDATE signal_history SET is_active = false WHERE is_active AND expires_at < ?", [now])
+    cutoff = (now - timedelta(days=retention_days)).date()
+    dropped = warehouse.update("DELETE FROM signal_history WHERE session < ?", [cutoff])
+    return {"signals_expired": expired, "signals_dropped": dropped}
+
+
+def _live_runs(context: OpExecutionContext, cutoff: datetime) -> int:
+    records = context.instance.get_run_records(
+        RunsFilter(job_name=LIVE_TRADING_JOB, created_before=cutoff, statuses=FINISHED)
+    )
+    for record in records:  # at most a week of minutes, weekly
+        context.instance.delete_run(record.dagster_run.run_id)
+    return len(records)
+
+
+def _compact(warehouse: Warehouse) -> dict[str, int]:
+    """Every DuckDB file beside the warehouse (the live ledger too), each through the warehouse's door."""
+    sizes = {}
+    for path in sorted(Path(warehouse.path).parent.glob("*.duckdb")):
+        sizes[path.name] = Warehouse(path=str(path), lock_timeout_s=warehouse.lock_timeout_s).compact()["bytes_after"]
+    return sizes
+
+
+@op(pool="warehouse")
+def tidy_up(context: OpExecutionContext, config: MaintenanceConfig, warehouse: Warehouse, model_registry: ModelRegistry):
+    """Expire signals, drop old signal history, delete old live-trading runs, archive stale models, compact DuckDB."""
+    now = datetime.now(UTC)
+    counts = _signals(warehouse, now, config.signal_retention_days)
+    counts["live_runs_deleted"] = _live_runs(context, now - timedelta(days=config.live_run_retention_days))
+    stale_before = now - timedelta(weeks=config.model_archive_weeks)
+    archived = model_registry.archive_stale_versions(
+        int(stale_before.timestamp() * 1000), f"{now:%Y-%m-%d}: neither champion nor challenger, created before {stale_before:%Y-%m-%d}"
+    )
+    counts["model_versions_archived"] = len(archived)
+    sizes = _compact(warehouse)
+    context.log.info(", ".join(f"{k}={v}" for k, v in counts.items()))
+    context.add_output_metadata(
+        {**counts, "archived_versions": MetadataValue.json(archived), "duckdb_bytes": MetadataValue.json(sizes)}
+    )
+    return counts
+
+
+@job(name="weekly_maintenance_job", description="Weekly housekeeping of signals, runs, models and DuckDB files.")
+def weekly_maintenance_job():
+    tidy_up()
+
+
+@schedule(
+    name="weekly_maintenance",
+    cron_schedule="0 23 * * 6",
+    execution_timezone=get_settings().timezone,
+    job=weekly_maintenance_job,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Saturday 23:00: expire and prune signals, delete old live-trading runs, archive stale models, compact.",
+)
+def weekly_maintenance(context: ScheduleEvaluationContext):
+    return RunRequest(run_key=f"weekly_maintenance:{context.scheduled_execution_time:%Y-%m-%d}")

@@ -1,0 +1,133 @@
+"""When the scanner runs: `overnight_scanner` at 23:30, late features through
+`scanner_signals`' automation condition (see assets/scanner.py, evaluated by
+`scanner_automation_sensor`), and the freshness check of its signals.
+"""
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetKey,
+    AssetPartitionStatus,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    asset_check,
+    define_asset_job,
+    schedule,
+    sensor,
+)
+
+from turbomode_pipeline.assets.features import BARRIERS
+from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
+from turbomode_pipeline.calendar import daily_sessions, is_session, sessions_before, sessions_between
+from turbomode_pipeline.settings import get_settings
+
+SCAN_DEADLINE = time(0, 30)  # the night after the session, in the schedule's timezone
+FRESHNESS_CHECK = "scanner_signals_fresh"
+
+scanner_job = define_asset_job(
+    "scanner_job",
+    selection=AssetSelection.assets(scanner_signals, signal_outcomes),
+    partitions_def=daily_sessions(),
+    description="Scan a session for signals; grade the signals whose horizon ended.",
+)
+
+
+scanner_automation_sensor = AutomationConditionSensorDefinition(
+    "scanner_automation_sensor",
+    target=AssetSelection.assets(scanner_signals),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Scans a recent session as soon as its daily_features land after the 23:30 schedule.",
+)
+
+
+def _timezone() -> ZoneInfo:
+    return ZoneInfo(get_settings().timezone)
+
+
+def scan_due_at(session: date) -> datetime:
+    return datetime.combine(session + timedelta(days=1), SCAN_DEADLINE, tzinfo=_timezone())
+
+
+def latest_due_scan(now: datetime) -> date | None:
+    """The newest session whose signals should exist at `now`."""
+    local = now.astimezone(_timezone()).date()
+    due = [day for day in sessions_between(local - timedelta(days=14), local) if scan_due_at(day) <= now]
+    return due[-1] if due else None
+
+
+def unscanned(instance: DagsterInstance, sessions: list[date], asset: str = "scanner_signals") -> list[date]:
+    """Sessions whose partition of `asset` is missing or failed."""
+    keys = [day.isoformat() for day in sessions]
+    status = instance.get_status_by_partition(AssetKey(asset), keys, daily_sessions()) or {}
+    return [day for day in sessions if status.get(day.isoformat()) != AssetPartitionStatus.MATERIALIZED]
+
+
+def scanner_freshness(instance: DagsterInstance, now: datetime) -> tuple[bool, str, date | None]:
+    day = latest_due_scan(now)
+    if day is None:
+        return True, "no scan is due yet", None
+    if unscanned(instance, [day]):
+        return False, (
+            f"no signals for session {day}: scanner_signals was due by {scan_due_at(day):%Y-%m-%d %H:%M %Z} "
+            "and has not run successfully for it"
+        ), day
+    return True, f"scanner_signals holds the newest due session {day}", day
+
+
+@asset_check(asset=scanner_signals, name=FRESHNESS_CHECK, description="the newest session was scanned by 00:30")
+def scanner_signals_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    passed, message, day = scanner_freshness(context.instance, datetime.now(UTC))
+    return AssetCheckResult(passed=passed, description=message, metadata={"latest_due_session": str(day)})
+
+
+@sensor(
+    name="scanner_freshness_sensor",
+    minimum_interval_seconds=300,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Records scanner_signals_fresh whenever its result changes, so a late scan shows in the UI.",
+)
+def scanner_freshness_sensor(context: SensorEvaluationContext):
+    passed, message, day = scanner_freshness(context.instance, datetime.now(UTC))
+    state = json.dumps([passed, str(day)])
+    if context.cursor == state:
+        return SensorResult(skip_reason=f"unchanged: {message}", cursor=state)
+    evaluation = AssetCheckEvaluation(
+        asset_key=scanner_signals.key, check_name=FRESHNESS_CHECK, passed=passed, description=message,
+        metadata={"latest_due_session": str(day)},
+    )
+    return SensorResult(asset_events=[evaluation], cursor=state)
+
+
+@schedule(
+    name="overnight_scanner",
+    cron_schedule="30 23 * * *",
+    execution_timezone=get_settings().timezone,
+    job=scanner_job,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="23:30: scan the day's session; grade the signals of the session whose horizon ended today.",
+)
+def overnight_scanner(context: ScheduleEvaluationContext):
+    day = context.scheduled_execution_time.astimezone(_timezone()).date()
+    if not is_session(day):
+        return SkipReason(f"{day} ({day:%A}) is not an NYSE session: nothing to scan")
+    graded = sessions_before(day, BARRIERS.horizon)[0]
+    return [
+        RunRequest(run_key=f"scanner_signals:{day}", partition_key=day.isoformat(), asset_selection=[scanner_signals.key]),
+        RunRequest(
+            run_key=f"signal_outcomes:{graded}", partition_key=graded.isoformat(), asset_selection=[signal_outcomes.key]
+        ),
+    ]

@@ -1,0 +1,132 @@
+"""What `turbomode status` tells: each asset's newest partition, its gaps, the active signals,
+the schedules' last runs and the champion models; stale when a nightly session is missing.
+
+It reads the Dagster instance and the warehouse read-only (no write lock), so it can run
+while the pipeline works.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import polars as pl
+from dagster import AssetKey, DagsterInstance, RunsFilter
+
+from turbomode_pipeline.assets.features import BARRIERS
+from turbomode_pipeline.automation.market_data import due_sessions
+from turbomode_pipeline.automation.scanner import latest_due_scan, unscanned
+from turbomode_pipeline.calendar import sessions_before
+from turbomode_pipeline.core.model_zoo import MODEL_TYPES
+from turbomode_pipeline.core.universe import GICS_SECTORS
+from turbomode_pipeline.partitions import SECTOR_PARTITIONS
+from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseError
+
+RECENT = 10
+# Nightly assets are stale when one of their recent due sessions is missing; the labelled and
+# graded ones trail by the label horizon and fill weekly or on the next night, so they are shown only.
+NIGHTLY = ("daily_bars", "daily_features", "scanner_signals")
+TRAILING = ("training_samples", "signal_outcomes")
+
+
+@dataclass
+class Status:
+    now: datetime
+    assets: list[dict] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    signals: pl.DataFrame | None = None
+    schedules: list[dict] = field(default_factory=list)
+    champions: pl.DataFrame | None = None
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    hours = (now - moment).total_seconds() / 3600
+    return f"{hours:.1f} h ago" if hours < 48 else f"{hours / 24:.1f} d ago"
+
+
+def _asset_row(instance: DagsterInstance, asset: str, recent: list[date], now: datetime) -> dict:
+    key = AssetKey(asset)
+    partitions = instance.get_materialized_partitions(key)
+    event = instance.get_latest_materialization_event(key)
+    written = datetime.fromtimestamp(event.timestamp, UTC) if event else None
+    newest = max(partitions) if partitions else None
+    missing = unscanned(instance, recent, asset) if recent else []
+    age = (now.date() - date.fromisoformat(newest)).days if newest and asset != "sector_models" else None
+    return {
+        "asset": asset,
+        "newest_partition": newest or "none",
+        "partition_age": "-" if age is None else f"{age} d",
+        "last_written": _ago(written, now),
+        f"missing_of_last_{RECENT}": ", ".join(map(str, missing)) if missing else "-",
+        "_missing": missing,
+    }
+
+
+def _recent_sessions(asset: str, now: datetime) -> list[date]:
+    if asset == "scanner_signals":
+        latest = latest_due_scan(now)
+        return [*sessions_before(latest, RECENT - 1), latest] if latest else []
+    due = due_sessions(now, RECENT + BARRIERS.horizon)
+    return due[-RECENT:] if asset in NIGHTLY else due[:RECENT]
+
+
+def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegistry, schedules: list[str], now: datetime | None = None) -> Status:
+    now = now or datetime.now(UTC)
+    status = Status(now=now)
+    for asset in (*NIGHTLY[:2], "training_samples", "scanner_signals", "signal_outcomes"):
+        row = _asset_row(instance, asset, _recent_sessions(asset, now), now)
+        status.assets.append(row)
+        if asset in NIGHTLY and row["_missing"]:
+            status.stale.append(f"{asset} is missing session(s) {', '.join(map(str, row['_missing']))}")
+    models = _asset_row(instance, "sector_models", [], now)
+    trained = instance.get_materialized_partitions(AssetKey("sector_models"))
+    models["newest_partition"] = f"{len(trained)} of {len(SECTOR_PARTITIONS.get_partition_keys())} sectors"
+    status.assets.append(models)
+    try:
+        status.signals = warehouse.query(
+            "SELECT session, signal_type, count(*) AS signals FROM active_signals GROUP BY ALL ORDER BY ALL"
+        )
+    except WarehouseError:
+        status.signals = None
+    for name in schedules:
+        runs = instance.get_runs(RunsFilter(tags={"dagster/schedule_name": name}), limit=1)
+        last = runs[0] if runs else None
+        started = datetime.fromtimestamp(last.start_time, UTC) if last and last.start_time else None
+        status.schedules.append(
+            {"schedule": name, "last_run": last.run_id[:8] if last else "none",
+             "result": last.status.value if last else "-", "started": _ago(started, now) if last else "-"}
+        )
+    status.champions = _champions(registry)
+    missing = [f"{row['sector']}/{m}" for row in status.champions.iter_rows(named=True) for m in MODEL_TYPES if row[m] == "-"]
+    if missing:
+        status.stale.append(f"{len(missing)} of 66 models have no champion (e.g. {missing[0]}); train sector_models")
+    return status
+
+
+def _champions(registry: ModelRegistry) -> pl.DataFrame:
+    """Champion version of each sector (rows) and model type (columns); '-' where there is none."""
+    aliases = registry.aliases().filter(pl.col("alias") == "champion")
+    versions = dict(zip(aliases["registered_model"], aliases["version"], strict=True))
+    return pl.DataFrame(
+        [{"sector": s} | {m: versions.get(registered_name(s, m), "-") for m in MODEL_TYPES} for s in GICS_SECTORS]
+    )
+
+
+def render(status: Status) -> str:
+    config = pl.Config(tbl_rows=30, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True,
+                       tbl_hide_column_data_types=True, fmt_str_lengths=80)
+    with config:
+        assets = pl.DataFrame([{k: str(v) for k, v in row.items() if not k.startswith("_")} for row in status.assets])
+        lines = [f"TurboMode status at {status.now:%Y-%m-%d %H:%M %Z}", "", "assets:", str(assets), ""]
+        if status.signals is None or status.signals.is_empty():
+            lines.append("active signals: none (no scan yet, or every signal of the newest scan expired)")
+        else:
+            lines += ["active signals (newest scan):", str(status.signals)]
+        lines += ["", "schedules, last run:", str(pl.DataFrame(status.schedules)), ""]
+        lines += ["champion model versions:", str(status.champions), ""]
+    if status.stale:
+        lines += ["STALE:", *(f"  - {reason}" for reason in status.stale)]
+    else:
+        lines.append("OK: every nightly asset holds its recent sessions and every model has a champion")
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""What an alert says: what failed, which partition, where to look. Plain dicts, one JSON line each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def partition_of(tags: Mapping[str, str]) -> str | None:
+    """The run's partition, or its partition range as 'first..last'."""
+    if PARTITION_TAG in tags:
+        return tags[PARTITION_TAG]
+    if RANGE_START_TAG in tags:
+        return f"{tags[RANGE_START_TAG]}..{tags.get(RANGE_END_TAG, tags[RANGE_START_TAG])}"
+    return None
+
+
+def run_failure_alert(
+    job: str, run_id: str, tags: Mapping[str, str], error: str, ui_base_url: str, at: datetime
+) -> dict:
+    partition = partition_of(tags)
+    where = f" for partition {partition}" if partition else ""
+    return {
+        "kind": "run_failure",
+        "at": at.isoformat(),
+        "summary": f"run of {job}{where} failed: {error}",
+        "job": job,
+        "run_id": run_id,
+        "partition": partition,
+        "error": error,
+        "ui_link": f"{ui_base_url}/runs/{run_id}",
+    }
+
+
+def check_failure_alert(
+    asset: list[str], check: str, partition: str | None, description: str | None, run_id: str | None,
+    ui_base_url: str, at: datetime,
+) -> dict:
+    name = "/".join(asset)
+    where = f" for partition {partition}" if partition else ""
+    return {
+        "kind": "check_failure",
+        "at": at.isoformat(),
+        "summary": f"check {check} on {name}{where} failed: {description or 'no description'}",
+        "asset": name,
+        "check": check,
+        "partition": partition,
+        "error": description,
+        "run_id": run_id or None,
+        "ui_link": f"{ui_base_url}/runs/{run_id}" if run_id else f"{ui_base_url}/assets/{name}?view=checks",
+    }

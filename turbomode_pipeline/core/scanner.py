@@ -1,0 +1,161 @@
+"""The scanner's arithmetic: signals from calibrated probabilities, their realised outcomes,
+and the signal-quality measures (IC, rank IC, ICIR as qlib reports them).
+
+A signal is the trade the labels describe (see `labels.py`): entry at the session's close,
+barriers at entry +/- k x ATR(14), horizon H sessions. BUY when P(upper barrier first) is
+at least the threshold, SELL when 1 - P is; the target is the barrier in the signal's
+direction and the stop the other one. Everything is vectorised over symbols and sessions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from turbomode_pipeline.core.labels import Barriers
+
+col = pl.col
+
+
+def signals(scored: pl.DataFrame, expiry: pl.DataFrame, threshold: float, barriers: Barriers, created_at: datetime) -> pl.DataFrame:
+    """At most one signal per scored (session, symbol), in SignalHistory's columns.
+
+    `scored`: session, symbol, sector, close, atr_14, probability_up and the lineage columns
+    model_name, model_version, mlflow_run_id. `expiry`: session, expires_at.
+    """
+    up, down = col("close") + barriers.k_up * col("atr_14"), col("close") - barriers.k_dn * col("atr_14")
+    buy = col("signal_type") == "BUY"
+    return (
+        scored.with_columns(
+            signal_type=pl.when(col("probability_up") >= threshold).then(pl.lit("BUY"))
+            .when(1 - col("probability_up") >= threshold).then(pl.lit("SELL"))
+        )
+        .filter(col("signal_type").is_not_null() & (col("atr_14") > 0))
+        .join(expiry, on="session", how="left", maintain_order="left")
+        .select(
+            pl.format("{}-{}", col("session"), col("symbol")).alias("id"),
+            "session", "symbol", "signal_type",
+            pl.when(buy).then(col("probability_up")).otherwise(1 - col("probability_up")).alias("confidence"),
+            col("close").alias("entry_price"),
+            pl.when(buy).then(up).otherwise(down).alias("target_price"),
+            pl.when(buy).then(down).otherwise(up).alias("stop_loss"),
+            "sector",
+            pl.lit(created_at).alias("created_at"),
+            "expires_at",
+            (col("expires_at") > created_at).alias("is_active"),
+            "model_name", "model_version", "mlflow_run_id",
+        )
+        .filter((col("target_price") > 0) & (col("stop_loss") > 0))  # a SELL's target below zero is no trade
+        .sort("session", "symbol")
+    )
+
+
+def outcomes(signals: pl.DataFrame, bars: pl.DataFrame, horizon: int) -> pl.DataFrame:
+    """The realised result of every signal with `horizon` later bars, in SignalOutcomes' columns.
+
+    Walking forward through the H sessions after entry, the first barrier touched ends the
+    trade; a day that touches both counts the stop first (daily bars cannot tell which came
+    first). A gap through a barrier fills at the open. Untouched: expired at the H-th close.
+    `ret` is in the signal's direction (a SELL that fell earns a positive return).
+    """
+    buy = col("signal_type") == "BUY"
+    ahead = lambda name, k: col(name).shift(-k).over("symbol")  # noqa: E731
+    steps = range(1, horizon + 1)
+    reached_target = lambda k: pl.when(buy).then(ahead("high", k) >= col("target_price")).otherwise(  # noqa: E731
+        ahead("low", k) <= col("target_price")
+    )
+    reached_stop = lambda k: pl.when(buy).then(ahead("low", k) <= col("stop_loss")).otherwise(  # noqa: E731
+        ahead("high", k) >= col("stop_loss")
+    )
+    frame = (
+        bars.select("session", "symbol", "open", "high", "low", "close")
+        .sort("symbol", "session")
+        .join(
+            signals.select("id", "session", "symbol", "sector", "signal_type", "entry_price", "target_price", "stop_loss"),
+            on=["session", "symbol"], how="left", maintain_order="left",
+        )
+        .with_columns(
+            _has_horizon=ahead("session", horizon).is_not_null(),
+            _first_target=pl.min_horizontal(pl.when(reached_target(k)).then(k) for k in steps),
+            _first_stop=pl.min_horizontal(pl.when(reached_stop(k)).then(k) for k in steps),
+        )
+    )
+    stopped = col("_first_stop").is_not_null() & (
+        col("_first_target").is_null() | (col("_first_stop") <= col("_first_target"))
+    )
+    hit = col("_first_target").is_not_null() & ~stopped
+    frame = frame.with_columns(
+        outcome=pl.when(stopped).then(pl.lit("stop")).when(hit).then(pl.lit("target")).otherwise(pl.lit("expired")),
+        days_held=pl.when(stopped).then(col("_first_stop")).when(hit).then(col("_first_target")).otherwise(horizon).cast(pl.Int32),
+    )
+    at_exit = lambda name: pl.coalesce(*(pl.when(col("days_held") == k).then(ahead(name, k)) for k in steps))  # noqa: E731
+    better, worse = (pl.max_horizontal, pl.min_horizontal)
+    exit_price = (
+        pl.when(col("outcome") == "target")
+        .then(pl.when(buy).then(better(col("target_price"), at_exit("open"))).otherwise(worse(col("target_price"), at_exit("open"))))
+        .when(col("outcome") == "stop")
+        .then(pl.when(buy).then(worse(col("stop_loss"), at_exit("open"))).otherwise(better(col("stop_loss"), at_exit("open"))))
+        .otherwise(at_exit("close"))
+    )
+    move = col("exit_price") / col("entry_price") - 1
+    return (
+        frame.with_columns(exit_session=at_exit("session"), exit_price=exit_price)
+        .filter(col("id").is_not_null() & col("_has_horizon"))
+        .select(
+            "id", "session", "symbol", "sector", "signal_type", "outcome", "exit_session", "exit_price",
+            pl.when(buy).then(move).otherwise(-move).alias("ret"), "days_held",
+        )
+        .sort("session", "symbol")
+    )
+
+
+def forward_returns(bars: pl.DataFrame, horizon: int) -> pl.DataFrame:
+    """session, symbol, fwd_ret: the close-to-close return over the next `horizon` sessions."""
+    return (
+        bars.select("session", "symbol", "close")
+        .sort("symbol", "session")
+        .with_columns(fwd_ret=col("close").shift(-horizon).over("symbol") / col("close") - 1)
+        .drop_nulls("fwd_ret")
+        .select("session", "symbol", "fwd_ret")
+    )
+
+
+def daily_ic(scores: pl.DataFrame, returns: pl.DataFrame) -> pl.DataFrame:
+    """Per session: Pearson IC and Spearman rank IC of probability_up against the forward return
+    across all scored symbols (qlib's `calc_ic`)."""
+    return (
+        scores.join(returns, on=["session", "symbol"], how="inner")
+        .group_by("session")
+        .agg(
+            ic=pl.corr("probability_up", "fwd_ret"),
+            rank_ic=pl.corr("probability_up", "fwd_ret", method="spearman"),
+            symbols=pl.len(),
+        )
+        .sort("session")
+    )
+
+
+def ic_summary(ic: pl.DataFrame) -> dict[str, float | None]:
+    """Means and ICIR (mean / sample std, as qlib) of the daily IC and rank IC."""
+    summary: dict[str, float | None] = {"sessions": float(ic.height)}
+    for name, icir in (("ic", "icir"), ("rank_ic", "rank_icir")):
+        values = ic[name].drop_nulls().drop_nans()
+        mean, std = values.mean(), values.std()
+        summary[f"{name}_mean"] = mean
+        summary[icir] = mean / std if mean is not None and std else None
+    return summary
+
+
+def hit_rates(outcomes: pl.DataFrame) -> pl.DataFrame:
+    """Share of signals that reached their target, by sector and direction, with count and mean return."""
+    return (
+        outcomes.group_by("sector", "signal_type")
+        .agg(
+            signals=pl.len(),
+            hit_rate=(col("outcome") == "target").mean(),
+            stop_rate=(col("outcome") == "stop").mean(),
+            mean_ret=col("ret").mean(),
+        )
+        .sort("sector", "signal_type")
+    )

@@ -1,0 +1,155 @@
+"""The live strategies' rules on intraday bars: pure polars, one symbol or many at once.
+
+Every indicator strategy marks each bar with `entry` (open a long position) and `exit`
+(close it); both are events on the bar where the condition starts, not states.
+
+- keltner_channel: middle = EMA(20) of the close, bands = middle +/- 2 x ATR(10) (Wilder).
+  Entry when the close crosses above the upper band; exit when it crosses below the middle.
+- donchian_channel: entry when the close breaks above the highest high of the previous
+  20 bars; exit when it breaks below the lowest low of the previous 10 bars.
+- ichimoku_cloud (9/26/52): tenkan = midpoint of the last 9 bars' range, kijun of 26;
+  the cloud at a bar is senkou A = (tenkan + kijun) / 2 and senkou B = midpoint of 52 bars,
+  both as computed 26 bars earlier. Entry when tenkan crosses above kijun with the close
+  above the cloud; exit when tenkan crosses below kijun with the close below the cloud.
+- turbomode_signals: follows the scanner's active BUY signal for the symbol: entry while
+  one is live and no position is held; exit at its target or stop, or when it expires.
+
+A strategy's `timeframe_minutes` param resamples the minute bars first (default 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+STRATEGY_TYPES = ("keltner_channel", "donchian_channel", "ichimoku_cloud", "turbomode_signals")
+DEFAULT_PARAMS = {
+    "keltner_channel": {"ema": 20, "atr": 10, "multiplier": 2.0, "timeframe_minutes": 1},
+    "donchian_channel": {"entry": 20, "exit": 10, "timeframe_minutes": 1},
+    "ichimoku_cloud": {"tenkan": 9, "kijun": 26, "senkou_b": 52, "timeframe_minutes": 1},
+    "turbomode_signals": {"timeframe_minutes": 1},
+}
+col = pl.col
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a strategy wants on its newest bar: buy, sell or hold, and why."""
+
+    action: str
+    bar_time: datetime | None
+    price: float | None
+    reason: str
+
+
+def resample(bars: pl.DataFrame, minutes: int) -> pl.DataFrame:
+    """OHLCV bars of `minutes` minutes per symbol, stamped with their first minute."""
+    if minutes == 1:
+        return bars
+    return (
+        bars.sort("symbol", "time")
+        .group_by_dynamic("time", every=f"{minutes}m", group_by="symbol")
+        .agg(col("open").first(), col("high").max(), col("low").min(), col("close").last(), col("volume").sum())
+        .sort("symbol", "time")
+    )
+
+
+def _crosses_above(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    return (a > b) & (a.shift(1) <= b.shift(1)).over("symbol")
+
+
+def _midpoint(n: int) -> pl.Expr:
+    return ((col("high").rolling_max(n) + col("low").rolling_min(n)) / 2).over("symbol")
+
+
+def keltner_channel(bars: pl.DataFrame, ema: int = 20, atr: int = 10, multiplier: float = 2.0) -> pl.DataFrame:
+    prev_close = col("close").shift(1).over("symbol")
+    true_range = pl.max_horizontal(col("high"), prev_close) - pl.min_horizontal(col("low"), prev_close)
+    frame = bars.sort("symbol", "time").with_columns(
+        col("close").ewm_mean(span=ema, adjust=False, min_samples=ema).over("symbol").alias("middle"),
+        true_range.alias("_tr"),
+    )
+    frame = frame.with_columns(col("_tr").ewm_mean(alpha=1 / atr, adjust=False, min_samples=atr).over("symbol").alias("atr"))
+    frame = frame.with_columns(
+        (col("middle") + multiplier * col("atr")).alias("upper"), (col("middle") - multiplier * col("atr")).alias("lower")
+    )
+    return frame.with_columns(
+        _crosses_above(col("close"), col("upper")).fill_null(False).alias("entry"),
+        _crosses_above(col("middle"), col("close")).fill_null(False).alias("exit"),
+    ).drop("_tr")
+
+
+def donchian_channel(bars: pl.DataFrame, entry: int = 20, exit: int = 10) -> pl.DataFrame:  # noqa: A002
+    frame = bars.sort("symbol", "time").with_columns(
+        col("high").rolling_max(entry).shift(1).over("symbol").alias("upper"),
+        col("low").rolling_min(exit).shift(1).over("symbol").alias("lower"),
+    )
+    return frame.with_columns(
+        _crosses_above(col("close"), col("upper")).fill_null(False).alias("entry"),
+        _crosses_above(col("lower"), col("close")).fill_null(False).alias("exit"),
+    )
+
+
+def ichimoku_cloud(bars: pl.DataFrame, tenkan: int = 9, kijun: int = 26, senkou_b: int = 52) -> pl.DataFrame:
+    frame = bars.sort("symbol", "time").with_columns(
+        _midpoint(tenkan).alias("tenkan"), _midpoint(kijun).alias("kijun"), _midpoint(senkou_b).alias("_span_b")
+    )
+    frame = frame.with_columns(
+        ((col("tenkan") + col("kijun")) / 2).shift(kijun).over("symbol").alias("senkou_a"),
+        col("_span_b").shift(kijun).over("symbol").alias("senkou_b"),
+    )
+    top, bottom = pl.max_horizontal("senkou_a", "senkou_b"), pl.min_horizontal("senkou_a", "senkou_b")
+    return frame.with_columns(
+        (_crosses_above(col("tenkan"), col("kijun")) & (col("close") > top)).fill_null(False).alias("entry"),
+        (_crosses_above(col("kijun"), col("tenkan")) & (col("close") < bottom)).fill_null(False).alias("exit"),
+    ).drop("_span_b")
+
+
+INDICATORS = {"keltner_channel": keltner_channel, "donchian_channel": donchian_channel, "ichimoku_cloud": ichimoku_cloud}
+
+
+def indicator_signals(strategy_type: str, bars: pl.DataFrame, params: dict) -> pl.DataFrame:
+    """`bars` with the strategy's indicator columns and its entry/exit events."""
+    settings = {**DEFAULT_PARAMS[strategy_type], **params}
+    minutes = int(settings.pop("timeframe_minutes"))
+    return INDICATORS[strategy_type](resample(bars, minutes), **settings)
+
+
+def decide(strategy_type: str, bars: pl.DataFrame, params: dict, held_qty: float, signals: pl.DataFrame | None = None) -> Decision:
+    """The strategy's decision on the newest bar of `bars` (one symbol), given the quantity it holds."""
+    if bars.is_empty():
+        return Decision("hold", None, None, "no bars yet")
+    if strategy_type == "turbomode_signals":
+        return follow_signals(resample(bars, int(params.get("timeframe_minutes", 1))), held_qty, signals)
+    last = indicator_signals(strategy_type, bars, params).row(-1, named=True)
+    if last["entry"] and held_qty <= 0:
+        return Decision("buy", last["time"], last["close"], f"{strategy_type} entry at {last['close']:.2f}")
+    if last["exit"] and held_qty > 0:
+        return Decision("sell", last["time"], last["close"], f"{strategy_type} exit at {last['close']:.2f}")
+    return Decision("hold", last["time"], last["close"], "no entry or exit on the newest bar")
+
+
+def follow_signals(bars: pl.DataFrame, held_qty: float, signals: pl.DataFrame | None) -> Decision:
+    """Buy on a live BUY signal; sell at its target, its stop or its expiry."""
+    last = bars.row(-1, named=True)
+    now, price = last["time"], last["close"]
+    live = signals.filter(col("signal_type") == "BUY") if signals is not None else pl.DataFrame()
+    if live.is_empty():
+        if held_qty > 0:
+            return Decision("sell", now, price, "the scanner's signal is no longer active")
+        return Decision("hold", now, price, "no active scanner signal")
+    signal = live.sort("created_at").row(-1, named=True)
+    expired = signal["expires_at"] <= now
+    if held_qty > 0:
+        if price >= signal["target_price"]:
+            return Decision("sell", now, price, f"target {signal['target_price']:.2f} of signal {signal['id']} reached")
+        if price <= signal["stop_loss"]:
+            return Decision("sell", now, price, f"stop {signal['stop_loss']:.2f} of signal {signal['id']} hit")
+        if expired:
+            return Decision("sell", now, price, f"signal {signal['id']} expired at {signal['expires_at']}")
+        return Decision("hold", now, price, f"holding on signal {signal['id']}")
+    if not expired and signal["stop_loss"] < price < signal["target_price"]:
+        return Decision("buy", now, price, f"scanner BUY signal {signal['id']} (confidence {signal['confidence']:.2f})")
+    return Decision("hold", now, price, f"signal {signal['id']} is expired or outside its stop/target band")

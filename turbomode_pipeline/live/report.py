@@ -1,0 +1,129 @@
+"""`paper_trading_report`: the day of paper trading at a glance, one partition per session."""
+
+import base64
+import io
+from datetime import date
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    DefaultScheduleStatus,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    asset,
+    define_asset_job,
+    schedule,
+)
+
+from turbomode_pipeline.calendar import EXCHANGE_TZ, daily_sessions, is_session, session_close, session_open
+from turbomode_pipeline.resources.ledger import Ledger
+
+col = pl.col
+
+
+def _window(session: date) -> list[str]:
+    return [session_open(session).isoformat(), session_close(session).isoformat()]
+
+
+def strategy_pnl(ledger: Ledger, session: date) -> pl.DataFrame:
+    """Per strategy: quantity held at the close, and P&L over the session marked to the last price it saw."""
+    start, end = _window(session)
+    marks = ledger.query(
+        "SELECT strategy_id, "
+        "(SELECT price FROM strategy_signals s WHERE s.strategy_id = l.id AND tick_time < ? AND price IS NOT NULL "
+        " ORDER BY tick_time DESC LIMIT 1) AS p0, "
+        "(SELECT price FROM strategy_signals s WHERE s.strategy_id = l.id AND tick_time <= ? AND price IS NOT NULL "
+        " ORDER BY tick_time DESC LIMIT 1) AS p1 "
+        "FROM (SELECT id, id AS strategy_id FROM live_strategies) l",
+        [start, end],
+    )
+    before = ledger.query(
+        "SELECT strategy_id, SUM(CASE WHEN side = 'buy' THEN qty ELSE -qty END) AS q0 FROM fills WHERE filled_at < ? "
+        "GROUP BY strategy_id", [start])
+    during = ledger.query(
+        "SELECT strategy_id, SUM(CASE WHEN side = 'buy' THEN qty ELSE -qty END) AS dq, "
+        "SUM(CASE WHEN side = 'buy' THEN -qty * price ELSE qty * price END) AS cash_flow, COUNT(*) AS fills "
+        "FROM fills WHERE filled_at >= ? AND filled_at <= ? GROUP BY strategy_id", [start, end])
+    frame = marks
+    for part in (before, during):
+        if not part.is_empty():
+            frame = frame.join(part, on="strategy_id", how="left", maintain_order="left")
+    for name in ("q0", "dq", "cash_flow", "fills", "p0", "p1"):
+        frame = frame.with_columns(col(name).cast(pl.Float64).fill_null(0.0) if name in frame.columns else pl.lit(0.0).alias(name))
+    return frame.select(
+        "strategy_id", (col("q0") + col("dq")).alias("qty_at_close"), col("fills").cast(pl.Int64),
+        ((col("q0") + col("dq")) * col("p1") - col("q0") * col("p0") + col("cash_flow")).round(2).alias("pnl"),
+    ).sort("strategy_id")
+
+
+def equity_plot(equity: pl.DataFrame, session: date) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 3))
+    times = equity["tick_time"].str.to_datetime(time_zone="UTC").dt.convert_time_zone("America/New_York")
+    axis.plot(times.to_list(), equity["equity"].to_list())
+    axis.set_title(f"paper equity {session}")
+    axis.set_ylabel("USD")
+    figure.autofmt_xdate()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return f"![equity curve](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
+
+@asset(partitions_def=daily_sessions(), group_name="live_trading",
+       description="The session's paper trading: equity curve, P&L per strategy, open positions, orders and rejections.")
+def paper_trading_report(context: AssetExecutionContext, ledger: Ledger) -> MaterializeResult:
+    session = date.fromisoformat(context.partition_key)
+    start, end = _window(session)
+    equity = ledger.query("SELECT tick_time, cash, equity FROM equity WHERE tick_time BETWEEN ? AND ? ORDER BY tick_time", [start, end])
+    orders = ledger.query("SELECT * FROM orders WHERE submitted_at BETWEEN ? AND ? ORDER BY submitted_at", [start, end])
+    rejections = ledger.query(
+        "SELECT tick_time, strategy_id, symbol, side, reason FROM risk_decisions "
+        "WHERE approved = 0 AND tick_time BETWEEN ? AND ? ORDER BY tick_time", [start, end])
+    positions = ledger.query(
+        "SELECT symbol, broker_qty, ledger_qty, avg_entry_price, reconciled FROM positions "
+        "WHERE tick_time = (SELECT MAX(tick_time) FROM positions WHERE tick_time <= ?)", [end])
+    pnl = strategy_pnl(ledger, session)
+    metadata = {
+        "pnl_total": MetadataValue.float(float(pnl["pnl"].sum())),
+        "pnl_by_strategy": MetadataValue.md(_markdown(pnl)),
+        "open_positions": MetadataValue.md(_markdown(positions)),
+        "orders": MetadataValue.int(orders.height),
+        "orders_of_the_day": MetadataValue.md(_markdown(orders)),
+        "rejections": MetadataValue.int(rejections.height),
+        "rejections_of_the_day": MetadataValue.md(_markdown(rejections)),
+        "ticks": MetadataValue.int(equity.height),
+    }
+    if not equity.is_empty():
+        metadata["equity_close"] = MetadataValue.float(float(equity["equity"][-1]))
+        metadata["equity_curve"] = MetadataValue.md(equity_plot(equity, session))
+    return MaterializeResult(metadata=metadata)
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    if frame.is_empty():
+        return "_none_"
+    header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * frame.width + "\n"
+    return header + "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in frame.head(200).rows())
+
+
+paper_trading_report_job = define_asset_job(
+    "paper_trading_report_job", selection=[paper_trading_report], partitions_def=daily_sessions()
+)
+
+
+@schedule(name="paper_trading_report_schedule", cron_schedule="30 16 * * 1-5", execution_timezone="America/New_York",
+          job=paper_trading_report_job, default_status=DefaultScheduleStatus.RUNNING,
+          description="The day's paper trading report, half an hour after the regular close.")
+def paper_trading_report_schedule(context: ScheduleEvaluationContext):
+    day = context.scheduled_execution_time.astimezone(EXCHANGE_TZ).date()
+    if not is_session(day):
+        return SkipReason(f"{day} is not an NYSE session: no paper trading to report")
+    return RunRequest(run_key=f"paper_trading_report:{day}", partition_key=day.isoformat())

@@ -1,0 +1,171 @@
+"""The trading ledger: a SQLite file of its own, apart from the warehouse.
+
+SQLite in WAL mode lets the sensor read while a tick writes, across processes, and no
+nightly warehouse job can ever hold it. Everything live trading decides is appended here:
+strategies, signals, risk decisions, orders, fills, positions, equity and the last copy of
+the scanner's active signals.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import yaml
+from dagster import ConfigurableResource
+
+from turbomode_pipeline.core.strategies import DEFAULT_PARAMS, STRATEGY_TYPES
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS live_strategies (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, symbol TEXT NOT NULL,
+    allocation REAL NOT NULL, params TEXT NOT NULL, enabled INTEGER NOT NULL,
+    check_interval_s INTEGER NOT NULL DEFAULT 60, last_check TEXT, total_signals INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'idle');
+CREATE TABLE IF NOT EXISTS strategy_signals (
+    tick_time TEXT, strategy_id TEXT, symbol TEXT, bar_time TEXT, action TEXT, price REAL, reason TEXT);
+CREATE TABLE IF NOT EXISTS risk_decisions (
+    tick_time TEXT, strategy_id TEXT, symbol TEXT, side TEXT, price REAL, qty REAL, approved INTEGER, reason TEXT);
+CREATE TABLE IF NOT EXISTS orders (
+    client_order_id TEXT PRIMARY KEY, strategy_id TEXT, symbol TEXT, side TEXT, qty REAL, submitted_at TEXT,
+    broker_order_id TEXT, status TEXT, filled_qty REAL, filled_avg_price REAL, updated_at TEXT);
+CREATE TABLE IF NOT EXISTS fills (
+    client_order_id TEXT PRIMARY KEY, strategy_id TEXT, symbol TEXT, side TEXT, qty REAL, price REAL, filled_at TEXT);
+CREATE TABLE IF NOT EXISTS positions (
+    tick_time TEXT, symbol TEXT, broker_qty REAL, ledger_qty REAL, avg_entry_price REAL, reconciled INTEGER);
+CREATE TABLE IF NOT EXISTS equity (tick_time TEXT PRIMARY KEY, cash REAL, equity REAL);
+CREATE TABLE IF NOT EXISTS active_signals_cache (cached_at TEXT, payload BLOB);
+"""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+class Ledger(ConfigurableResource):
+    """The trading ledger at `path` (default $TURBOMODE_DATA_DIR/trading.sqlite)."""
+
+    path: str
+    busy_timeout_s: float = 10.0
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=self.busy_timeout_s)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(SCHEMA)
+            with con:  # one transaction: committed on success, rolled back on error
+                yield con
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: Sequence = ()) -> pl.DataFrame:
+        with self.connection() as con:
+            cursor = con.execute(sql, list(params))
+            names = [d[0] for d in cursor.description]
+            return pl.DataFrame(cursor.fetchall(), schema=names, orient="row", infer_schema_length=None)
+
+    def append(self, table: str, frame: pl.DataFrame) -> int:
+        if frame.is_empty():
+            return 0
+        columns = ", ".join(frame.columns)
+        marks = ", ".join("?" for _ in frame.columns)
+        with self.connection() as con:
+            con.executemany(f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})", frame.rows())
+        return frame.height
+
+    # -- strategies ---------------------------------------------------------------------
+
+    def seed_strategies(self, yaml_path: str) -> int:
+        """Insert the YAML file's strategies whose id the ledger does not know yet."""
+        entries = yaml.safe_load(Path(yaml_path).read_text())["strategies"]
+        with self.connection() as con:
+            known = {row[0] for row in con.execute("SELECT id FROM live_strategies")}
+        fresh = [entry for entry in entries if entry["id"] not in known]
+        for entry in fresh:
+            self.add_strategy(**entry)
+        return len(fresh)
+
+    def add_strategy(self, id: str, type: str, symbol: str, allocation: float, name: str | None = None,  # noqa: A002
+                     params: dict | None = None, enabled: bool = True, check_interval_s: int = 60) -> None:
+        if type not in STRATEGY_TYPES:
+            raise ValueError(f"strategy {id}: unknown type {type!r}; expected one of {', '.join(STRATEGY_TYPES)}")
+        if allocation <= 0:
+            raise ValueError(f"strategy {id}: allocation must be greater than 0, got {allocation}")
+        params = {**DEFAULT_PARAMS[type], **(params or {})}
+        with self.connection() as con:
+            if con.execute("SELECT 1 FROM live_strategies WHERE id = ?", [id]).fetchone():
+                raise ValueError(f"a strategy with id {id!r} already exists")
+            con.execute(
+                "INSERT INTO live_strategies (id, name, type, symbol, allocation, params, enabled, check_interval_s) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [id, name or f"{symbol} {type}", type, symbol.upper(), allocation, json.dumps(params), int(enabled), check_interval_s],
+            )
+
+    def set_enabled(self, strategy_id: str, enabled: bool) -> None:
+        with self.connection() as con:
+            changed = con.execute(
+                "UPDATE live_strategies SET enabled = ?, status = ? WHERE id = ?",
+                [int(enabled), "idle" if enabled else "disabled", strategy_id],
+            ).rowcount
+        if not changed:
+            raise ValueError(f"no strategy with id {strategy_id!r}")
+
+    def strategies(self) -> pl.DataFrame:
+        return self.query("SELECT * FROM live_strategies ORDER BY id")
+
+    def due_strategies(self, now: datetime) -> list[str]:
+        """Enabled strategies never checked or last checked at least their interval before `now`."""
+        frame = self.query("SELECT id, check_interval_s, last_check FROM live_strategies WHERE enabled = 1 ORDER BY id")
+        due = [
+            row["id"] for row in frame.iter_rows(named=True)  # a handful of strategies, not market rows
+            if row["last_check"] is None
+            or (now - datetime.fromisoformat(row["last_check"])).total_seconds() >= row["check_interval_s"]
+        ]
+        return due
+
+    def mark_checked(self, checks: pl.DataFrame, now: datetime) -> None:
+        """`checks`: strategy_id, signals (how many buy/sell signals the tick found), status."""
+        with self.connection() as con:
+            con.executemany(
+                "UPDATE live_strategies SET last_check = ?, total_signals = total_signals + ?, status = ? WHERE id = ?",
+                [(_iso(now), signals, status, sid) for sid, signals, status in checks.select("strategy_id", "signals", "status").rows()],
+            )
+
+    # -- holdings -----------------------------------------------------------------------
+
+    def holdings(self, since: datetime | None = None, until: datetime | None = None) -> pl.DataFrame:
+        """Per strategy and symbol: the net quantity bought by fills in [since, until) and its cash flow."""
+        frame = self.query(
+            "SELECT strategy_id, symbol, "
+            "SUM(CASE WHEN side = 'buy' THEN qty ELSE -qty END) AS held_qty, "
+            "SUM(CASE WHEN side = 'buy' THEN -qty * price ELSE qty * price END) AS cash_flow "
+            "FROM fills WHERE filled_at >= ? AND filled_at < ? GROUP BY strategy_id, symbol ORDER BY strategy_id",
+            [_iso(since) if since else "", _iso(until) if until else "9999"],
+        )
+        if frame.is_empty():
+            return pl.DataFrame(schema={"strategy_id": pl.String, "symbol": pl.String, "held_qty": pl.Float64, "cash_flow": pl.Float64})
+        return frame.with_columns(pl.col("held_qty", "cash_flow").cast(pl.Float64))
+
+    # -- the scanner's signals, cached ---------------------------------------------------
+
+    def cache_active_signals(self, signals: pl.DataFrame, now: datetime) -> None:
+        with self.connection() as con:
+            con.execute("DELETE FROM active_signals_cache")
+            parquet = io.BytesIO()
+            signals.write_parquet(parquet)
+            con.execute("INSERT INTO active_signals_cache VALUES (?, ?)", [_iso(now), parquet.getvalue()])
+
+    def cached_active_signals(self) -> tuple[pl.DataFrame | None, datetime | None]:
+        rows = self.query("SELECT cached_at, payload FROM active_signals_cache")
+        if rows.is_empty():
+            return None, None
+        cached_at, payload = rows.row(0)
+        return pl.read_parquet(io.BytesIO(payload)), datetime.fromisoformat(cached_at)

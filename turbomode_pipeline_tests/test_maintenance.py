@@ -1,0 +1,90 @@
+"""weekly_maintenance on a real warehouse, Dagster instance and MLflow registry; run twice, the second changes nothing."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+from dagster import job, op
+
+from turbomode_pipeline.automation.maintenance import weekly_maintenance_job
+from turbomode_pipeline.resources.model_registry import ModelRegistry
+from turbomode_pipeline.schemas import SIGNAL_HISTORY, SignalHistory, conform
+
+NOW = datetime.now(UTC)
+IMMEDIATE = {"ops": {"tidy_up": {"config": {"live_run_retention_days": 0, "model_archive_weeks": 0}}}}
+
+
+@op
+def trade():
+    pass
+
+
+@job(name="live_trading_job")
+def live_trading_job():
+    trade()
+
+
+@job(name="market_data_job")
+def market_data_job():
+    trade()
+
+
+def signal(session: date, expires: datetime, active: bool = True) -> dict:
+    return {
+        "id": f"{session}-XOM", "session": session, "symbol": "XOM", "signal_type": "BUY", "confidence": 0.7,
+        "entry_price": 100.0, "target_price": 105.0, "stop_loss": 97.0, "sector": "Energy",
+        "created_at": datetime.combine(session, datetime.min.time(), UTC), "expires_at": expires, "is_active": active,
+        "model_name": "turbomode-energy-stacked_ensemble", "model_version": "1", "mlflow_run_id": "0" * 32,
+    }
+
+
+def registry_with_three_versions(tmp_path) -> ModelRegistry:
+    registry = ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlartifacts"))
+    client = registry._client()
+    name = "turbomode-energy-xgboost"
+    client.create_registered_model(name)
+    for _ in range(3):
+        client.create_model_version(name, source=(tmp_path / "model").as_uri())
+    client.set_registered_model_alias(name, "champion", "3")
+    client.set_registered_model_alias(name, "challenger", "2")
+    return registry
+
+
+def maintain(instance, resources, run_config=None) -> dict:
+    result = weekly_maintenance_job.execute_in_process(instance=instance, resources=resources, run_config=run_config)
+    [materialization] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    return {k: v.value for k, v in materialization.event_specific_data.metadata.items()}
+
+
+def test_maintenance_tidies_once_respects_retention_and_then_changes_nothing(instance, warehouse, tmp_path):
+    today = NOW.date()
+    rows = [
+        signal(today - timedelta(days=800), NOW - timedelta(days=780)),  # beyond retention
+        signal(today - timedelta(days=20), NOW - timedelta(days=5)),  # expired, still flagged active
+        signal(today - timedelta(days=2), NOW + timedelta(days=10)),  # live
+    ]
+    sessions = [row["session"] for row in rows]
+    warehouse.replace_partitions(SIGNAL_HISTORY, conform(pl.DataFrame(rows), SignalHistory), sessions)
+    registry = registry_with_three_versions(tmp_path)
+    resources = {"warehouse": warehouse, "model_registry": registry}
+    for _ in range(2):
+        assert live_trading_job.execute_in_process(instance=instance).success
+    assert market_data_job.execute_in_process(instance=instance).success
+
+    first = maintain(instance, resources)  # the default retentions: a week of runs, 8 weeks of models
+    assert (first["signals_expired"], first["signals_dropped"]) == (2, 1)
+    assert (first["live_runs_deleted"], first["model_versions_archived"]) == (0, 0)
+    assert set(first["duckdb_bytes"]) == {"warehouse.duckdb"}
+
+    second = maintain(instance, resources, IMMEDIATE)
+    assert (second["live_runs_deleted"], second["model_versions_archived"]) == (2, 1)
+    assert second["archived_versions"] == ["turbomode-energy-xgboost/1"]
+    assert {r.job_name for r in instance.get_runs()} == {"market_data_job", "weekly_maintenance_job"}
+    version = registry._client().get_model_version("turbomode-energy-xgboost", "1")
+    assert "neither champion nor challenger" in version.tags["archived"]
+    left = warehouse.query("SELECT session, is_active FROM signal_history ORDER BY session")
+    assert left.rows() == [(sessions[1], False), (sessions[2], True)]
+
+    third = maintain(instance, resources, IMMEDIATE)
+    assert all(third[k] == 0 for k in ("signals_expired", "signals_dropped", "live_runs_deleted", "model_versions_archived"))
+    assert warehouse.query("SELECT session, is_active FROM signal_history ORDER BY session").rows() == left.rows()
+    assert registry._client().get_model_version("turbomode-energy-xgboost", "1").tags == version.tags

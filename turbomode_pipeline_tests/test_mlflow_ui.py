@@ -1,0 +1,45 @@
+"""A real `mlflow server` as the shared tracking server: champions loaded over HTTP, the 66 models listed by its UI in Chromium."""
+
+import re
+
+import pytest
+
+from turbomode_pipeline.core.model_zoo import MODEL_TYPES
+from turbomode_pipeline.core.universe import GICS_SECTORS
+from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.settings import load_settings
+from turbomode_pipeline_tests.servers import chromium_page, mlflow_server
+
+
+@pytest.fixture(scope="module")
+def registry(trained_models, tmp_path_factory) -> ModelRegistry:
+    """The session's 66 trained models behind a real `mlflow server`, reached over HTTP as a second machine would."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    server, url = mlflow_server(trained_models.registry.tracking_uri, folder / "artifacts", folder)
+    yield ModelRegistry(tracking_uri=url, artifact_root="mlflow-artifacts:/turbomode")
+    server.stop()
+
+
+def test_consumers_load_champions_through_the_tracking_server(registry, trained_models):
+    name = registered_name("Energy", "xgboost")
+    model = registry.load(name)  # by alias, the registry read over HTTP
+    assert model.feature_names
+    assert registry.champion_metric(name) == trained_models.registry.champion_metric(name)
+
+
+def test_the_mlflow_ui_lists_the_66_registered_models(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("TURBOMODE_DATA_DIR", str(tmp_path / "data"))
+    screenshots = load_settings().data_dir / "screenshots"
+    screenshots.mkdir(parents=True)
+    with chromium_page(height=2600) as page:  # tall enough for all 66 rows in the screenshot
+        page.goto(f"{registry.tracking_uri}/#/models", wait_until="domcontentloaded")
+        page.get_by_text("turbomode-").first.wait_for()
+        page.keyboard.press("Escape")  # MLflow's "new Model Registry UI" announcement
+        page.get_by_role("dialog").wait_for(state="hidden")
+        page.get_by_text("25 / page").click()
+        page.get_by_text("100 / page").click()
+        page.get_by_text(registered_name(GICS_SECTORS[-1], MODEL_TYPES[-1]), exact=True).wait_for()
+        listed = set(re.findall(r"turbomode-[a-z-]+-[a-z_]+", page.inner_text("body")))
+        page.screenshot(path=screenshots / "mlflow-registered-models.png", full_page=True)
+    assert listed == {registered_name(sector, model) for sector in GICS_SECTORS for model in MODEL_TYPES}
+    assert len(listed) == 66
