@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from xgboost import XGBClassifier
 
 BASE_MODEL_TYPES = ("xgboost", "random_forest", "extra_trees", "hist_gradient_boosting", "logistic_regression")
@@ -68,15 +67,51 @@ def make_base_model(model_type: str, settings: ModelSettings, seed: int):
     raise ValueError(f"unknown model type {model_type!r}; known: {', '.join(MODEL_TYPES)}")
 
 
-def fit_calibrator(raw: np.ndarray, labels: np.ndarray) -> IsotonicRegression:
-    """Isotonic map from a model's raw out-of-fold probability to the observed frequency."""
-    return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, labels)
+def make_meta_model():
+    """The stacked ensemble's meta-model over the base models' raw probabilities.
+
+    The base models' log-odds are nearly collinear; strong L2 on standardised inputs shares the
+    weight among them instead of letting large weights of opposite sign cancel out, which
+    extrapolates badly once the final models' probabilities drift from the out-of-fold ones.
+    """
+    return make_pipeline(
+        FunctionTransformer(_log_odds_columns), StandardScaler(), LogisticRegression(C=0.01, max_iter=500)
+    )
+
+
+def _log_odds_columns(probability: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def fit_calibrator(raw: np.ndarray, labels: np.ndarray) -> SigmoidCalibrator:
+    """Map from a model's raw out-of-fold probability to the observed frequency."""
+    return SigmoidCalibrator().fit(raw, labels)
+
+
+class SigmoidCalibrator:
+    """Platt scaling on the log-odds of the raw probability.
+
+    Two parameters cannot overfit a weak signal the way a free-form (isotonic) map does: with
+    no signal the slope goes to 0 and every probability to the observed base rate.
+    """
+
+    def fit(self, raw: np.ndarray, labels: np.ndarray) -> SigmoidCalibrator:
+        self.logistic = LogisticRegression(C=1e6, max_iter=500).fit(_log_odds(raw), labels)
+        return self
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        return self.logistic.predict_proba(_log_odds(raw))[:, 1]
+
+
+def _log_odds(probability: np.ndarray) -> np.ndarray:
+    return _log_odds_columns(probability).reshape(-1, 1)
 
 
 class CalibratedModel(BaseEstimator, ClassifierMixin):
     """A fitted base model and the calibration learnt on its out-of-fold predictions."""
 
-    def __init__(self, model, calibrator: IsotonicRegression, feature_names: list[str]):
+    def __init__(self, model, calibrator: SigmoidCalibrator, feature_names: list[str]):
         self.model = model
         self.calibrator = calibrator
         self.feature_names = feature_names
@@ -94,9 +129,9 @@ class CalibratedModel(BaseEstimator, ClassifierMixin):
 
 
 class StackedEnsemble(BaseEstimator, ClassifierMixin):
-    """Logistic regression over the base models' raw probabilities, itself calibrated."""
+    """A meta-model (`make_meta_model`) over the base models' raw probabilities, itself calibrated."""
 
-    def __init__(self, base_models: dict[str, CalibratedModel], meta, calibrator: IsotonicRegression):
+    def __init__(self, base_models: dict[str, CalibratedModel], meta, calibrator: SigmoidCalibrator):
         self.base_models = base_models
         self.meta = meta
         self.calibrator = calibrator

@@ -4,10 +4,10 @@ Time is split by session: the final holdout is the most recent `holdout_sessions
 it, walk-forward folds test consecutive blocks, each trained only on samples whose outcome
 (exit `t1`) was known before the block starts (the purge) and that lie at least `embargo`
 sessions before it. Every fold's out-of-sample AUC is a cross-validation metric. The last
-fold's models are the final models: they are calibrated (isotonic) on their own
-out-of-fold predictions over the last block, where the stacked ensemble's meta-model also
-learns; a model refit on more data would no longer match that calibration. The holdout
-is scored once. Seeds are fixed: the same samples give the same models.
+fold's models are the final models. Calibration (Platt scaling) and the stacked ensemble's
+meta-model learn on the out-of-fold predictions of all blocks, so that no single block's
+market drift sets every probability; the final models are not refit on more data, which
+would move them away from that calibration. The holdout is scored once. Seeds are fixed: the same samples give the same models.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from datetime import date
 
 import numpy as np
 import polars as pl
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from turbomode_pipeline.core.model_zoo import (
@@ -30,6 +29,7 @@ from turbomode_pipeline.core.model_zoo import (
     feature_importance,
     fit_calibrator,
     make_base_model,
+    make_meta_model,
 )
 
 SEED = 20240101
@@ -137,6 +137,7 @@ def train_sector(
 
     cv_auc: dict[str, list[float]] = {m: [] for m in BASE_MODEL_TYPES}
     fit_seconds = dict.fromkeys(BASE_MODEL_TYPES, 0.0)
+    out_of_fold: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
     for start, end in split.folds:
         train, test = _fold(samples, sessions, start, end, embargo=horizon)
         if train.height < 200 or test["label"].n_unique() < 2:
@@ -151,15 +152,20 @@ def train_sector(
         raw = {m: fitted[m].predict_proba(x_test)[:, 1] for m in BASE_MODEL_TYPES}
         for m in BASE_MODEL_TYPES:
             cv_auc[m].append(float(roc_auc_score(y_test, raw[m])))
+        out_of_fold.append((raw, y_test))
 
-    # The last fold's models and their out-of-fold predictions on the last block.
+    # The last fold's models are the final ones. Calibrators and the meta-model learn on the
+    # out-of-fold predictions of every block: one block is a few months, whose market drift
+    # alone would shift every probability; all blocks together average it out.
+    raw = {m: np.concatenate([fold[m] for fold, _ in out_of_fold]) for m in BASE_MODEL_TYPES}
+    y_oof = np.concatenate([labels for _, labels in out_of_fold])
     result = SectorTraining(
         sector=sector, feature_names=features, split=split,
         train_window=(train["session"].min(), train["session"].max()),
         holdout=holdout,  # every column, so a champion trained on other features can be scored on it
     )
     for model_type in BASE_MODEL_TYPES:
-        model = CalibratedModel(fitted[model_type], fit_calibrator(raw[model_type], y_test), features)
+        model = CalibratedModel(fitted[model_type], fit_calibrator(raw[model_type], y_oof), features)
         probability = model.predict_proba(x_holdout)[:, 1]
         importances = feature_importance(fitted[model_type])
         result.models[model_type] = TrainedModel(
@@ -169,15 +175,15 @@ def train_sector(
             dict(zip(features, importances.tolist(), strict=True)) if importances is not None else None,
         )
 
-    raw_block = np.column_stack([raw[m] for m in BASE_MODEL_TYPES])
+    raw_oof = np.column_stack([raw[m] for m in BASE_MODEL_TYPES])
     started = time.perf_counter()
-    meta = LogisticRegression(C=1.0, max_iter=500).fit(raw_block, y_test)
+    meta = make_meta_model().fit(raw_oof, y_oof)
     stacked = StackedEnsemble(
         {m: result.models[m].model for m in BASE_MODEL_TYPES}, meta,
-        fit_calibrator(meta.predict_proba(raw_block)[:, 1], y_test),
+        fit_calibrator(meta.predict_proba(raw_oof)[:, 1], y_oof),
     )
     probability = stacked.predict_proba(x_holdout)[:, 1]
-    weights = dict(zip(BASE_MODEL_TYPES, meta.coef_.ravel().tolist(), strict=True))
+    weights = dict(zip(BASE_MODEL_TYPES, meta[-1].coef_.ravel().tolist(), strict=True))
     scores = {**metrics(y_holdout, probability, upper_hit), "fit_seconds": time.perf_counter() - started}
     result.models[STACKED] = TrainedModel(STACKED, stacked, scores, probability, weights)
     return result
