@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONWARNINGS := ignore::UserWarning
 
-.PHONY: env demo test ui bench mlflow clean
+.PHONY: env demo test system-deps ui bench mlflow clean
 
 env: .venv/.synced
 
@@ -22,8 +22,11 @@ $(CURDIR)/.tools/bin/uv:
 demo: env  ## run the main job on the embedded defaults and print a summary
 	$(RUN) turbomode demo
 
-test: env  ## the test suite
+test: env system-deps  ## the test suite
 	$(RUN) pytest
+
+system-deps:  ## Chromium and PostgreSQL's server for the end-to-end tests, from Debian, when missing
+	bash scripts/system-deps.sh
 
 ui: env  ## Dagster webserver and daemon on http://127.0.0.1:3000
 	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -96,7 +96,15 @@ class GraphQL:
         return body["data"]
 
 
-PG_BIN = Path(os.environ.get("TURBOMODE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _postgres_bin() -> Path:
+    """TURBOMODE_PG_BIN, else the newest of Debian's installed PostgreSQL servers."""
+    if "TURBOMODE_PG_BIN" in os.environ:
+        return Path(os.environ["TURBOMODE_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _postgres_bin()
 
 
 class PostgresServer:
