@@ -7,11 +7,9 @@
 
 The universe file (22 stocks per sector) over SESSIONS sessions with a HOLDOUT-session holdout,
 trained with the fast settings: the smallest size at which (1) held in our measurements (at
-800 sessions and a 300-session holdout the weakest sector's stacked AUC was 0.544). (3) does
-not hold at this size and is a strict expected failure stating what was measured. (2) does not
-hold either (0.446..0.556 over the 66 models at this size); it is measured by `make bench`
-(training on a random walk) rather than here, to keep CI inside its budget. The cause of both:
-the simulator's market and sector factors move a sector's stocks together, so a holdout of under
+800 sessions and a 300-session holdout the weakest sector's stacked AUC was 0.544). (2) and (3)
+do not hold at this size and are strict expected failures stating what was measured: the
+simulator's market and sector factors move a sector's stocks together, so a holdout of under
 two years holds few independent outcomes; its AUC under the null and its base rate wander
 with that period's market path. `make bench` shows the same at full size.
 """
@@ -37,7 +35,7 @@ HORIZON = 10
 SEED = 7
 LAST_SESSION = date(2025, 6, 30)
 
-pytestmark = pytest.mark.slow  # ~290 s on a loaded 2-core machine: the price of statistical power
+pytestmark = pytest.mark.slow  # ~2 x 45 s on an idle 2-core machine (~2 x 290 s loaded): the price of statistical power
 
 
 def holdout_metrics(predictability: float) -> pl.DataFrame:
@@ -69,6 +67,11 @@ def predictable() -> pl.DataFrame:
     return holdout_metrics(predictability=1.0)
 
 
+@pytest.fixture(scope="module")
+def random_walk() -> pl.DataFrame:
+    return holdout_metrics(predictability=0.0)
+
+
 def breaking(metrics: pl.DataFrame, metric: str, holds: pl.Expr) -> dict[str, float]:
     """Every (sector, model type) that breaks a claim, with its value: the failure message."""
     return {
@@ -85,10 +88,23 @@ def test_the_stacked_ensemble_beats_055_in_every_sector_on_a_predictable_market(
 
 @pytest.mark.xfail(
     strict=True,
+    reason="measured 0.446..0.556 over the 66 models (means per model type 0.499..0.507): the market path "
+    "of a 400-session holdout shifts a sector's models together; without market and sector factors the "
+    "stock-specific noise alone spanned 0.459..0.535 (20 stocks per sector, 300-session holdout)",
+)
+def test_every_model_is_at_chance_on_a_random_walk(random_walk):
+    assert random_walk.height == len(GICS_SECTORS) * len(MODEL_TYPES)
+    assert breaking(random_walk, "roc_auc", (pl.col("roc_auc") - 0.5).abs() <= 0.03) == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
     reason="measured max ECE per model type 0.074..0.086 (predictable) and 0.050..0.054 (random walk): "
     "a sector's holdout base rate (0.49..0.56) moves with the holdout period's market and sector drift, "
     "which no calibration on earlier sessions foresees",
 )
-def test_every_model_is_calibrated_on_the_holdout(predictable):
-    assert predictable.height == len(GICS_SECTORS) * len(MODEL_TYPES)
-    assert breaking(predictable, "ece", pl.col("ece") < 0.05) == {}
+@pytest.mark.parametrize("market", ["predictable", "random_walk"])
+def test_every_model_is_calibrated_on_the_holdout(market, request):
+    metrics = request.getfixturevalue(market)
+    assert metrics.height == len(GICS_SECTORS) * len(MODEL_TYPES)
+    assert breaking(metrics, "ece", pl.col("ece") < 0.05) == {}
