@@ -9,7 +9,7 @@ The counts are printed (`pytest -s`) for the issue's report.
 import json
 import subprocess
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import polars as pl

@@ -48,28 +48,31 @@ market_data_job = define_asset_job(
 )
 
 
-def _timezone() -> ZoneInfo:
+def desk_timezone() -> ZoneInfo:
+    """The schedules' timezone (TURBOMODE_TIMEZONE)."""
     return ZoneInfo(get_settings().timezone)
 
 
 def due_at(session: date) -> datetime:
     """When a session's bars are overdue: its scheduled ingestion (never before the close) plus grace."""
-    scheduled = datetime.combine(session, INGESTION_TIME, tzinfo=_timezone())
+    scheduled = datetime.combine(session, INGESTION_TIME, tzinfo=desk_timezone())
     return max(scheduled, session_close(session)) + GRACE
 
 
 def due_sessions(now: datetime, count: int) -> list[date]:
     """The `count` most recent sessions whose bars should exist at `now`, oldest first."""
     start = max(get_settings().history_start, now.date() - timedelta(days=count * 2 + 14))
-    candidates = sessions_between(start, now.astimezone(_timezone()).date())
+    candidates = sessions_between(start, now.astimezone(desk_timezone()).date())
     return [day for day in candidates if due_at(day) <= now][-count:]
 
 
-def session_gaps(instance: DagsterInstance, sessions: list[date]) -> list[date]:
-    """Sessions whose daily_bars partition is missing or failed (in-progress ones are not gaps)."""
+def session_gaps(
+    instance: DagsterInstance, sessions: list[date], asset: str = "daily_bars", in_progress_is_gap: bool = False
+) -> list[date]:
+    """Sessions whose partition of `asset` is missing or failed (in-progress ones too, when asked)."""
     keys = [day.isoformat() for day in sessions]
-    status = instance.get_status_by_partition(AssetKey("daily_bars"), keys, daily_sessions()) or {}
-    healthy = (AssetPartitionStatus.MATERIALIZED, AssetPartitionStatus.IN_PROGRESS)
+    status = instance.get_status_by_partition(AssetKey(asset), keys, daily_sessions()) or {}
+    healthy = {AssetPartitionStatus.MATERIALIZED} | (set() if in_progress_is_gap else {AssetPartitionStatus.IN_PROGRESS})
     return [day for day in sessions if status.get(day.isoformat()) not in healthy]
 
 
@@ -108,7 +111,7 @@ def daily_bars_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
 )
 def market_data_ingestion(context: ScheduleEvaluationContext):
     tick = context.scheduled_execution_time
-    day = tick.astimezone(_timezone()).date()
+    day = tick.astimezone(desk_timezone()).date()
     if not is_session(day):
         return SkipReason(f"{day} ({day:%A}) is not an NYSE session: no market data to fetch")
     if tick < session_close(day):

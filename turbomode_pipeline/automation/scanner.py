@@ -5,14 +5,11 @@
 
 import json
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetKey,
-    AssetPartitionStatus,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DagsterInstance,
@@ -31,6 +28,7 @@ from dagster import (
 
 from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
+from turbomode_pipeline.automation.market_data import desk_timezone, session_gaps
 from turbomode_pipeline.calendar import daily_sessions, is_session, sessions_before, sessions_between
 from turbomode_pipeline.settings import get_settings
 
@@ -54,26 +52,20 @@ scanner_automation_sensor = AutomationConditionSensorDefinition(
 )
 
 
-def _timezone() -> ZoneInfo:
-    return ZoneInfo(get_settings().timezone)
-
-
 def scan_due_at(session: date) -> datetime:
-    return datetime.combine(session + timedelta(days=1), SCAN_DEADLINE, tzinfo=_timezone())
+    return datetime.combine(session + timedelta(days=1), SCAN_DEADLINE, tzinfo=desk_timezone())
 
 
 def latest_due_scan(now: datetime) -> date | None:
     """The newest session whose signals should exist at `now`."""
-    local = now.astimezone(_timezone()).date()
+    local = now.astimezone(desk_timezone()).date()
     due = [day for day in sessions_between(local - timedelta(days=14), local) if scan_due_at(day) <= now]
     return due[-1] if due else None
 
 
 def unscanned(instance: DagsterInstance, sessions: list[date], asset: str = "scanner_signals") -> list[date]:
-    """Sessions whose partition of `asset` is missing or failed."""
-    keys = [day.isoformat() for day in sessions]
-    status = instance.get_status_by_partition(AssetKey(asset), keys, daily_sessions()) or {}
-    return [day for day in sessions if status.get(day.isoformat()) != AssetPartitionStatus.MATERIALIZED]
+    """Sessions whose partition of `asset` is not (yet) materialised: missing, failed or still running."""
+    return session_gaps(instance, sessions, asset, in_progress_is_gap=True)
 
 
 def scanner_freshness(instance: DagsterInstance, now: datetime) -> tuple[bool, str, date | None]:
@@ -121,7 +113,7 @@ def scanner_freshness_sensor(context: SensorEvaluationContext):
     description="23:30: scan the day's session; grade the signals of the session whose horizon ended today.",
 )
 def overnight_scanner(context: ScheduleEvaluationContext):
-    day = context.scheduled_execution_time.astimezone(_timezone()).date()
+    day = context.scheduled_execution_time.astimezone(desk_timezone()).date()
     if not is_session(day):
         return SkipReason(f"{day} ({day:%A}) is not an NYSE session: nothing to scan")
     graded = sessions_before(day, BARRIERS.horizon)[0]
