@@ -125,9 +125,8 @@ class PostgresServer:
 
     def _pg(self, tool: str, *args):
         command = [str(PG_BIN / tool), *map(str, args)]
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, cwd=self.folder)
+        as_postgres = {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
+        subprocess.run(command, check=True, capture_output=True, cwd=self.folder, **as_postgres)
 
     def stop(self):
         self._pg("pg_ctl", "-D", self.folder / "data", "-m", "immediate", "stop")
