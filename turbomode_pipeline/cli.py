@@ -62,9 +62,6 @@ def demo(args: argparse.Namespace) -> int:
         print("sector_models: 11 sectors x 6 models, fast demo settings (smaller models, 3 folds, 120-session holdout)")
         if not _run_job("model_training_job", *all_sectors_tags().values(), run_config=fast):
             return 1
-        week = (sessions[-1] - timedelta(days=(sessions[-1].weekday() + 1) % 7)).isoformat()
-        if not _run_job("drift_monitoring_job", week, week):
-            return 1
     else:
         print(f"sector_models: skipped: {len(sessions)} sessions are too few to train on; the features' 252-session "
               f"warm-up, a 120-session holdout and three walk-forward blocks need {MIN_TRAINING_SESSIONS}")
@@ -92,6 +89,9 @@ def demo(args: argparse.Namespace) -> int:
         print("\nchampions' holdout ROC AUC by sector and model:")
         print(_champion_table(defs.resources["model_registry"]))
         if not _scan(sessions):
+            return 1
+        week = (sessions[-1] - timedelta(days=(sessions[-1].weekday() + 1) % 7)).isoformat()
+        if not _run_job("drift_monitoring_job", week, week):  # after the scan: it reads the week's signals
             return 1
     print(f"\nwarehouse:           {settings.warehouse_path}")
     print("open the UI:         make ui   (then http://127.0.0.1:3000)")
@@ -202,7 +202,8 @@ def _drift_summary(warehouse) -> str:
     import polars as pl
 
     report = warehouse.query(
-        "SELECT sector, status, round(median_excess_psi, 3) AS median_excess_psi, top_feature, report_path "
+        "SELECT sector, status, round(median_excess_psi, 3) AS median_excess_psi, top_feature, buy, sell, one_sided, "
+        "report_path "
         "FROM drift_report WHERE week_ending = (SELECT max(week_ending) FROM drift_report) ORDER BY sector"
     )
     with pl.Config(tbl_rows=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
