@@ -35,16 +35,9 @@ from turbomode_pipeline_tests.servers import (
     server_env,
     wait_until,
 )
+from turbomode_pipeline_tests.test_schedules import OLD_SYSTEMS_SIX
 
-SCHEDULES = {  # the issue's six: name -> cron (timezone TURBOMODE_TIMEZONE, default America/Chicago)
-    "market_data_ingestion": "45 22 * * *",
-    "overnight_scanner": "30 23 * * *",
-    "model_training": "0 0 * * 0",
-    "backtest_data": "5 23 * * 6",
-    "drift_monitoring": "10 23 * * 6",
-    "weekly_maintenance": "0 23 * * 6",
-}
-SENSORS = {"missed_sessions_sensor", "live_trading_sensor"}  # the second arrives with live trading (issue 7)
+SENSORS = {"missed_sessions_sensor", "live_trading_sensor"}
 MISSED = 3
 
 LAUNCH_BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
@@ -90,9 +83,9 @@ def stack(tmp_path_factory):
 def test_the_six_schedules_exist_with_their_cron_and_timezone(stack):
     schedules = stack["graphql"](REPOSITORY)["repositoryOrError"]["schedules"]
     found = {s["name"]: (s["cronSchedule"], s["executionTimezone"]) for s in schedules}
-    assert {name: found.get(name) for name in SCHEDULES} == {name: (cron, "America/Chicago") for name, cron in SCHEDULES.items()}
+    assert {name: found.get(name) for name in OLD_SYSTEMS_SIX} == {name: (cron, "America/Chicago") for name, cron in OLD_SYSTEMS_SIX.items()}
     # Beyond the old system's six: the paper-trading report, after New York's close.
-    assert set(found) - set(SCHEDULES) == {"paper_trading_report_schedule"}
+    assert set(found) - set(OLD_SYSTEMS_SIX) == {"paper_trading_report_schedule"}
 
 
 def test_the_sensors_exist_and_the_catch_up_sensor_runs(stack):
