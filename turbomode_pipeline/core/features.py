@@ -13,10 +13,12 @@ import polars as pl
 
 from turbomode_pipeline.core.indicators import (
     POSITION,
+    REFERENCE_COLUMNS,
     Grid,
     ema,
+    in_symbol_blocks,
     lag,
-    reference_grids,
+    reference_block,
     rolling_max,
     rolling_mean,
     rolling_min,
@@ -92,9 +94,16 @@ def _safe_ratio(numerator: pl.Expr, denominator: pl.Expr, flat: float | None = N
     return pl.when(denominator != 0).then(numerator / denominator).otherwise(pl.when(denominator == 0).then(flat))
 
 
+def _indicator_block(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
+    grids = reference_block(high, low, close)
+    return {**grids, "_ema_20": ema(close, 20), "_atr_10": wilder(grids["_tr"], 10, offset=1)}
+
+
+INDICATOR_COLUMNS = (*REFERENCE_COLUMNS, "plus_di", "minus_di", "_prev_close", "_ema_20", "_atr_10")
+
+
 def _indicator_grids(grid: Grid) -> dict[str, np.ndarray]:
-    grids = reference_grids(grid)
-    return {**grids, "_ema_20": ema(grid["close"], 20), "_atr_10": wilder(grids["_tr"], 10, offset=1)}
+    return in_symbol_blocks(_indicator_block, (grid["high"], grid["low"], grid["close"]), INDICATOR_COLUMNS)
 
 
 def _price_features(frame: pl.LazyFrame) -> pl.LazyFrame:

@@ -19,12 +19,16 @@ array, so every window and recursion runs along one symbol's own history for all
 once and never reaches into another symbol. Windows are combined by doubling (a window of
 n takes about log2(n) whole-array operations and depends only on its own n values); the
 recursive EWMs are scipy's `lfilter`, because polars has no EWM that restarts per segment
-(and its `over(symbol)` costs several times more). The polars helpers (`lag`, `rolling_*`)
+(and its `over(symbol)` costs several times more). The grid is worked through in blocks of
+symbols on every core (`in_symbol_blocks`). The polars helpers (`lag`, `rolling_*`)
 serve the features that stay on the flat frame, masked where a window would reach into the
 previous symbol.
 """
 
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -214,9 +218,10 @@ def basics(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np
     gain = np.maximum(change, 0.0)
     up, down = _change(high), _change(low)
     np.negative(down, out=down)
-    # +DM where the up move beats both the down move and 0; -DM the other way round.
-    plus_dm = np.where(up > np.maximum(down, 0.0), up, 0.0)
-    minus_dm = np.where(down > np.maximum(up, 0.0), down, 0.0)
+    # +DM where the up move beats both the down move and 0; -DM the other way round (a product with
+    # the condition is several times faster than np.where).
+    plus_dm = up * (up > np.maximum(down, 0.0))
+    minus_dm = down * (down > np.maximum(up, 0.0))
     return {
         "_prev_close": prev_close,
         "_tr": np.maximum(high, prev_close) - np.minimum(low, prev_close),
@@ -268,11 +273,32 @@ REFERENCE_COLUMNS = (
     "rsi_14", "atr_14", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower", "stoch_k", "stoch_d",
     "adx_14",
 )
+BLOCK_SYMBOLS = 32  # a block's working arrays (32 x 2,520 sessions: 0.6 MB each) stay in the CPU cache
 
 
-def reference_grids(grid: Grid) -> dict[str, np.ndarray]:
-    """The TA-Lib-comparable indicators (raw values) and the inputs they share, as grids."""
-    high, low, close = grid["high"], grid["low"], grid["close"]
+def in_symbol_blocks(compute, grids: tuple[np.ndarray, ...], keep: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The `keep` grids of `compute(*grids)`, computed BLOCK_SYMBOLS rows (symbols) at a time.
+
+    Rows never depend on each other, so blocks are independent: each block's many intermediate
+    arrays stay small enough for the CPU cache, and since numpy and scipy release the GIL, the
+    blocks run on every core. Each block's results go straight into the full output grids.
+    """
+    rows = grids[0].shape[0]
+    out = {name: np.empty(grids[0].shape) for name in keep}
+
+    def run(start: int) -> None:
+        block = slice(start, start + BLOCK_SYMBOLS)
+        result = compute(*(grid[block] for grid in grids))
+        for name in keep:
+            out[name][block] = result[name]
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(run, range(0, rows, BLOCK_SYMBOLS)))
+    return out
+
+
+def reference_block(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
+    """The TA-Lib-comparable indicators (raw values) and the inputs they share, for some symbols."""
     shared = basics(high, low, close)
     return {
         **shared,
@@ -284,8 +310,12 @@ def reference_grids(grid: Grid) -> dict[str, np.ndarray]:
     }
 
 
+def reference_grids(grid: Grid) -> dict[str, np.ndarray]:
+    """The TA-Lib-comparable indicators of every symbol, as grids."""
+    return in_symbol_blocks(reference_block, (grid["high"], grid["low"], grid["close"]), REFERENCE_COLUMNS)
+
+
 def reference_indicators(bars: pl.DataFrame) -> pl.DataFrame:
     """symbol, session and the TA-Lib-comparable indicators: used by the tests and the benchmark."""
     grid = Grid(sorted_by_symbol(bars))
-    grids = reference_grids(grid)
-    return grid.with_columns({name: grids[name] for name in REFERENCE_COLUMNS}).select("symbol", "session", *REFERENCE_COLUMNS)
+    return grid.with_columns(reference_grids(grid)).select("symbol", "session", *REFERENCE_COLUMNS)
