@@ -30,7 +30,6 @@ ahead (a join off by one day), is caught and named in every sector.
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
-import numpy as np
 import polars as pl
 import pytest
 
