@@ -27,7 +27,7 @@ pipeline against the other two, passed). The pipeline's random-walk models must 
 a positive control must fail it: the same pipeline with one leaked feature, `ret_1` read one
 session ahead (a join off by one day), is caught and named in every sector. What it cannot
 catch: a leak that moves a model's AUC less than the limit (+/-0.12 here), such as the same
-leak seen only by the extra-trees models (AUC 0.54..0.60).
+leak as the extra-trees models use it (AUC 0.54..0.60).
 """
 
 from concurrent.futures import ThreadPoolExecutor
