@@ -125,7 +125,7 @@ def feature_engine() -> None:
     from turbomode_pipeline.core.indicators import Grid, reference_grids, reference_indicators, sorted_by_symbol
 
     bars = ten_years_of_bars().sort("symbol", "session")  # as the warehouse returns them
-    best = lambda action, repeat=3: min(timed(action) for _ in range(repeat))  # noqa: E731
+    best = lambda action, repeat=7: min(timed(action) for _ in range(repeat))  # noqa: E731
     engine = best(lambda: compute_features(bars))
     subset = best(lambda: reference_indicators(bars))
     grid = Grid(sorted_by_symbol(bars))
@@ -136,7 +136,7 @@ def feature_engine() -> None:
     pandas_time = best(lambda: pandas_indicators(bars), repeat=1)
     symbols, sessions = bars["symbol"].n_unique(), bars["session"].n_unique()
     table(
-        f"feature engine, {symbols} symbols x {sessions} sessions (best of 3)",
+        f"feature engine, {symbols} symbols x {sessions} sessions (best of 7)",
         [
             (f"all {len(FEATURES)} features (polars)", f"{engine:.2f} s"),
             ("indicator subset: RSI ATR MACD BB STOCH ADX, frame in and out", f"{subset:.3f} s"),
@@ -152,7 +152,7 @@ def feature_engine() -> None:
     )
 
 
-STOCK_SQLITE_STORAGE = "storage:\n  sqlite:\n    base_dir:\n      env: DAGSTER_HOME\n"
+STOCK_SQLITE_STORAGE = "storage:\n  sqlite:\n    base_dir:\n      env: DAGSTER_HOME\ntelemetry:\n  enabled: false\n"
 
 
 def noop_backfill_seconds(sessions: list[str], config: str) -> float:
@@ -228,7 +228,8 @@ def features_backfill_cli() -> None:
 def model_training(predictability: float = 0.5) -> None:
     """All 66 models on the full universe over ten years, as the weekly run trains them.
 
-    At predictability 0 (a random walk) every AUC should be near 0.5: the leakage guard."""
+    At predictability 0 (a random walk) the AUCs scatter around 0.5 as far as one holdout's market
+    path takes them; the leakage guard with its measured null band is in test_model_statistics.py."""
     import resource
     from concurrent.futures import ThreadPoolExecutor
 
