@@ -26,8 +26,8 @@ from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-from dagster._serdes import serialize_value
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
+from dagster._serdes import serialize_value
 
 EVENT_BATCH_SIZE = "500"  # events per write; Dagster reads DAGSTER_EVENT_BATCH_SIZE at every event
 
