@@ -95,6 +95,14 @@ def freshness(instance: DagsterInstance, now: datetime) -> tuple[bool, str, date
     return True, f"daily_bars holds the latest due session {day}", day
 
 
+def freshness_evaluation(asset: AssetKey, check: str, passed: bool, message: str, latest: date) -> AssetCheckEvaluation:
+    """A freshness check's result as a sensor records it, naming the latest due session."""
+    return AssetCheckEvaluation(
+        asset_key=asset, check_name=check, passed=passed, description=message,
+        metadata={"latest_due_session": str(latest)},
+    )
+
+
 @asset_check(asset=daily_bars, name=FRESHNESS_CHECK, description="the latest due session has bars")
 def daily_bars_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
     passed, message, latest = freshness(context.instance, datetime.now(UTC))
@@ -133,12 +141,7 @@ def missed_sessions_sensor(context: SensorEvaluationContext):
     passed, message, latest = freshness(context.instance, now)
     events = []
     if cursor.get("fresh") != [passed, str(latest)]:
-        events.append(
-            AssetCheckEvaluation(
-                asset_key=AssetKey("daily_bars"), check_name=FRESHNESS_CHECK, passed=passed, description=message,
-                metadata={"latest_due_session": str(latest)},
-            )
-        )
+        events.append(freshness_evaluation(daily_bars.key, FRESHNESS_CHECK, passed, message, latest))
     cursor["fresh"] = [passed, str(latest)]
     requested = set(cursor.get("requested", []))
     if not gaps:

@@ -7,7 +7,6 @@ import json
 from datetime import UTC, date, datetime, time, timedelta
 
 from dagster import (
-    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetSelection,
@@ -28,7 +27,7 @@ from dagster import (
 
 from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
-from turbomode_pipeline.automation.market_data import desk_timezone, session_gaps
+from turbomode_pipeline.automation.market_data import desk_timezone, freshness_evaluation, session_gaps
 from turbomode_pipeline.calendar import daily_sessions, is_session, sessions_before, sessions_between
 from turbomode_pipeline.settings import get_settings
 
@@ -97,10 +96,7 @@ def scanner_freshness_sensor(context: SensorEvaluationContext):
     state = json.dumps([passed, str(day)])
     if context.cursor == state:
         return SensorResult(skip_reason=f"unchanged: {message}", cursor=state)
-    evaluation = AssetCheckEvaluation(
-        asset_key=scanner_signals.key, check_name=FRESHNESS_CHECK, passed=passed, description=message,
-        metadata={"latest_due_session": str(day)},
-    )
+    evaluation = freshness_evaluation(scanner_signals.key, FRESHNESS_CHECK, passed, message, day)
     return SensorResult(asset_events=[evaluation], cursor=state)
 
 
