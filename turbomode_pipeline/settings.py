@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from turbomode_pipeline.core.trading_url import UnsafeTradingUrl, check_trading_url
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_UNIVERSE = PACKAGE_DIR / "universe.csv"
 DEFAULT_STRATEGIES = PACKAGE_DIR / "live" / "strategies.yaml"
@@ -248,6 +250,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.broker == "alpaca" and not (settings.apca_api_key_id and settings.apca_api_secret_key):
         raise SettingsError("TURBOMODE_BROKER='alpaca' needs APCA_API_KEY_ID and APCA_API_SECRET_KEY to be set")
+    if settings.apca_api_base_url is not None:  # the live-money guard, at load: not first in a market-hours tick
+        try:
+            check_trading_url(settings.apca_api_base_url, settings.allow_live_trading)
+        except UnsafeTradingUrl as error:
+            raise SettingsError(str(error)) from None
     return settings
 
 
