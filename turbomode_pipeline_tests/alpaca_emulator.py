@@ -33,6 +33,7 @@ class AlpacaEmulator:
         self.bars = bars if bars is not None else pl.DataFrame()
         self.minute_bars = minute_bars if minute_bars is not None else pl.DataFrame()  # symbol, time (UTC), OHLCV
         self.page_size = page_size
+        self.key_id, self.secret = KEY_ID, SECRET  # the credentials it accepts
         self.fail_next: list[int] = []
         self.always_fail: int | None = None
         self.hang_s = 0.0
@@ -195,7 +196,9 @@ class AlpacaEmulator:
                 body = json.loads(self.rfile.read(length)) if length else None
                 if emulator.hang_s:
                     time.sleep(emulator.hang_s)
-                if self.headers.get("APCA-API-KEY-ID") != KEY_ID or self.headers.get("APCA-API-SECRET-KEY") != SECRET:
+                if (self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY")) != (
+                    emulator.key_id, emulator.secret
+                ):
                     return self._send(401, {"code": 40110000, "message": "request is not authorized"})
                 status = emulator.fail_next.pop(0) if emulator.fail_next else emulator.always_fail
                 if status:
