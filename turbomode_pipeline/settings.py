@@ -6,16 +6,18 @@ unit file or a shell never turns into a silent default.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from turbomode_pipeline.core.trading_url import UnsafeTradingUrl, check_trading_url
+from turbomode_pipeline.core.universe import UniverseError, load_universe
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_UNIVERSE = PACKAGE_DIR / "universe.csv"
@@ -124,15 +126,35 @@ def _timezone(name: str, env: Mapping[str, str], default: str) -> str:
     return value
 
 
-def _fraction(raw: str) -> float:
+EARLIEST_HISTORY = date(2000, 1, 3)  # the first session of the exchange calendar (calendar.xnys)
+
+
+def _number(raw: str) -> float:
+    """A finite float: "inf", "nan" and "1e999" are refused however the range check below would read them."""
     value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _history_start(raw: str) -> date:
+    value = date.fromisoformat(raw)
+    today = datetime.now(UTC).date()
+    if not EARLIEST_HISTORY <= value <= today:
+        raise ValueError(f"outside [{EARLIEST_HISTORY}, {today}]: the exchange calendar starts on {EARLIEST_HISTORY} "
+                         "and a history cannot start in the future")
+    return value
+
+
+def _fraction(raw: str) -> float:
+    value = _number(raw)
     if not 0.0 <= value <= 1.0:
         raise ValueError("outside [0, 1]")
     return value
 
 
 def _positive_float(raw: str) -> float:
-    value = float(raw)
+    value = _number(raw)
     if not value > 0:
         raise ValueError("must be greater than 0")
     return value
@@ -153,14 +175,14 @@ def _flag(raw: str) -> bool:
 
 
 def _non_negative_float(raw: str) -> float:
-    value = float(raw)
+    value = _number(raw)
     if value < 0:
         raise ValueError("must be 0 or more")
     return value
 
 
 def _threshold(raw: str) -> float:
-    value = float(raw)
+    value = _number(raw)
     if not 0.5 < value <= 1.0:
         raise ValueError("outside (0.5, 1]: at 0.5 or below a symbol would be both a BUY and a SELL")
     return value
@@ -193,7 +215,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         market_data=_choice("TURBOMODE_MARKET_DATA", env, "simulated", ("simulated", "alpaca")),
         timezone=_timezone("TURBOMODE_TIMEZONE", env, "America/Chicago"),
-        history_start=_parsed("TURBOMODE_HISTORY_START", env, date(2015, 1, 2), date.fromisoformat, "a date YYYY-MM-DD"),
+        history_start=_parsed("TURBOMODE_HISTORY_START", env, date(2015, 1, 2), _history_start, "a date YYYY-MM-DD"),
         sim_seed=_parsed("TURBOMODE_SIM_SEED", env, 7, int, "an integer"),
         sim_predictability=_parsed("TURBOMODE_SIM_PREDICTABILITY", env, 0.5, _fraction, "a number in [0, 1]"),
         universe_path=_parsed("TURBOMODE_UNIVERSE", env, DEFAULT_UNIVERSE, _existing_file, "a path to a universe CSV"),
@@ -255,6 +277,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             check_trading_url(settings.apca_api_base_url, settings.allow_live_trading)
         except UnsafeTradingUrl as error:
             raise SettingsError(str(error)) from None
+    try:  # at load, so `dagster definitions validate` and the daemon refuse a bad universe before any run
+        load_universe(settings.universe_path)
+    except UniverseError as error:
+        raise SettingsError(f"TURBOMODE_UNIVERSE is invalid: {error}") from None
     return settings
 
 
