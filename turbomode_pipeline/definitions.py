@@ -50,6 +50,8 @@ def market_data_source(settings: Settings) -> MarketDataSource:
             secret_key=SECRET_KEY,
             data_url=settings.apca_api_data_url,
             feed=settings.alpaca_data_feed,
+            request_deadline_s=settings.alpaca_request_deadline_s,
+            run_deadline_s=settings.alpaca_run_deadline_s,
         )
     return SimulatedMarketData(seed=settings.sim_seed, predictability=settings.sim_predictability)
 

@@ -77,6 +77,9 @@ class Settings:
     alert_timeout_s: float = 5.0
     alert_retries: int = 3
     ui_base_url: str = "http://127.0.0.1:3000"
+    # total deadlines of the Alpaca market data source (issue 13): per request, and per run of the source
+    alpaca_request_deadline_s: float = 120.0
+    alpaca_run_deadline_s: float = 1800.0
 
     @property
     def warehouse_path(self) -> Path:
@@ -256,6 +259,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_timeout_s=_parsed("TURBOMODE_ALERT_TIMEOUT_S", env, 5.0, _positive_float, "a number of seconds > 0"),
         alert_retries=_parsed("TURBOMODE_ALERT_RETRIES", env, 3, _positive_int, "a whole number >= 1"),
         ui_base_url=_text("TURBOMODE_UI_BASE_URL", env, "http://127.0.0.1:3000").rstrip("/"),
+        alpaca_request_deadline_s=_parsed("TURBOMODE_ALPACA_REQUEST_DEADLINE_S", env, 120.0, _positive_float, "seconds > 0"),
+        alpaca_run_deadline_s=_parsed("TURBOMODE_ALPACA_RUN_DEADLINE_S", env, 1800.0, _positive_float, "seconds > 0"),
     )
     if settings.drift_psi_warn >= settings.drift_psi_drift:
         raise SettingsError(

@@ -77,3 +77,14 @@ def test_an_artifact_uri_for_a_shared_tracking_server_is_kept_as_given(uri):
 def test_a_local_artifact_folder_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_settings({"TURBOMODE_MLFLOW_ARTIFACTS": "models"}).mlflow_artifact_root == str(tmp_path / "models")
+
+
+def test_the_alpaca_deadlines_are_settings_that_reach_the_source():
+    from turbomode_pipeline.definitions import market_data_source
+
+    env = {"TURBOMODE_MARKET_DATA": "alpaca", "APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s",
+           "TURBOMODE_ALPACA_REQUEST_DEADLINE_S": "45", "TURBOMODE_ALPACA_RUN_DEADLINE_S": "600"}
+    source = market_data_source(load_settings(env))
+    assert (source.request_deadline_s, source.run_deadline_s) == (45.0, 600.0)
+    with pytest.raises(SettingsError, match=r"^TURBOMODE_ALPACA_RUN_DEADLINE_S='inf' is invalid: expected seconds > 0"):
+        load_settings(env | {"TURBOMODE_ALPACA_RUN_DEADLINE_S": "inf"})

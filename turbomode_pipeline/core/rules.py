@@ -42,7 +42,10 @@ def describe_schema_failures(frame: pl.DataFrame, cases: pl.DataFrame, limit: in
     """
     names = [c for c in ("symbol", "session", "week_ending", "sector") if c in frame.columns][:2]
     rows = frame.select(names).with_row_index("index").with_columns(pl.col(names).cast(pl.String))
-    cases = cases.with_columns(pl.col("index").cast(pl.UInt32)).join(rows, on="index", how="left")
+    cases = cases.with_columns(
+        pl.col("index").cast(pl.UInt32), pl.col("failure_case").cast(pl.String).fill_null("null"),
+        pl.col("column", "check").cast(pl.String).fill_null(""),
+    ).join(rows, on="index", how="left")
     where = pl.concat_str([pl.col(n) for n in names], separator=" ", ignore_nulls=True) if names else pl.lit("")
     lines = cases.select(
         pl.when(pl.col("index").is_null())

@@ -17,7 +17,7 @@ from dagster import ConfigurableResource
 
 from turbomode_pipeline.calendar import xnys
 from turbomode_pipeline.core.trading_url import UnsafeTradingUrl, check_trading_url
-from turbomode_pipeline.resources.alpaca_http import harden
+from turbomode_pipeline.resources.alpaca_http import ResponseError, harden
 from turbomode_pipeline.resources.ledger import Ledger
 
 PAPER_URL = "https://paper-api.alpaca.markets"
@@ -239,6 +239,8 @@ class AlpacaPaperBroker(PaperBroker):
             return method(*args)
         except APIError as error:
             raise BrokerError(f"Alpaca {what} failed with HTTP {error.status_code}: {error}") from error
+        except ResponseError as error:  # answered, but too slowly or not in JSON
+            raise BrokerError(f"Alpaca {what}: {error}") from error
         except OSError as error:
             raise BrokerError(f"Alpaca {what}: {self.base_url or PAPER_URL} did not answer after {self.max_retries} retries: {error}") from error
 
