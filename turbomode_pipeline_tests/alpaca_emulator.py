@@ -39,6 +39,7 @@ class AlpacaEmulator:
         self.hang_s = 0.0
         self.trickle_s = 0.0  # pause between the bytes of a body: a server that answers, one byte at a time
         self.raw_body: tuple[str, bytes] | None = None  # (Content-Type, body) served with HTTP 200 for any request
+        self.order_reply_gate: threading.Event | None = None  # set: an accepted order's answer waits for it
         self.patch_bars: dict[tuple[str, str], dict] = {}  # (symbol, "YYYY-MM-DD") -> fields replaced in its bar
         self.requests: list[tuple[str, str, int]] = []  # (method, path with query, status)
         self.prices: dict[str, float] = {}
@@ -216,7 +217,10 @@ class AlpacaEmulator:
                 if emulator.raw_body is not None:
                     content_type, raw = emulator.raw_body
                     return self._send(200, raw, content_type)
-                return self._send(*emulator.route(self.command, urlparse(self.path), body))
+                answer = emulator.route(self.command, urlparse(self.path), body)
+                if emulator.order_reply_gate is not None and self.command == "POST" and self.path == "/v2/orders":
+                    emulator.order_reply_gate.wait(60)  # accepted and filled: the client has not heard yet
+                return self._send(*answer)
 
             do_GET = do_POST = do_DELETE = _serve
 
