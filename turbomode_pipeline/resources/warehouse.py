@@ -98,13 +98,32 @@ class Warehouse(ConfigurableResource):
         return int(changed[0]) if changed else 0
 
     def compact(self) -> dict[str, int]:
-        """CHECKPOINT and VACUUM the file; its size in bytes before and after."""
-        before = Path(self.path).stat().st_size if Path(self.path).exists() else 0
+        """Rewrite the file into a fresh one (`COPY FROM DATABASE`) and swap it in atomically; sizes before and after.
+
+        DuckDB reuses the blocks a DELETE frees only partly and VACUUM returns none of them to the file
+        system: rewriting a range sixteen times grew a file sevenfold. The copy holds only live rows.
+        While it runs this connection holds the file's write lock, and the rename happens before the
+        lock is released, so no writer can slip in between; a crash before the rename leaves the old
+        file as it was (and a stray `.compacting` file, removed by the next compaction).
+        """
+        path = Path(self.path)
+        if not path.exists():
+            return {"bytes_before": 0, "bytes_after": 0}
+        before = path.stat().st_size
+        fresh = path.with_name(path.name + ".compacting")
+        for stale in (fresh, fresh.with_name(fresh.name + ".wal")):
+            stale.unlink(missing_ok=True)
         with self.connection() as con:
             con.execute("CHECKPOINT")
-            con.execute("VACUUM")
-            con.execute("CHECKPOINT")
-        return {"bytes_before": before, "bytes_after": Path(self.path).stat().st_size}
+            name = con.execute("SELECT current_database()").fetchone()[0]
+            quoted = str(fresh).replace("'", "''")  # ATTACH takes no parameters
+            con.execute(f"ATTACH '{quoted}' AS compacted")
+            try:
+                con.execute(f'COPY FROM DATABASE "{name}" TO compacted')
+            finally:
+                con.execute("DETACH compacted")
+            fresh.replace(path)  # atomic on POSIX; readers that opened the old file keep reading it
+        return {"bytes_before": before, "bytes_after": path.stat().st_size}
 
     def replace_partitions(self, table: Table, frame: pl.DataFrame, partitions: Sequence) -> int:
         """Replace exactly `partitions` of `table` with `frame`, in one transaction.
