@@ -20,6 +20,7 @@ from dagster import (
     schedule,
 )
 
+from turbomode_pipeline.instance_storage import prune_planned_checks
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import get_settings
@@ -32,6 +33,7 @@ class MaintenanceConfig(Config):
     signal_retention_days: int = get_settings().signal_retention_days
     live_run_retention_days: float = get_settings().live_run_retention_days
     model_archive_weeks: float = get_settings().model_archive_weeks
+    planned_check_retention_days: float = 7  # finished runs keep their never-evaluated planned-check rows this long
 
 
 def _signals(warehouse: Warehouse, now: datetime, retention_days: int) -> dict[str, int]:
@@ -52,6 +54,13 @@ def _live_runs(context: OpExecutionContext, cutoff: datetime) -> int:
     return len(records)
 
 
+def _planned_checks(context: OpExecutionContext, cutoff: datetime) -> int:
+    """The never-evaluated planned-check rows of finished runs created before `cutoff` (range runs leave one
+    per partition and check; a one-partition run leaves one per check, its evaluation is recorded apart)."""
+    records = context.instance.get_run_records(RunsFilter(created_before=cutoff, statuses=FINISHED))
+    return prune_planned_checks(context.instance, [record.dagster_run.run_id for record in records])
+
+
 def _compact(warehouse: Warehouse) -> dict[str, int]:
     """Every DuckDB file beside the warehouse (the live ledger too), each through the warehouse's door."""
     sizes = {}
@@ -66,6 +75,7 @@ def tidy_up(context: OpExecutionContext, config: MaintenanceConfig, warehouse: W
     now = datetime.now(UTC)
     counts = _signals(warehouse, now, config.signal_retention_days)
     counts["live_runs_deleted"] = _live_runs(context, now - timedelta(days=config.live_run_retention_days))
+    counts["planned_check_rows_deleted"] = _planned_checks(context, now - timedelta(days=config.planned_check_retention_days))
     stale_before = now - timedelta(weeks=config.model_archive_weeks)
     archived = model_registry.archive_stale_versions(
         int(stale_before.timestamp() * 1000), f"{now:%Y-%m-%d}: neither champion nor challenger, created before {stale_before:%Y-%m-%d}"
