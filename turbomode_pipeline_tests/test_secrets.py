@@ -1,10 +1,12 @@
 """The Alpaca key and secret never reach Dagster's storage, its logs or the alerts.
 
 Runs the real code location with `dagster asset materialize` against a real instance in a
-temporary DAGSTER_HOME and the loopback emulator, once successfully and once failing, then
-reads every table of every SQLite database of the instance (zlib-compressed snapshot
-blobs decompressed, as Dagster stores them), every file under DAGSTER_HOME and the data
-folder, and the alert the run-failure sensor writes for the failed run.
+temporary DAGSTER_HOME (the shipped SQLite config, and the shipped PostgreSQL config on a
+throwaway server) and the loopback emulator, once successfully and once failing, then reads
+every table of the instance's databases (zlib-compressed snapshot blobs decompressed, as
+Dagster stores them), every file under DAGSTER_HOME and the data folder, and the alert the
+run-failure sensor writes for the failed run. MLflow is not part of these runs: no job that
+sees the keys logs to it.
 """
 
 import os
@@ -16,6 +18,7 @@ import zlib
 from datetime import date
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, build_run_status_sensor_context
 
 from turbomode_pipeline.automation.alerts import run_failure_alerts
@@ -66,9 +69,46 @@ def materialize(env: dict, partition: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_a_canary_secret_is_in_no_table_no_log_and_no_alert(tmp_path, monkeypatch):
-    home, data = tmp_path / "dagster_home", tmp_path / "data"
-    home.mkdir()
+def postgres_values(url: str):
+    """Every value of every table of the PostgreSQL database at `url`, as text (bytea decompressed)."""
+    import psycopg2
+
+    with psycopg2.connect(url) as con, con.cursor() as cursor:
+        cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        for (table,) in cursor.fetchall():
+            cursor.execute(f'SELECT * FROM "{table}"')
+            for row in cursor.fetchall():
+                for value in row:
+                    if isinstance(value, memoryview):
+                        value = bytes(value)
+                        try:
+                            value = zlib.decompress(value)
+                        except zlib.error:
+                            pass
+                        value = value.decode("utf-8", "replace")
+                    yield table, str(value)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage(request, tmp_path):
+    """(DAGSTER_HOME, extra environment, a function listing every stored value) for each instance storage."""
+    from turbomode_pipeline_tests.servers import REPO, PostgresServer, instance_home
+
+    if request.param == "sqlite":  # the shipped instance config of each
+        home = instance_home(tmp_path, REPO / "dagster_home" / "dagster.yaml")
+        yield home, {}, lambda: [v for db in home.rglob("*.db") for v in sqlite_values(db)]
+        return
+    server = PostgresServer()
+    try:
+        home = instance_home(tmp_path, REPO / "dagster_home_postgres" / "dagster.yaml")
+        yield home, {"TURBOMODE_DAGSTER_PG_URL": server.sqlalchemy_url}, lambda: list(postgres_values(server.url))
+    finally:
+        server.stop()
+
+
+def test_a_canary_secret_is_in_no_table_no_log_and_no_alert(tmp_path, monkeypatch, storage):
+    home, storage_env, stored_values = storage
+    data = tmp_path / "data"
     data.mkdir()
     universe = small_universe(tmp_path)
     bars = SimulatedMarketData(seed=3).daily_bars(sessions_between(date(2024, 3, 4), date(2024, 3, 8)),
@@ -79,6 +119,7 @@ def test_a_canary_secret_is_in_no_table_no_log_and_no_alert(tmp_path, monkeypatc
             "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(data), "TURBOMODE_UNIVERSE": str(universe),
             "TURBOMODE_MARKET_DATA": "alpaca", "TURBOMODE_BROKER": "alpaca", "APCA_API_KEY_ID": KEY,
             "APCA_API_SECRET_KEY": SECRET, "APCA_API_DATA_URL": emulator.url, "APCA_API_BASE_URL": emulator.url,
+            **storage_env,
         }
         ok = materialize(env, "2024-03-05")
         assert ok.returncode == 0, ok.stderr[-3000:]
@@ -92,7 +133,7 @@ def test_a_canary_secret_is_in_no_table_no_log_and_no_alert(tmp_path, monkeypatc
     # the alert a person reads for the failed run, written by the real sensor over the real instance
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    with DagsterInstance.from_config(str(home)) as instance:
+    with DagsterInstance.get() as instance:  # DAGSTER_HOME and the storage's URL are set above
         runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
         assert len(runs) == 1
         run = runs[0]
@@ -110,7 +151,9 @@ def test_a_canary_secret_is_in_no_table_no_log_and_no_alert(tmp_path, monkeypatc
     alert = (data / "alerts.log").read_text()
     assert "daily_bars" in alert and run.run_id in alert
 
-    assert leaks(home, (KEY, SECRET)) == []
-    assert leaks(data, (KEY, SECRET)) == []
-    snapshots = [t for db in home.rglob("*.db") for t, v in sqlite_values(db) if "APCA_API_SECRET_KEY" in v]
+    values = stored_values()
+    assert [table for table, value in values if KEY in value or SECRET in value] == []
+    assert leaks(home, (KEY, SECRET)) == []  # compute logs, the SQLite files, anything else in DAGSTER_HOME
+    assert leaks(data, (KEY, SECRET)) == []  # the warehouse, the ledger, alerts.log
+    snapshots = [table for table, value in values if "APCA_API_SECRET_KEY" in value]
     assert snapshots, "the job snapshot names the variable it reads the secret from"
