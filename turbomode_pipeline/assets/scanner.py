@@ -1,7 +1,7 @@
 """`scanner_signals` (nightly BUY/SELL signals) and `signal_outcomes` (how they turned out)."""
 
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import polars as pl
 from dagster import (
@@ -18,6 +18,7 @@ from dagster import (
     asset,
 )
 
+from turbomode_pipeline import clock
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
 from turbomode_pipeline.assets.features import BARRIERS, daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
@@ -157,7 +158,7 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     scored, loading = score(features, model_registry)
     scan_seconds = time.perf_counter() - started
     threshold = get_settings().signal_threshold
-    found = scanner.signals(scored, expiry(sessions), threshold, BARRIERS, datetime.now(UTC))
+    found = scanner.signals(scored, expiry(sessions), threshold, BARRIERS, clock.now())
     failures = yield from evaluate(found, SignalHistory, SIGNALS_SCHEMA_CHECK, SIGNAL_RULES)
     if failures:
         raise refuse("scanner_signals", failures, sessions)
