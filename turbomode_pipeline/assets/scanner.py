@@ -31,6 +31,8 @@ from turbomode_pipeline.core.rules import Rule, violations
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.schemas import (
+    ACTIVE_SIGNALS_VIEW,
+    mark_active,
     SCANNER_SCORES,
     SIGNAL_HISTORY,
     SIGNAL_OUTCOMES,
@@ -54,14 +56,6 @@ SCAN_WHEN_FEATURES_LAND = (
     & ~AutomationCondition.in_progress()
 ).with_label("scan a recent session when its features land")
 
-ACTIVE_SIGNALS_VIEW = """
-CREATE OR REPLACE VIEW active_signals AS
-SELECT * REPLACE (true AS is_active) FROM signal_history
-WHERE session = (SELECT max(session) FROM scanner_scores) AND expires_at > current_timestamp
-"""
-MARK_ACTIVE = """
-UPDATE signal_history SET is_active = (session = (SELECT max(session) FROM scanner_scores) AND expires_at > current_timestamp)
-"""
 
 
 def signal_direction(frame: pl.DataFrame, **_) -> pl.DataFrame:
@@ -165,7 +159,7 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     warehouse.replace_partitions(SIGNAL_HISTORY, conform(found, SignalHistory), sessions)
     scores = scored.select(list(ScannerScores.to_schema().columns))
     warehouse.replace_partitions(SCANNER_SCORES, conform(scores, ScannerScores), sessions)
-    warehouse.execute(ACTIVE_SIGNALS_VIEW, MARK_ACTIVE)
+    warehouse.execute(ACTIVE_SIGNALS_VIEW, mark_active(clock.now()))
     latest = found.filter(pl.col("session") == sessions[-1])
     counts = dict(latest.group_by("signal_type").len().iter_rows())
     yield MaterializeResult(
