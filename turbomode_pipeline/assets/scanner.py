@@ -27,7 +27,7 @@ from turbomode_pipeline.core import scanner
 from turbomode_pipeline.core.features import FEATURES
 from turbomode_pipeline.core.model_zoo import STACKED
 from turbomode_pipeline.core.rules import Rule, violations
-from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.resources.model_registry import ModelRegistry, UntrustedModel, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.schemas import (
     SCANNER_SCORES,
@@ -111,6 +111,8 @@ def _champion(model_registry: ModelRegistry, name: str):
         return model_registry.champion(name)
     except MlflowException as error:
         raise Failure(description=f"scanner not run: no champion model {name} ({error}); materialise sector_models first") from None
+    except UntrustedModel as error:
+        raise Failure(description=f"scanner not run: {error}", metadata={"refused_model": name}) from None
 
 
 def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.DataFrame, dict]:
