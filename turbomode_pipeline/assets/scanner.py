@@ -17,6 +17,7 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
+from threadpoolctl import threadpool_limits
 
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
 from turbomode_pipeline.assets.features import BARRIERS, daily_features
@@ -125,7 +126,10 @@ def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.Dat
         started = time.perf_counter()
         champion = _champion(model_registry, registered_name(sector[0], STACKED))
         loading[champion.name] = time.perf_counter() - started
-        probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
+        # One OpenMP thread: a sector's few dozen rows take microseconds per tree, and waking a thread team
+        # for each of hist_gradient_boosting's hundreds of trees cost more than the work itself.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
         frames.append(
             rows.select("session", "symbol", "sector", "close", "atr_14").with_columns(
                 probability_up=pl.Series(probability, dtype=pl.Float64),
