@@ -17,6 +17,7 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
+from threadpoolctl import threadpool_limits
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
@@ -28,7 +29,7 @@ from turbomode_pipeline.core import scanner
 from turbomode_pipeline.core.features import FEATURES
 from turbomode_pipeline.core.model_zoo import STACKED
 from turbomode_pipeline.core.rules import Rule, violations
-from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.resources.model_registry import ModelRegistry, UntrustedModel, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.schemas import (
     ACTIVE_SIGNALS_VIEW,
@@ -106,6 +107,8 @@ def _champion(model_registry: ModelRegistry, name: str):
         return model_registry.champion(name)
     except MlflowException as error:
         raise Failure(description=f"scanner not run: no champion model {name} ({error}); materialise sector_models first") from None
+    except UntrustedModel as error:
+        raise Failure(description=f"scanner not run: {error}", metadata={"refused_model": name}) from None
 
 
 def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.DataFrame, dict]:
@@ -118,7 +121,10 @@ def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.Dat
         started = time.perf_counter()
         champion = _champion(model_registry, registered_name(sector[0], STACKED))
         loading[champion.name] = time.perf_counter() - started
-        probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
+        # One OpenMP thread: a sector's few dozen rows take microseconds per tree, and waking a thread team
+        # for each of hist_gradient_boosting's hundreds of trees cost more than the work itself.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
         frames.append(
             rows.select("session", "symbol", "sector", "close", "atr_14").with_columns(
                 probability_up=pl.Series(probability, dtype=pl.Float64),
