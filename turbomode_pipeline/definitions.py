@@ -1,6 +1,6 @@
 """The code location: every asset, check, job, schedule, sensor and resource of TurboMode."""
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions, EnvVar, in_process_executor
 
 from turbomode_pipeline.assets.features import daily_features, training_samples
 from turbomode_pipeline.assets.market_data import daily_bars
@@ -39,13 +39,20 @@ from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import Settings, get_settings
 
 
+# Secrets reach resources as EnvVar: Dagster stores the variable's name, never its value, in the
+# code location snapshot and in every run's job snapshot (settings have checked that they are set).
+API_KEY, SECRET_KEY = EnvVar("APCA_API_KEY_ID"), EnvVar("APCA_API_SECRET_KEY")
+
+
 def market_data_source(settings: Settings) -> MarketDataSource:
     if settings.market_data == "alpaca":
         return AlpacaMarketData(
-            api_key=settings.apca_api_key_id,
-            secret_key=settings.apca_api_secret_key,
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
             data_url=settings.apca_api_data_url,
             feed=settings.alpaca_data_feed,
+            request_deadline_s=settings.alpaca_request_deadline_s,
+            run_deadline_s=settings.alpaca_run_deadline_s,
         )
     return SimulatedMarketData(seed=settings.sim_seed, predictability=settings.sim_predictability)
 
@@ -53,8 +60,8 @@ def market_data_source(settings: Settings) -> MarketDataSource:
 def paper_broker(settings: Settings) -> PaperBroker:
     if settings.broker == "alpaca":
         return AlpacaPaperBroker(
-            api_key=settings.apca_api_key_id,
-            secret_key=settings.apca_api_secret_key,
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
             base_url=settings.apca_api_base_url,
             allow_live_trading=settings.allow_live_trading,
         )
@@ -87,7 +94,8 @@ def resources(settings: Settings) -> dict:
         **live_resources(settings),
         "reports": ReportStore(directory=str(settings.reports_dir)),
         "alerts": AlertSender(
-            log_path=str(settings.alerts_log), webhook_url=settings.alert_webhook, timeout_s=settings.alert_timeout_s,
+            log_path=str(settings.alerts_log),
+            webhook_url=EnvVar("TURBOMODE_ALERT_WEBHOOK") if settings.alert_webhook else None,  # a webhook URL is a secret timeout_s=settings.alert_timeout_s,
             retries=settings.alert_retries, ui_base_url=settings.ui_base_url,
         ),
     }

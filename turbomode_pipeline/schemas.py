@@ -12,8 +12,29 @@ from datetime import date, datetime
 import pandera.polars as pa
 import polars as pl
 
+FINITE = "finite (no NaN, no infinity)"
 
-class DailyBars(pa.DataFrameModel):
+
+def _finite(data: pa.PolarsData) -> pl.LazyFrame:
+    """True where a float value is finite or null (nullability is the column's own rule); other types pass."""
+    column = pl.col(data.key)
+    if data.lazyframe.collect_schema()[data.key].is_float():
+        return data.lazyframe.select(column.is_finite() | column.is_null())
+    return data.lazyframe.select(pl.lit(True).alias(data.key))
+
+
+finite_check = pa.Check(_finite, name="finite", error=FINITE)
+
+
+class FiniteModel(pa.DataFrameModel):
+    """The base of every table's model: every numeric column holds finite values only."""
+
+    @pa.check(".*", regex=True, name="finite", error=FINITE)
+    def _every_number_finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return _finite(data)
+
+
+class DailyBars(FiniteModel):
     session: date
     symbol: str = pa.Field(str_length={"min_value": 1})
     sector: str
@@ -80,8 +101,10 @@ def _feature_table() -> tuple[pa.DataFrameSchema, Table]:
             "session": pa.Column(pl.Date),
             "symbol": pa.Column(pl.String),
             "sector": pa.Column(pl.String),
-            "close": pa.Column(pl.Float64, pa.Check.gt(0)),
-            "atr_14": pa.Column(pl.Float64, nullable=True),
+            # finiteness of the features is the blocking `features_finite` rule (core/feature_rules.py), which
+            # names every offending feature of a row; here it would pre-empt that rule with a terser message
+            "close": pa.Column(pl.Float64, [pa.Check.gt(0), finite_check]),
+            "atr_14": pa.Column(pl.Float64, finite_check, nullable=True),
             **{name: pa.Column(pl.Float64, nullable=True) for name in FEATURES},
         },
         strict=True,
@@ -111,7 +134,7 @@ def _feature_table() -> tuple[pa.DataFrameSchema, Table]:
 DailyFeatures, DAILY_FEATURES = _feature_table()
 
 
-class TrainingSamples(pa.DataFrameModel):
+class TrainingSamples(FiniteModel):
     """Triple-barrier outcomes (see core/labels.py)."""
 
     session: date
@@ -164,7 +187,7 @@ TRAINING_SAMPLES = Table(
 SIGNAL_TYPES = ["BUY", "SELL"]
 
 
-class SignalHistory(pa.DataFrameModel):
+class SignalHistory(FiniteModel):
     """Every signal the scanner ever emitted; `active_signals` has the same columns."""
 
     id: str  # f"{session}-{symbol}": one signal per symbol and session at most
@@ -215,7 +238,7 @@ SIGNAL_HISTORY = Table(
 )
 
 
-class ScannerScores(pa.DataFrameModel):
+class ScannerScores(FiniteModel):
     """Every scored symbol of a scan, signal or not: the input of IC and of confidence drift."""
 
     session: date
@@ -248,7 +271,7 @@ SCANNER_SCORES = Table(
 )
 
 
-class SignalOutcomes(pa.DataFrameModel):
+class SignalOutcomes(FiniteModel):
     """The realised result of each signal whose horizon has passed."""
 
     id: str  # signal_history.id
@@ -293,7 +316,7 @@ SIGNAL_OUTCOMES = Table(
 DRIFT_STATUSES = ["ok", "warn", "drift"]
 
 
-class DriftReport(pa.DataFrameModel):
+class DriftReport(FiniteModel):
     week_ending: date  # the Saturday that ends the report's week
     sector: str
     status: str = pa.Field(isin=DRIFT_STATUSES)
@@ -368,7 +391,7 @@ DRIFT_REPORT = Table(
 )
 
 
-class DriftFeatures(pa.DataFrameModel):
+class DriftFeatures(FiniteModel):
     week_ending: date
     sector: str
     feature: str

@@ -6,14 +6,18 @@ unit file or a shell never turns into a silent default.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from turbomode_pipeline.core.trading_url import UnsafeTradingUrl, check_trading_url
+from turbomode_pipeline.core.universe import UniverseError, load_universe
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_UNIVERSE = PACKAGE_DIR / "universe.csv"
@@ -73,6 +77,9 @@ class Settings:
     alert_timeout_s: float = 5.0
     alert_retries: int = 3
     ui_base_url: str = "http://127.0.0.1:3000"
+    # total deadlines of the Alpaca market data source (issue 13): per request, and per run of the source
+    alpaca_request_deadline_s: float = 120.0
+    alpaca_run_deadline_s: float = 1800.0
 
     @property
     def warehouse_path(self) -> Path:
@@ -122,15 +129,35 @@ def _timezone(name: str, env: Mapping[str, str], default: str) -> str:
     return value
 
 
-def _fraction(raw: str) -> float:
+EARLIEST_HISTORY = date(2000, 1, 3)  # the first session of the exchange calendar (calendar.xnys)
+
+
+def _number(raw: str) -> float:
+    """A finite float: "inf", "nan" and "1e999" are refused however the range check below would read them."""
     value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _history_start(raw: str) -> date:
+    value = date.fromisoformat(raw)
+    today = datetime.now(UTC).date()
+    if not EARLIEST_HISTORY <= value <= today:
+        raise ValueError(f"outside [{EARLIEST_HISTORY}, {today}]: the exchange calendar starts on {EARLIEST_HISTORY} "
+                         "and a history cannot start in the future")
+    return value
+
+
+def _fraction(raw: str) -> float:
+    value = _number(raw)
     if not 0.0 <= value <= 1.0:
         raise ValueError("outside [0, 1]")
     return value
 
 
 def _positive_float(raw: str) -> float:
-    value = float(raw)
+    value = _number(raw)
     if not value > 0:
         raise ValueError("must be greater than 0")
     return value
@@ -151,14 +178,14 @@ def _flag(raw: str) -> bool:
 
 
 def _non_negative_float(raw: str) -> float:
-    value = float(raw)
+    value = _number(raw)
     if value < 0:
         raise ValueError("must be 0 or more")
     return value
 
 
 def _threshold(raw: str) -> float:
-    value = float(raw)
+    value = _number(raw)
     if not 0.5 < value <= 1.0:
         raise ValueError("outside (0.5, 1]: at 0.5 or below a symbol would be both a BUY and a SELL")
     return value
@@ -191,7 +218,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         market_data=_choice("TURBOMODE_MARKET_DATA", env, "simulated", ("simulated", "alpaca")),
         timezone=_timezone("TURBOMODE_TIMEZONE", env, "America/Chicago"),
-        history_start=_parsed("TURBOMODE_HISTORY_START", env, date(2015, 1, 2), date.fromisoformat, "a date YYYY-MM-DD"),
+        history_start=_parsed("TURBOMODE_HISTORY_START", env, date(2015, 1, 2), _history_start, "a date YYYY-MM-DD"),
         sim_seed=_parsed("TURBOMODE_SIM_SEED", env, 7, int, "an integer"),
         sim_predictability=_parsed("TURBOMODE_SIM_PREDICTABILITY", env, 0.5, _fraction, "a number in [0, 1]"),
         universe_path=_parsed("TURBOMODE_UNIVERSE", env, DEFAULT_UNIVERSE, _existing_file, "a path to a universe CSV"),
@@ -232,6 +259,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_timeout_s=_parsed("TURBOMODE_ALERT_TIMEOUT_S", env, 5.0, _positive_float, "a number of seconds > 0"),
         alert_retries=_parsed("TURBOMODE_ALERT_RETRIES", env, 3, _positive_int, "a whole number >= 1"),
         ui_base_url=_text("TURBOMODE_UI_BASE_URL", env, "http://127.0.0.1:3000").rstrip("/"),
+        alpaca_request_deadline_s=_parsed("TURBOMODE_ALPACA_REQUEST_DEADLINE_S", env, 120.0, _positive_float, "seconds > 0"),
+        alpaca_run_deadline_s=_parsed("TURBOMODE_ALPACA_RUN_DEADLINE_S", env, 1800.0, _positive_float, "seconds > 0"),
     )
     if settings.drift_psi_warn >= settings.drift_psi_drift:
         raise SettingsError(
@@ -248,6 +277,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.broker == "alpaca" and not (settings.apca_api_key_id and settings.apca_api_secret_key):
         raise SettingsError("TURBOMODE_BROKER='alpaca' needs APCA_API_KEY_ID and APCA_API_SECRET_KEY to be set")
+    if settings.apca_api_base_url is not None:  # the live-money guard, at load: not first in a market-hours tick
+        try:
+            check_trading_url(settings.apca_api_base_url, settings.allow_live_trading)
+        except UnsafeTradingUrl as error:
+            raise SettingsError(str(error)) from None
+    try:  # at load, so `dagster definitions validate` and the daemon refuse a bad universe before any run
+        load_universe(settings.universe_path)
+    except UniverseError as error:
+        raise SettingsError(f"TURBOMODE_UNIVERSE is invalid: {error}") from None
     return settings
 
 

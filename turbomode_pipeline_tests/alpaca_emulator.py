@@ -33,9 +33,14 @@ class AlpacaEmulator:
         self.bars = bars if bars is not None else pl.DataFrame()
         self.minute_bars = minute_bars if minute_bars is not None else pl.DataFrame()  # symbol, time (UTC), OHLCV
         self.page_size = page_size
+        self.key_id, self.secret = KEY_ID, SECRET  # the credentials it accepts
         self.fail_next: list[int] = []
         self.always_fail: int | None = None
         self.hang_s = 0.0
+        self.trickle_s = 0.0  # pause between the bytes of a body: a server that answers, one byte at a time
+        self.raw_body: tuple[str, bytes] | None = None  # (Content-Type, body) served with HTTP 200 for any request
+        self.order_reply_gate: threading.Event | None = None  # set: an accepted order's answer waits for it
+        self.patch_bars: dict[tuple[str, str], dict] = {}  # (symbol, "YYYY-MM-DD") -> fields replaced in its bar
         self.requests: list[tuple[str, str, int]] = []  # (method, path with query, status)
         self.prices: dict[str, float] = {}
         self.cash = 100_000.0
@@ -88,13 +93,14 @@ class AlpacaEmulator:
         page = selected.slice(offset, limit)
         out: dict[str, list[dict]] = {}
         for row in page.iter_rows(named=True):
-            out.setdefault(row["symbol"], []).append(
-                {
-                    "t": row["t"].strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "o": row["open"], "h": row["high"], "l": row["low"], "c": row["close"],
-                    "v": row["volume"], "n": row["trade_count"], "vw": row["vwap"],
-                }
-            )
+            bar = {
+                "t": row["t"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "o": row["open"], "h": row["high"], "l": row["low"], "c": row["close"],
+                "v": row["volume"], "n": row["trade_count"], "vw": row["vwap"],
+            }
+            if not minutes:
+                bar |= self.patch_bars.get((row["symbol"], str(row["session"])), {})
+            out.setdefault(row["symbol"], []).append(bar)
         more = offset + limit < selected.height
         token = base64.b64encode(str(offset + limit).encode()).decode() if more else None
         return {"bars": out, "next_page_token": token}
@@ -181,27 +187,40 @@ class AlpacaEmulator:
             def log_message(self, *args):
                 pass
 
-            def _send(self, status: int, body) -> None:
+            def _send(self, status: int, body, content_type: str = "application/json") -> None:
                 emulator.requests.append((self.command, self.path, status))
-                payload = json.dumps(body).encode()
+                payload = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if not emulator.trickle_s:
+                    return self.wfile.write(payload)
+                for i in range(len(payload)):
+                    self.wfile.write(payload[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(emulator.trickle_s)
 
             def _serve(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 if emulator.hang_s:
                     time.sleep(emulator.hang_s)
-                if self.headers.get("APCA-API-KEY-ID") != KEY_ID or self.headers.get("APCA-API-SECRET-KEY") != SECRET:
+                if (self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY")) != (
+                    emulator.key_id, emulator.secret
+                ):
                     return self._send(401, {"code": 40110000, "message": "request is not authorized"})
                 status = emulator.fail_next.pop(0) if emulator.fail_next else emulator.always_fail
                 if status:
                     message = "too many requests" if status == 429 else "internal server error"
                     return self._send(status, {"code": status * 100000, "message": message})
-                return self._send(*emulator.route(self.command, urlparse(self.path), body))
+                if emulator.raw_body is not None:
+                    content_type, raw = emulator.raw_body
+                    return self._send(200, raw, content_type)
+                answer = emulator.route(self.command, urlparse(self.path), body)
+                if emulator.order_reply_gate is not None and self.command == "POST" and self.path == "/v2/orders":
+                    emulator.order_reply_gate.wait(60)  # accepted and filled: the client has not heard yet
+                return self._send(*answer)
 
             do_GET = do_POST = do_DELETE = _serve
 

@@ -133,3 +133,33 @@ def test_frozen_prices_warn_but_do_not_block(resources, instance, warehouse):
     assert not evaluation.passed
     assert "XOM 2024-03-08: close 50.0 unchanged for 5 sessions" in evaluation.description
     assert table(warehouse).height == 5 * 44
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "shown"),
+    [("high", float("inf"), "inf"), ("close", float("-inf"), "-inf"), ("volume", float("inf"), "inf"),
+     ("vwap", float("nan"), "NaN")],
+)
+def test_a_non_finite_number_fails_the_schema_check_naming_symbol_session_and_column(
+    resources, instance, warehouse, column, value, shown
+):
+    """An infinite high passed every rule (inf >= open, close) and was stored: finiteness is now a schema rule."""
+    assert materialize_bars(resources, instance, partition_key=DAY).success
+    good = table(warehouse)
+
+    class Infinite(SimulatedMarketData):
+        def daily_bars(self, sessions, universe):
+            bars = super().daily_bars(sessions, universe)
+            return bars.with_columns(pl.when(pl.col("symbol") == "KO").then(value).otherwise(pl.col(column)).alias(column))
+
+    result = materialize_bars(dict(resources, market_data=Infinite(seed=11)), instance, partition_key=DAY)
+
+    assert not result.success
+    schema = next(e for e in result.get_asset_check_evaluations() if e.check_name == "bars_match_schema")
+    assert not schema.passed
+    assert schema.description == (
+        f"bars_match_schema failed, 1 violation(s): KO 2024-03-05: {column}={shown} fails finite (no NaN, no infinity)"
+    )
+    failure = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert f"daily_bars not written: bars_match_schema failed, 1 violation(s): KO 2024-03-05: {column}={shown}" in failure
+    assert table(warehouse).equals(good)

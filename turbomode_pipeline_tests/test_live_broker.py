@@ -2,7 +2,12 @@
 (clock, account, orders, order by client id, positions, close position, 422/429/500), and
 the local one's fills at the next bar's open."""
 
+import os
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -84,6 +89,74 @@ def test_live_money_is_refused_unless_enabled():
         load_settings(env)
     with pytest.raises(SettingsError, match="TURBOMODE_ALLOW_LIVE_TRADING='maybe' is invalid"):
         load_settings({"TURBOMODE_ALLOW_LIVE_TRADING": "maybe"})
+
+
+
+LIVE_SPELLINGS = [
+    ("https://api.alpaca.markets.", "api.alpaca.markets is Alpaca's live-money API"),  # the hole: same host to DNS and TLS
+    ("https://API.Alpaca.Markets", "api.alpaca.markets is Alpaca's live-money API"),
+    ("https://api.alpaca.markets:443/", "api.alpaca.markets is Alpaca's live-money API"),
+    ("https://api.alpaca.markets.:443/v2", "api.alpaca.markets is Alpaca's live-money API"),
+    ("https://104.18.0.1", "104.18.0.1 is not one of Alpaca's paper hosts nor loopback"),
+    ("https://[2606:4700::6812:1]:443", "2606:4700::6812:1 is not one of Alpaca's paper hosts nor loopback"),
+    ("https://1746534401", "1746534401 is not one of Alpaca's paper hosts nor loopback"),  # an IPv4 as one integer
+    ("https://paper-api.alpaca.markets.evil.example", "paper-api.alpaca.markets.evil.example is not one of Alpaca's paper hosts nor loopback"),
+]
+
+
+@pytest.mark.parametrize(("url", "reason"), LIVE_SPELLINGS)
+def test_every_spelling_of_a_live_host_is_refused_when_settings_load(url, reason):
+    env = {"TURBOMODE_BROKER": "alpaca", "APCA_API_KEY_ID": KEY_ID, "APCA_API_SECRET_KEY": SECRET, "APCA_API_BASE_URL": url}
+    with pytest.raises(SettingsError) as refused:
+        load_settings(env)
+    assert str(refused.value) == (
+        f"APCA_API_BASE_URL={url!r} is refused: its host {reason}, and this pipeline paper-trades. "
+        "Point APCA_API_BASE_URL at https://paper-api.alpaca.markets, or set TURBOMODE_ALLOW_LIVE_TRADING=1 to trade "
+        "real money."
+    )
+    assert load_settings(env | {"TURBOMODE_ALLOW_LIVE_TRADING": "1"}).apca_api_base_url == url  # explicit switch
+    broker = AlpacaPaperBroker(api_key=KEY_ID, secret_key=SECRET, base_url=url)  # a resource built past settings
+    with pytest.raises(LiveTradingRefused, match=re.escape(reason)):
+        broker.positions()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://paper-api.alpaca.markets@api.alpaca.markets", "https://key:hunter2@paper-api.alpaca.markets",
+     "https://api.alpaca.markets\\@paper-api.alpaca.markets"],
+)
+def test_a_url_with_userinfo_is_refused_even_when_live_trading_is_allowed_and_its_password_never_shown(url):
+    env = {"APCA_API_BASE_URL": url, "TURBOMODE_ALLOW_LIVE_TRADING": "1"}
+    with pytest.raises(SettingsError, match=r"^APCA_API_BASE_URL='.*' is refused: it holds userinfo, a backslash or "
+                                            r"whitespace, so its host is ambiguous$") as refused:
+        load_settings(env)
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://paper-api.alpaca.markets", "https://PAPER-API.alpaca.markets.:443/", "http://127.0.0.1:8123",
+     "http://localhost:8123", "http://[::1]:8123"],
+)
+def test_paper_and_loopback_hosts_load_without_the_switch(url):
+    settings = load_settings({"APCA_API_BASE_URL": url})
+    assert settings.apca_api_base_url == url and not settings.allow_live_trading
+
+
+def test_a_live_url_fails_the_code_location_load_naming_the_variable(tmp_path):
+    """`dagster definitions validate` imports the code location as the daemon and the UI do."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "TURBOMODE_", "DAGSTER_"))} | {
+        "TURBOMODE_DATA_DIR": str(tmp_path), "TURBOMODE_BROKER": "alpaca", "APCA_API_KEY_ID": KEY_ID,
+        "APCA_API_SECRET_KEY": SECRET, "APCA_API_BASE_URL": "https://api.alpaca.markets.",
+    }
+    command = [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-m", "turbomode_pipeline.definitions"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert (
+        "SettingsError: APCA_API_BASE_URL='https://api.alpaca.markets.' is refused: its host api.alpaca.markets is "
+        "Alpaca's live-money API, and this pipeline paper-trades." in done.stdout + done.stderr
+    )
+    assert SECRET not in done.stdout + done.stderr
 
 
 def bars(opens: list[float]) -> pl.DataFrame:

@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,33 @@ def test_an_invalid_value_fails_at_load_naming_the_variable(name, value):
         load_settings({name: value})
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TURBOMODE_PAPER_CASH", "inf", "TURBOMODE_PAPER_CASH='inf' is invalid: expected dollars > 0 (not a finite number)"),
+        ("TURBOMODE_PAPER_CASH", "NaN", "TURBOMODE_PAPER_CASH='NaN' is invalid: expected dollars > 0 (not a finite number)"),
+        ("TURBOMODE_SLIPPAGE_BPS", "1e999", "TURBOMODE_SLIPPAGE_BPS='1e999' is invalid: expected basis points >= 0 "
+         "(not a finite number)"),
+        ("TURBOMODE_RISK_DAILY_LOSS_LIMIT", "-inf", "TURBOMODE_RISK_DAILY_LOSS_LIMIT='-inf' is invalid: expected "
+         "dollars > 0 (not a finite number)"),
+        ("TURBOMODE_ALERT_TIMEOUT_S", "inf", "TURBOMODE_ALERT_TIMEOUT_S='inf' is invalid: expected a number of "
+         "seconds > 0 (not a finite number)"),
+        ("TURBOMODE_SIGNAL_THRESHOLD", "nan", "TURBOMODE_SIGNAL_THRESHOLD='nan' is invalid: expected a probability in "
+         "(0.5, 1] (not a finite number)"),
+        ("TURBOMODE_HISTORY_START", "2030-01-02", "TURBOMODE_HISTORY_START='2030-01-02' is invalid: expected a date "
+         "YYYY-MM-DD (outside [2000-01-03, {today}]: the exchange calendar starts on 2000-01-03 and a history cannot "
+         "start in the future)"),
+        ("TURBOMODE_HISTORY_START", "1900-01-02", "TURBOMODE_HISTORY_START='1900-01-02' is invalid: expected a date "
+         "YYYY-MM-DD (outside [2000-01-03, {today}]: the exchange calendar starts on 2000-01-03 and a history cannot "
+         "start in the future)"),
+    ],
+)
+def test_infinities_and_out_of_range_numbers_are_refused_naming_the_variable(name, value, message):
+    with pytest.raises(SettingsError) as refused:
+        load_settings({name: value})
+    assert str(refused.value) == message.format(today=datetime.now(UTC).date())
+
+
 def test_alpaca_without_keys_is_refused():
     with pytest.raises(SettingsError, match="APCA_API_KEY_ID"):
         load_settings({"TURBOMODE_MARKET_DATA": "alpaca"})
@@ -50,3 +77,14 @@ def test_an_artifact_uri_for_a_shared_tracking_server_is_kept_as_given(uri):
 def test_a_local_artifact_folder_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_settings({"TURBOMODE_MLFLOW_ARTIFACTS": "models"}).mlflow_artifact_root == str(tmp_path / "models")
+
+
+def test_the_alpaca_deadlines_are_settings_that_reach_the_source():
+    from turbomode_pipeline.definitions import market_data_source
+
+    env = {"TURBOMODE_MARKET_DATA": "alpaca", "APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s",
+           "TURBOMODE_ALPACA_REQUEST_DEADLINE_S": "45", "TURBOMODE_ALPACA_RUN_DEADLINE_S": "600"}
+    source = market_data_source(load_settings(env))
+    assert (source.request_deadline_s, source.run_deadline_s) == (45.0, 600.0)
+    with pytest.raises(SettingsError, match=r"^TURBOMODE_ALPACA_RUN_DEADLINE_S='inf' is invalid: expected seconds > 0"):
+        load_settings(env | {"TURBOMODE_ALPACA_RUN_DEADLINE_S": "inf"})

@@ -8,7 +8,7 @@ import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Failure, MetadataValue
 from pandera.errors import SchemaErrors
 
-from turbomode_pipeline.core.rules import Rule, describe
+from turbomode_pipeline.core.rules import Rule, describe, describe_schema_failures
 
 
 def check_specs(asset: str, schema_check: str, rules: tuple[Rule, ...]) -> list[AssetCheckSpec]:
@@ -29,7 +29,7 @@ def evaluate(
     try:
         schema.validate(frame, lazy=True)
     except SchemaErrors as errors:
-        message = f"{schema_check} failed: {errors.failure_cases.head(10).to_dicts()}"
+        message = f"{schema_check} failed, {describe_schema_failures(frame, errors.failure_cases)}"
         yield AssetCheckResult(check_name=schema_check, passed=False, description=message)
         for rule in rules:
             yield AssetCheckResult(check_name=rule.name, passed=False, description="not evaluated: schema check failed")

@@ -101,18 +101,40 @@ def record_orders(ledger: Ledger, orders: list[tuple[str, Order]], submitted_at:
         ]))
 
 
-def sync_orders(ledger: Ledger, broker: PaperBroker, now: datetime) -> None:
-    """Ask the broker about every unfinished order and record what changed."""
+SUBMITTING, UNSENT = "submitting", "unsent"  # the ledger's own statuses: before the broker's answer; never reached it
+SETTLED = (*FINAL_STATUSES, UNSENT)
+
+
+def sync_orders(ledger: Ledger, broker: PaperBroker, now: datetime, log: logging.Logger | None = None) -> None:
+    """Ask the broker about every unfinished order and record what changed.
+
+    An order still `submitting` was written before its broker call and the tick died before the answer was
+    recorded: the broker's order of that client_order_id is adopted, or, when the broker never got it, the
+    order is marked `unsent` (its client id is never sent again, the decision's bar has passed).
+    """
     open_orders = ledger.query(
-        f"SELECT client_order_id, strategy_id, submitted_at FROM orders WHERE status NOT IN ({', '.join('?' * len(FINAL_STATUSES))})",
-        FINAL_STATUSES,
+        f"SELECT client_order_id, strategy_id, submitted_at, status FROM orders WHERE status NOT IN ({', '.join('?' * len(SETTLED))})",
+        SETTLED,
     )
     if open_orders.is_empty():
         return
-    answers = [(row["strategy_id"], broker.order_by_client_id(row["client_order_id"]))
+    answers = [(row, broker.order_by_client_id(row["client_order_id"]))
                for row in open_orders.iter_rows(named=True)]  # open orders: a handful per tick
     submitted_at = dict(zip(open_orders["client_order_id"], open_orders["submitted_at"], strict=True))
-    record_orders(ledger, [(sid, order) for sid, order in answers if order is not None], submitted_at, now)
+    record_orders(ledger, [(row["strategy_id"], order) for row, order in answers if order is not None], submitted_at, now)
+    for row, order in answers:
+        if row["status"] != SUBMITTING or log is None:
+            continue
+        if order is None:
+            log.warning(f"order {row['client_order_id']} was being submitted when a tick died; the broker never got it: unsent")
+        else:
+            log.warning(f"order {row['client_order_id']} was being submitted when a tick died; adopted the broker's "
+                        f"{order.side} {order.qty:g} {order.symbol} ({order.status})")
+    unsent = [row["client_order_id"] for row, order in answers if order is None and row["status"] == SUBMITTING]
+    if unsent:
+        with ledger.connection() as con:
+            con.executemany("UPDATE orders SET status = ?, updated_at = ? WHERE client_order_id = ?",
+                            [(UNSENT, now.isoformat(), cid) for cid in unsent])
 
 
 def run_tick(
@@ -135,7 +157,11 @@ def run_tick(
         log.warning(f"no bars for {', '.join(unknown)}: not in the universe file; their strategies hold")
     bars = completed_bars(market_data, universe, symbols, now)
     broker.observe(bars)
-    sync_orders(ledger, broker, now)
+    sync_orders(ledger, broker, now, log)  # adopts the orders a dead tick left `submitting`
+    halted = unexplained_positions(ledger, broker)
+    for row in halted.iter_rows(named=True):  # a handful of symbols at most
+        log.error(f"halted {row['symbol']}'s strategies: {row['reason']}")
+    strategies = strategies.filter(~col("symbol").is_in(halted["symbol"].implode()))
     market_open = calendar_clock(now).is_open and broker.clock(now).is_open
     pnl = day_pnl(ledger, bars, session_open(current_session(now)), now)
     signals = active_signals(warehouse, ledger, now, log) if (strategies["type"] == "turbomode_signals").any() else None
@@ -166,7 +192,29 @@ def run_tick(
         .when(col("day_pnl") <= -limits.daily_loss_limit).then(pl.lit("halted: daily loss limit"))
         .otherwise(pl.lit("active")).alias("status"),
     ), now)
+    ledger.mark_checked(halted_checks(ledger, halted, strategy_ids), now)
     return TickResult(decisions, reviewed, submitted, positions, equity)
+
+
+def unexplained_positions(ledger: Ledger, broker: PaperBroker) -> pl.DataFrame:
+    """Symbols whose broker position the ledger's fills do not explain (after adopting what it can): symbol, reason."""
+    ours = ledger.holdings().group_by("symbol").agg(col("held_qty").sum().alias("ledger_qty"))
+    theirs = broker.positions().select("symbol", col("qty").alias("broker_qty"))
+    both = theirs.join(ours, on="symbol", how="full", coalesce=True).with_columns(col("broker_qty", "ledger_qty").fill_null(0.0))
+    return both.filter(col("broker_qty") != col("ledger_qty")).sort("symbol").select(
+        "symbol",
+        pl.format("the broker holds {} {}, the ledger's fills {}; no order in the ledger explains the difference. "
+                  "Reconcile the position by hand; its strategies stay halted until the two agree",
+                  col("broker_qty"), "symbol", col("ledger_qty")).alias("reason"),
+    )
+
+
+def halted_checks(ledger: Ledger, halted: pl.DataFrame, strategy_ids: list[str]) -> pl.DataFrame:
+    """mark_checked rows for the due strategies of halted symbols: their status carries the reason."""
+    strategies = ledger.strategies().filter(col("id").is_in(strategy_ids)).select(col("id").alias("strategy_id"), "symbol")
+    return strategies.join(halted, on="symbol").select(
+        "strategy_id", pl.lit(0, dtype=pl.Int64).alias("signals"), pl.format("halted: {}", "reason").alias("status")
+    )
 
 
 def strategy_decisions(strategies: pl.DataFrame, bars: pl.DataFrame, pnl: pl.DataFrame,
@@ -195,11 +243,16 @@ def submit_approved(reviewed: pl.DataFrame, ledger: Ledger, broker: PaperBroker,
     known = ledger.query("SELECT client_order_id FROM orders")
     known_ids = known["client_order_id"].to_list() if not known.is_empty() else []
     sent = []
-    for row in approved.filter(~col("client_order_id").is_in(known_ids)).iter_rows(named=True):
+    for row in approved.filter(~col("client_order_id").is_in(known_ids)).iter_rows(named=True):  # a few per tick
+        ledger.append("orders", pl.DataFrame([{  # first: a crash during the call leaves a row the next tick adopts
+            "client_order_id": row["client_order_id"], "strategy_id": row["strategy_id"], "symbol": row["symbol"],
+            "side": row["side"], "qty": row["qty"], "submitted_at": now.isoformat(), "broker_order_id": None,
+            "status": SUBMITTING, "filled_qty": 0.0, "filled_avg_price": None, "updated_at": now.isoformat(),
+        }], schema_overrides={"broker_order_id": pl.String, "filled_avg_price": pl.Float64}))
         order = broker.submit_market_order(row["client_order_id"], row["symbol"], row["side"], row["qty"], now)
         log.info(f"order {order.client_order_id}: {row['side']} {row['qty']:g} {row['symbol']} -> {order.status}")
+        record_orders(ledger, [(row["strategy_id"], order)], {order.client_order_id: now.isoformat()}, now)
         sent.append((row["strategy_id"], order))
-    record_orders(ledger, sent, {}, now)
     return [order.client_order_id for _, order in sent]
 
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlparse
 
 import pandas as pd
 import polars as pl
 from dagster import ConfigurableResource
 
 from turbomode_pipeline.calendar import xnys
-from turbomode_pipeline.resources.alpaca_http import harden
+from turbomode_pipeline.core.trading_url import UnsafeTradingUrl, check_trading_url
+from turbomode_pipeline.resources.alpaca_http import ResponseError, harden
 from turbomode_pipeline.resources.ledger import Ledger
 
 PAPER_URL = "https://paper-api.alpaca.markets"
-LIVE_HOST = "api.alpaca.markets"
 FINAL_STATUSES = ("filled", "canceled", "rejected", "expired")
 POSITION_SCHEMA = {"symbol": pl.String, "qty": pl.Float64, "avg_entry_price": pl.Float64}
 
@@ -226,13 +225,11 @@ class AlpacaPaperBroker(PaperBroker):
         from alpaca.trading.client import TradingClient
 
         url = (self.base_url or PAPER_URL).rstrip("/")
-        live = urlparse(url).hostname == LIVE_HOST
-        if live and not self.allow_live_trading:
-            raise LiveTradingRefused(
-                f"APCA_API_BASE_URL={url} is Alpaca's live-money API; this pipeline paper-trades. "
-                "Point it at https://paper-api.alpaca.markets, or set TURBOMODE_ALLOW_LIVE_TRADING=1 to trade real money."
-            )
-        client = TradingClient(self.api_key, self.secret_key, paper=not live, raw_data=True, url_override=url)
+        try:  # settings refuse a live URL at load; this guards a resource built any other way
+            paper = check_trading_url(url, self.allow_live_trading)
+        except UnsafeTradingUrl as error:
+            raise LiveTradingRefused(str(error)) from None
+        client = TradingClient(self.api_key, self.secret_key, paper=paper, raw_data=True, url_override=url)
         return harden(client, self.timeout_s, self.max_retries, self.backoff_s)
 
     def _call(self, what: str, method, *args):
@@ -242,6 +239,8 @@ class AlpacaPaperBroker(PaperBroker):
             return method(*args)
         except APIError as error:
             raise BrokerError(f"Alpaca {what} failed with HTTP {error.status_code}: {error}") from error
+        except ResponseError as error:  # answered, but too slowly or not in JSON
+            raise BrokerError(f"Alpaca {what}: {error}") from error
         except OSError as error:
             raise BrokerError(f"Alpaca {what}: {self.base_url or PAPER_URL} did not answer after {self.max_retries} retries: {error}") from error
 

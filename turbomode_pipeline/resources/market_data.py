@@ -15,7 +15,7 @@ from dagster import ConfigurableResource, get_dagster_logger
 from turbomode_pipeline.calendar import EXCHANGE_TZ, session_close, session_open, sessions_between
 from turbomode_pipeline.core.market_sim import SIM_EPOCH, simulate_daily_bars
 from turbomode_pipeline.core.minute_bars import simulate_minute_bars
-from turbomode_pipeline.resources.alpaca_http import harden
+from turbomode_pipeline.resources.alpaca_http import ResponseError, harden
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
 
@@ -71,7 +71,9 @@ class AlpacaMarketData(MarketDataSource):
     feed: str = "iex"
     adjustment: str = "all"
     symbols_per_request: int = 100
-    timeout_s: float = 30.0
+    timeout_s: float = 30.0  # per read
+    request_deadline_s: float = 120.0  # per request, however the bytes trickle (TURBOMODE_ALPACA_REQUEST_DEADLINE_S)
+    run_deadline_s: float = 1800.0  # all requests of one call of the source, from its client's creation (TURBOMODE_ALPACA_RUN_DEADLINE_S)
     max_retries: int = 5
     backoff_s: float = 1.0
 
@@ -81,7 +83,7 @@ class AlpacaMarketData(MarketDataSource):
         client = StockHistoricalDataClient(
             self.api_key, self.secret_key, raw_data=True, url_override=self.data_url.rstrip("/") if self.data_url else None
         )
-        return harden(client, self.timeout_s, self.max_retries, self.backoff_s)
+        return harden(client, self.timeout_s, self.max_retries, self.backoff_s, self.request_deadline_s, self.run_deadline_s)
 
     def _get_bars(self, client, batch: list[str], timeframe, start: datetime, end: datetime, span: str) -> dict:
         """Raw bars {symbol: [...]} for one batch of symbols; errors name the batch and the sessions."""
@@ -104,6 +106,8 @@ class AlpacaMarketData(MarketDataSource):
                 f"Alpaca market data request for {len(batch)} symbols ({batch[0]}..{batch[-1]}), "
                 f"sessions {span}, failed with HTTP {error.status_code}: {error}"
             ) from error
+        except ResponseError as error:  # slow or not JSON: the server answered, so no "did not answer"
+            raise MarketDataError(f"Alpaca market data for sessions {span}: {error}") from error
         except OSError as error:  # requests' ConnectionError and Timeout
             raise MarketDataError(
                 f"Alpaca market data at {self.data_url or 'data.alpaca.markets'} did not answer for sessions "
@@ -164,8 +168,19 @@ def _raw_minutes_to_frame(raw: dict) -> pl.DataFrame:
     )
 
 
+FIELDS = {"o": ("open", pl.Float64), "h": ("high", pl.Float64), "l": ("low", pl.Float64), "c": ("close", pl.Float64),
+          "v": ("volume", pl.Float64), "vw": ("vwap", pl.Float64), "n": ("trade_count", pl.Int64)}
+
+
+class WrongTypedField(MarketDataError):
+    """A bar's field holds a value of the wrong type (a string price, a timestamp that is not one)."""
+
+
 def _raw_bars_to_frame(raw: dict) -> pl.DataFrame:
-    """{symbol: [{t, o, h, l, c, v, n, vw}]} into one frame, session = New York date of `t`."""
+    """{symbol: [{t, o, h, l, c, v, n, vw}]} into one frame, session = New York date of `t`.
+
+    A value that is not of its field's type fails naming the symbol, the session and the field.
+    """
     rows = [pl.DataFrame(bars, infer_schema_length=None).with_columns(symbol=pl.lit(symbol)) for symbol, bars in raw.items() if bars]
     if not rows:
         return _empty_frame()
@@ -173,17 +188,34 @@ def _raw_bars_to_frame(raw: dict) -> pl.DataFrame:
     for key in ("n", "vw"):
         if key not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(key))
-    return frame.select(
-        pl.col("t").str.to_datetime(time_zone="UTC").dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date().alias("session"),
+    time_ = pl.col("t").cast(pl.String).str.to_datetime(time_zone="UTC", strict=False)
+    typed = frame.select(
+        time_.dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date().alias("session"),
         "symbol",
-        pl.col("o").cast(pl.Float64).alias("open"),
-        pl.col("h").cast(pl.Float64).alias("high"),
-        pl.col("l").cast(pl.Float64).alias("low"),
-        pl.col("c").cast(pl.Float64).alias("close"),
-        pl.col("v").cast(pl.Float64).alias("volume"),
-        pl.col("vw").cast(pl.Float64).alias("vwap"),
-        pl.col("n").cast(pl.Int64).alias("trade_count"),
+        *(pl.col(key).cast(dtype, strict=False).alias(name) for key, (name, dtype) in FIELDS.items()),
     )
+    _refuse_wrong_types(frame, typed)
+    return typed
+
+
+def _refuse_wrong_types(raw: pl.DataFrame, typed: pl.DataFrame) -> None:
+    """Raise WrongTypedField for values present in `raw` that became null when cast in `typed`."""
+    both = pl.concat([raw.select("symbol", "t", *FIELDS), typed.drop("symbol").rename(lambda c: f"_{c}")], how="horizontal")
+    checks = {"t": ("_session", "a timestamp")} | {key: (f"_{name}", "a number") for key, (name, _) in FIELDS.items()}
+    bad = pl.concat(
+        [
+            both.filter(pl.col(key).is_not_null() & pl.col(cast).is_null()).select(
+                "symbol",
+                pl.coalesce(pl.col("_session").cast(pl.String), pl.col("t").cast(pl.String)).alias("session"),
+                pl.format(f"field '{key}'{f' ({FIELDS[key][0]})' if key in FIELDS else ''} is '{{}}', expected {expected}",
+                          pl.col(key).cast(pl.String)).alias("detail"),
+            )
+            for key, (cast, expected) in checks.items()
+        ]
+    )
+    if bad.height:
+        lines = bad.head(5).select(pl.format("{} {}: {}", "symbol", "session", "detail").alias("line"))["line"].to_list()
+        raise WrongTypedField(f"Alpaca sent {bad.height} wrong-typed field(s): " + "; ".join(lines))
 
 
 def _log_gaps(bars: pl.DataFrame, sessions: list[date], symbols: list[str]) -> None:

@@ -1,0 +1,116 @@
+"""The Alpaca key and secret never reach Dagster's storage, its logs or the alerts.
+
+Runs the real code location with `dagster asset materialize` against a real instance in a
+temporary DAGSTER_HOME and the loopback emulator, once successfully and once failing, then
+reads every table of every SQLite database of the instance (zlib-compressed snapshot
+blobs decompressed, as Dagster stores them), every file under DAGSTER_HOME and the data
+folder, and the alert the run-failure sensor writes for the failed run.
+"""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+import zlib
+from datetime import date
+from pathlib import Path
+
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, build_run_status_sensor_context
+
+from turbomode_pipeline.automation.alerts import run_failure_alerts
+from turbomode_pipeline.calendar import sessions_between
+from turbomode_pipeline.core.universe import load_universe
+from turbomode_pipeline.resources.alerts import AlertSender
+from turbomode_pipeline.resources.market_data import SimulatedMarketData
+from turbomode_pipeline_tests.alpaca_emulator import AlpacaEmulator
+from turbomode_pipeline_tests.conftest import small_universe
+
+KEY = f"canary-key-{uuid.uuid4().hex}"
+SECRET = f"canary-secret-{uuid.uuid4().hex}"
+
+
+def sqlite_values(db: Path):
+    """Every value of every table of `db`, as text; blobs decompressed when they are zlib streams."""
+    with sqlite3.connect(db) as con:
+        tables = [name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for row in con.execute(f'SELECT * FROM "{table}"'):
+                for value in row:
+                    if isinstance(value, bytes):
+                        try:
+                            value = zlib.decompress(value)
+                        except zlib.error:
+                            pass
+                        value = value.decode("utf-8", "replace")
+                    yield table, str(value)
+
+
+def leaks(folder: Path, canaries: tuple[str, ...]) -> list[str]:
+    found = []
+    for path in folder.rglob("*"):
+        if not path.is_file():
+            continue
+        raw = path.read_bytes()
+        if any(c.encode() in raw for c in canaries):
+            found.append(str(path))
+        if raw.startswith(b"SQLite format 3"):
+            found += [f"{path}:{table}" for table, value in sqlite_values(path) if any(c in value for c in canaries)]
+    return found
+
+
+def materialize(env: dict, partition: str) -> subprocess.CompletedProcess:
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "asset", "materialize", "-m", "turbomode_pipeline.definitions", "--select", "daily_bars",
+               "--partition", partition]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_canary_secret_is_in_no_table_no_log_and_no_alert(tmp_path, monkeypatch):
+    home, data = tmp_path / "dagster_home", tmp_path / "data"
+    home.mkdir()
+    data.mkdir()
+    universe = small_universe(tmp_path)
+    bars = SimulatedMarketData(seed=3).daily_bars(sessions_between(date(2024, 3, 4), date(2024, 3, 8)),
+                                                 load_universe(universe))
+    with AlpacaEmulator(bars) as emulator:
+        emulator.key_id, emulator.secret = KEY, SECRET
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "TURBOMODE_", "DAGSTER_"))} | {
+            "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(data), "TURBOMODE_UNIVERSE": str(universe),
+            "TURBOMODE_MARKET_DATA": "alpaca", "TURBOMODE_BROKER": "alpaca", "APCA_API_KEY_ID": KEY,
+            "APCA_API_SECRET_KEY": SECRET, "APCA_API_DATA_URL": emulator.url, "APCA_API_BASE_URL": emulator.url,
+        }
+        ok = materialize(env, "2024-03-05")
+        assert ok.returncode == 0, ok.stderr[-3000:]
+        emulator.always_fail = 401  # a refused key: the error a user reads must not quote it
+        failed = materialize(env, "2024-03-06")
+        assert failed.returncode != 0
+    assert "HTTP 401" in failed.stdout + failed.stderr
+    assert KEY not in ok.stdout + ok.stderr + failed.stdout + failed.stderr
+    assert SECRET not in ok.stdout + ok.stderr + failed.stdout + failed.stderr
+
+    # the alert a person reads for the failed run, written by the real sensor over the real instance
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+        assert len(runs) == 1
+        run = runs[0]
+        failure = next(
+            record.event_log_entry.dagster_event
+            for record in instance.get_records_for_run(run.run_id).records
+            if record.event_log_entry.dagster_event is not None
+            and record.event_log_entry.dagster_event.event_type_value == "PIPELINE_FAILURE"
+        )
+        context = build_run_status_sensor_context(
+            sensor_name="run_failure_alerts", dagster_instance=instance, dagster_run=run, dagster_event=failure,
+            resources={"alerts": AlertSender(log_path=str(data / "alerts.log"))},
+        ).for_run_failure()
+        run_failure_alerts(context)
+    alert = (data / "alerts.log").read_text()
+    assert "daily_bars" in alert and run.run_id in alert
+
+    assert leaks(home, (KEY, SECRET)) == []
+    assert leaks(data, (KEY, SECRET)) == []
+    snapshots = [t for db in home.rglob("*.db") for t, v in sqlite_values(db) if "APCA_API_SECRET_KEY" in v]
+    assert snapshots, "the job snapshot names the variable it reads the secret from"
