@@ -4,8 +4,8 @@
 # Installs Debian's packages only when they are missing.
 set -euo pipefail
 missing=()
-[ -x "${TURBOMODE_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
-ls ${TURBOMODE_PG_BIN:-/usr/lib/postgresql/*/bin}/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x "${TEST_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+ls ${TEST_PG_BIN:-/usr/lib/postgresql/*/bin}/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
 $sudo apt-get update -q

@@ -2,7 +2,8 @@
 
 Partition keys are exactly the XNYS sessions (exchange_calendars) from the history start:
 weekends are excluded by cron and holidays by date, so neither ever shows as a missing
-partition. One partition spans a session's calendar day in New York.
+partition. A session's partition exists from 16:00 New York time in winter (17:00 in summer)
+on its own date, once its bars can exist, and not before: see PARTITION_TZ.
 """
 
 from __future__ import annotations
@@ -16,18 +17,28 @@ import pandas as pd
 from dagster import DailyPartitionsDefinition
 
 EXCHANGE_TZ = ZoneInfo("America/New_York")
+# Partition D's window is [D 00:00, D+1 00:00) in UTC+3 ("Etc/GMT-3": the sign is POSIX's), so it
+# completes, and becomes the latest partition, at 21:00 UTC on D: 16:00 New York in winter, 17:00 in
+# summer, never before the close, with no end offset. New York with end_offset=1 made D a partition
+# from midnight, and on a weekend or holiday that offset reached the next session (on a Saturday,
+# Monday's partition existed and showed as missing).
+PARTITION_TZ = ZoneInfo("Etc/GMT-3")
 WEEKEND_CRONS = ("0 0 * * 6", "0 0 * * 0")
-# exchange_calendars knows sessions up to about a year ahead of today.
-CALENDAR_END = pd.Timestamp.today().normalize() + pd.DateOffset(years=1)
+# A fixed bound, not "today plus a year": nothing that loads may depend on the date it loads on
+# (a bound that is not itself a session made exchange_calendars raise on Fridays and Saturdays).
+# exchange_calendars projects NYSE's holiday rules this far; building to it costs ~0.3 s.
+CALENDAR_START = date(2000, 1, 3)
+CALENDAR_END = date(2040, 12, 31)
 
 
 @cache
 def xnys() -> xcals.ExchangeCalendar:
-    return xcals.get_calendar("XNYS", start="2000-01-03", end=CALENDAR_END)
+    return xcals.get_calendar("XNYS", start=CALENDAR_START.isoformat(), end=CALENDAR_END.isoformat())
 
 
 def sessions_between(start: date, end: date) -> list[date]:
-    """NYSE sessions in [start, end], oldest first."""
+    """NYSE sessions in [start, end], oldest first (clipped to the calendar's bounds)."""
+    start, end = max(start, CALENDAR_START), min(end, CALENDAR_END)
     if end < start:
         return []
     return [ts.date() for ts in xnys().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))]
@@ -59,24 +70,19 @@ def sessions_after(day: date, count: int) -> list[date]:
 
 def holidays_between(start: date, end: date) -> list[date]:
     """Weekdays in [start, end] on which NYSE holds no session."""
-    weekdays = pd.bdate_range(start, end)
-    sessions = set(sessions_between(start, end))
-    return [d.date() for d in weekdays if d.date() not in sessions]
+    weekdays = pd.bdate_range(max(start, CALENDAR_START), min(end, CALENDAR_END))
+    return [day.date() for day in weekdays.difference(xnys().sessions)]
 
 
 @cache
 def session_partitions(history_start: date) -> DailyPartitionsDefinition:
-    """Daily partitions whose keys are exactly the NYSE sessions from `history_start`.
-
-    `end_offset=1` makes today's session a partition from midnight New York time, so the
-    evening schedule can request it on its own date.
-    """
-    holidays = holidays_between(history_start, CALENDAR_END.date())
+    """Daily partitions whose keys are exactly the NYSE sessions from `history_start`; the newest is the
+    latest session whose day has reached 21:00 UTC (see PARTITION_TZ)."""
+    holidays = holidays_between(history_start, CALENDAR_END)
     return DailyPartitionsDefinition(
         start_date=history_start.isoformat(),
-        timezone=str(EXCHANGE_TZ),
-        end_offset=1,
-        exclusions=[*WEEKEND_CRONS, *(datetime.combine(day, time(), tzinfo=EXCHANGE_TZ) for day in holidays)],
+        timezone=str(PARTITION_TZ),
+        exclusions=[*WEEKEND_CRONS, *(datetime.combine(day, time(), tzinfo=PARTITION_TZ) for day in holidays)],
     )
 
 

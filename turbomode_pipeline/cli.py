@@ -3,65 +3,114 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 MIN_TRAINING_SESSIONS = 500
 
 
+class StepFailed(Exception):
+    """A demo step's run failed; the message says where, why, and how to retry it."""
+
+
 def _run_job(name: str, first: str, last: str, run_config: dict | None = None, assets: list[str] | None = None):
-    """Run a job over a session range as one run on the configured instance; None on failure."""
+    """Run a job over a session range as one run on the configured instance; StepFailed on failure."""
     from dagster import AssetKey, DagsterInstance
 
     from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
     from turbomode_pipeline.definitions import defs
 
     started = time.perf_counter()
-    result = defs.resolve_job_def(name).execute_in_process(
+    job = defs.resolve_job_def(name)
+    selected = assets or sorted(key.to_user_string() for key in job.asset_layer.selected_asset_keys)
+    result = job.execute_in_process(
         instance=DagsterInstance.get(),
-        asset_selection=[AssetKey(asset) for asset in assets] if assets else None,
+        asset_selection=[AssetKey(asset) for asset in selected],
         tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last, "turbomode/demo": "true"},
         run_config={**QUIET, **(run_config or {})},
         raise_on_error=False,
     )
     elapsed = time.perf_counter() - started
     if not result.success:
-        print(f"{name} run {result.run_id} failed after {elapsed:.1f} s; open the UI (make ui) to read why", file=sys.stderr)
-        return None
+        raise StepFailed(_failure_message(result, name, elapsed, selected, first, last, run_config))
     print(f"{name}: run {result.run_id} over {first}..{last} succeeded in {elapsed:.1f} s")
     return result
 
 
+def _failure_message(result, name, elapsed, assets, first, last, run_config) -> str:
+    import json
+    import shlex
+
+    failures = [event for event in result.all_events if event.is_step_failure]
+    step = failures[0].step_key if failures else name
+    error = failures[0].step_failure_data.error if failures else None
+    while error is not None and error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
+        error = error.cause
+    reason = error.message.strip().splitlines()[-1] if error is not None else "the run failed before any step ran"
+    retry = (f"dagster asset materialize -m turbomode_pipeline.definitions --select {','.join(assets)} "
+             f"--partition-range {first}...{last}")
+    if run_config:
+        retry += f" --config-json {shlex.quote(json.dumps(run_config))}"
+    return (f"step {step} of {name} failed after {elapsed:.1f} s (run {result.run_id}): {reason}\n"
+            f"retry that step: DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '<your DAGSTER_HOME>')} "
+            f".venv/bin/{retry}\n"
+            "or read the run in the UI: make ui")
+
+
 def demo(args: argparse.Namespace) -> int:
-    """The main jobs on the configured instance, each as one run over the latest sessions, and a summary."""
+    """The main jobs on the configured instance, each as one run over the latest sessions, and a summary.
+
+    Whatever happens, it ends with where things are and how to look at them; a failed step is
+    named with its reason and the command that retries it.
+    """
+    from turbomode_pipeline.settings import get_settings
+
+    settings = get_settings()
+    try:
+        trained = _demo_chain(args.sessions)
+    except StepFailed as failure:
+        print(f"\nTurboMode demo stopped: {failure}", file=sys.stderr)
+        return 1
+    finally:
+        print(f"\nwarehouse:           {settings.warehouse_path}")
+        print("open the UI:         make ui   (then http://127.0.0.1:3000)")
+        print("open MLflow:         make mlflow   (then http://127.0.0.1:5000)")
+        print(f"query the warehouse: .venv/bin/duckdb -readonly {settings.warehouse_path}")
+    if trained:
+        from turbomode_pipeline.definitions import defs
+
+        print(_drift_summary(defs.resources["warehouse"]))
+    return 0
+
+
+def _demo_chain(session_count: int) -> bool:
+    """Bars, features, samples, then (with enough history) models, the scan and the drift report; True when trained."""
     from dagster import DagsterInstance
 
+    from turbomode_pipeline import clock
     from turbomode_pipeline.automation.features import backfill_ranges
     from turbomode_pipeline.automation.market_data import due_sessions
+    from turbomode_pipeline.automation.models import all_sectors_tags
     from turbomode_pipeline.core.features import FEATURES
     from turbomode_pipeline.definitions import defs
     from turbomode_pipeline.settings import get_settings
 
     settings = get_settings()
-    sessions = due_sessions(datetime.now(UTC), args.sessions)
+    sessions = due_sessions(clock.now(), session_count)
     first, last = sessions[0].isoformat(), sessions[-1].isoformat()
     print(f"TurboMode demo: {settings.market_data} market data, {len(sessions)} sessions {first}..{last}")
-    if not _run_job("market_data_job", first, last):
-        return 1
+    _run_job("market_data_job", first, last)
     for start, end in backfill_ranges(DagsterInstance.get()):
-        if not _run_job("backtest_data_job", start.isoformat(), end.isoformat()):
-            return 1
-
-    from turbomode_pipeline.automation.models import all_sectors_tags
+        _run_job("backtest_data_job", start.isoformat(), end.isoformat())
 
     trained = len(sessions) >= MIN_TRAINING_SESSIONS
     if trained:
         fast = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120}}}}
         print("sector_models: 11 sectors x 6 models, fast demo settings (smaller models, 3 folds, 120-session holdout)")
-        if not _run_job("model_training_job", *all_sectors_tags().values(), run_config=fast):
-            return 1
+        _run_job("model_training_job", *all_sectors_tags().values(), run_config=fast)
     else:
         print(f"sector_models: skipped: {len(sessions)} sessions are too few to train on; the features' 252-session "
               f"warm-up, a 120-session holdout and three walk-forward blocks need {MIN_TRAINING_SESSIONS}")
@@ -88,24 +137,21 @@ def demo(args: argparse.Namespace) -> int:
     if trained:
         print("\nchampions' holdout ROC AUC by sector and model:")
         print(_champion_table(defs.resources["model_registry"]))
-        if not _scan(sessions):
-            return 1
-        week = (sessions[-1] - timedelta(days=(sessions[-1].weekday() + 1) % 7)).isoformat()
-        if not _run_job("drift_monitoring_job", week, week):  # after the scan: it reads the week's signals
-            return 1
-    print(f"\nwarehouse:           {settings.warehouse_path}")
-    print("open the UI:         make ui   (then http://127.0.0.1:3000)")
-    print("open MLflow:         make mlflow   (then http://127.0.0.1:5000)")
-    print(f"query the warehouse: .venv/bin/duckdb -readonly {settings.warehouse_path}")
-    if trained:
-        print(_drift_summary(warehouse))
-    return 0
+        _scan(sessions)
+        week = drift_week(sessions[-1])
+        _run_job("drift_monitoring_job", week, week)  # after the scan: it reads the week's signals
+    return trained
+
+
+def drift_week(session) -> str:
+    """The drift partition (its Sunday) of the week holding `session`: the newest week the demo has data for."""
+    return (session - timedelta(days=(session.weekday() + 1) % 7)).isoformat()
 
 
 SCANNED_SESSIONS = 30  # the newest session and enough before it to grade signals and measure the IC
 
 
-def _scan(sessions) -> bool:
+def _scan(sessions) -> None:
     """Scan the latest sessions in one run, grade those whose horizon passed, print the top signals and the status."""
     import polars as pl
     from dagster import DagsterInstance
@@ -116,12 +162,9 @@ def _scan(sessions) -> bool:
 
     scanned = sessions[-SCANNED_SESSIONS:]
     print(f"\nscanner_signals: {len(scanned)} sessions {scanned[0]}..{scanned[-1]}, champions loaded from MLflow")
-    if not _run_job("scanner_job", str(scanned[0]), str(scanned[-1]), assets=["scanner_signals"]):
-        return False
+    _run_job("scanner_job", str(scanned[0]), str(scanned[-1]), assets=["scanner_signals"])
     graded = scanned[: -BARRIERS.horizon]
     outcomes = _run_job("scanner_job", str(graded[0]), str(graded[-1]), assets=["signal_outcomes"])
-    if not outcomes:
-        return False
     quality = outcomes.asset_materializations_for_node("signal_outcomes")[0].metadata
     print(f"signal quality over the last {len(graded)} graded sessions: "
           + ", ".join(f"{k} {quality[f'{k}_20d'].value:.3f}" for k in ("ic_mean", "icir", "rank_ic_mean", "rank_icir"))
@@ -137,7 +180,6 @@ def _scan(sessions) -> bool:
         print(f"\ntop 10 signals of {scanned[-1]} by confidence:\n{top}")
     report = collect(DagsterInstance.get(), warehouse, defs.resources["model_registry"], [s.name for s in defs.schedules])
     print("\n" + render(report))
-    return True
 
 
 def _champion_table(registry) -> str:

@@ -13,6 +13,7 @@ from turbomode_pipeline.automation.market_data import (
     missed_sessions_sensor,
 )
 from turbomode_pipeline.automation.models import model_training, model_training_job
+from turbomode_pipeline.automation.run_health import dead_run_sensor
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.automation.scanner import (
     overnight_scanner,
@@ -116,7 +117,7 @@ defs = Definitions(
     ],
     sensors=[
         missed_sessions_sensor, scanner_freshness_sensor, scanner_automation_sensor, drift_retrain_sensor,
-        run_failure_alerts, failed_check_alerts, live_trading_sensor,
+        run_failure_alerts, failed_check_alerts, live_trading_sensor, dead_run_sensor,
     ],
     resources=resources(get_settings()),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one

@@ -432,3 +432,18 @@ DRIFT_FEATURES = Table(
     partition_column="week_ending",
     key_columns=("week_ending", "sector", "feature"),
 )
+
+
+ACTIVE = "session = (SELECT max(session) FROM scanner_scores) AND expires_at > {now}"
+# The view is for people at a duckdb prompt (the wall clock); the product reads ACTIVE_SIGNALS_AT
+# with clock.now(), so a test that sets the clock sees the signals active at that time.
+ACTIVE_SIGNALS_VIEW = (
+    "CREATE OR REPLACE VIEW active_signals AS SELECT * REPLACE (true AS is_active) FROM signal_history "
+    f"WHERE {ACTIVE.format(now='current_timestamp')}"
+)
+ACTIVE_SIGNALS_AT = f"SELECT * REPLACE (true AS is_active) FROM signal_history WHERE {ACTIVE.format(now='?')}"
+
+
+def mark_active(now: datetime) -> str:
+    moment = f"TIMESTAMPTZ '{now.isoformat()}'"  # ours, formatted from a datetime: no outside text
+    return f"UPDATE signal_history SET is_active = ({ACTIVE.format(now=moment)})"

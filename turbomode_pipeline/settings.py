@@ -11,11 +11,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from turbomode_pipeline import clock
 from turbomode_pipeline.core.trading_url import UnsafeTradingUrl, check_trading_url
 from turbomode_pipeline.core.universe import UniverseError, load_universe
 
@@ -142,7 +143,7 @@ def _number(raw: str) -> float:
 
 def _history_start(raw: str) -> date:
     value = date.fromisoformat(raw)
-    today = datetime.now(UTC).date()
+    today = clock.now().date()
     if not EARLIEST_HISTORY <= value <= today:
         raise ValueError(f"outside [{EARLIEST_HISTORY}, {today}]: the exchange calendar starts on {EARLIEST_HISTORY} "
                          "and a history cannot start in the future")

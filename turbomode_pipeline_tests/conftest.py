@@ -2,6 +2,12 @@
 
 import os
 import shutil
+
+# Hermetic: the package reads its settings once, at import, so the shell's own variables are
+# dropped before anything of ours is imported. A test that needs a value sets it itself.
+HOST_PREFIXES = ("TURBOMODE_", "APCA_", "ALPACA_", "MLFLOW_", "DAGSTER_")
+for _name in [name for name in os.environ if name.startswith(HOST_PREFIXES)]:
+    del os.environ[_name]
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -74,9 +80,9 @@ def table(warehouse: Warehouse, sql: str = "SELECT * FROM daily_bars ORDER BY se
 
 @pytest.fixture(autouse=True)
 def _quiet_env(monkeypatch):
-    """Tests never reach Alpaca by accident: its variables are cleared unless a test sets them."""
+    """What one test set in the environment never reaches the next: the settings' variables are cleared again."""
     for name in list(os.environ):
-        if name.startswith("APCA_") or name.startswith("TURBOMODE_"):
+        if name.startswith(HOST_PREFIXES):
             monkeypatch.delenv(name)
 
 

@@ -97,9 +97,9 @@ class GraphQL:
 
 
 def _postgres_bin() -> Path:
-    """TURBOMODE_PG_BIN, else the newest of Debian's installed PostgreSQL servers."""
-    if "TURBOMODE_PG_BIN" in os.environ:
-        return Path(os.environ["TURBOMODE_PG_BIN"])
+    """TEST_PG_BIN, else the newest of Debian's installed PostgreSQL servers."""
+    if "TEST_PG_BIN" in os.environ:
+        return Path(os.environ["TEST_PG_BIN"])
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
     return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
 
@@ -191,7 +191,7 @@ def daily_ticks_between(start: datetime, end: datetime, at: clock_time, zone) ->
     return ticks
 
 
-CHROMIUM = os.environ.get("TURBOMODE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",

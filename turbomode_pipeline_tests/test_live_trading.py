@@ -164,9 +164,10 @@ def test_a_tick_succeeds_while_another_process_holds_the_warehouse_write_lock(in
     now = SESSION_OPEN + timedelta(minutes=20)
     warehouse = live["live_warehouse"].path
     with duckdb.connect(warehouse) as con:
-        con.execute(SIGNAL_HISTORY.ddl.replace("signal_history", "active_signals"))
+        con.execute(SIGNAL_HISTORY.ddl)
         con.register("incoming", nvda_signal(live, now).to_arrow())
-        con.execute("INSERT INTO active_signals SELECT * FROM incoming")
+        con.execute("INSERT INTO signal_history SELECT * FROM incoming")
+        con.execute("CREATE TABLE scanner_scores AS SELECT DISTINCT session FROM signal_history")  # the newest scan
     signal_follower = {"tick_time": None, "strategy_ids": ["nvda-turbomode"]}
     live["ledger"].seed_strategies(str(get_settings().strategies_file))
     live["ledger"].set_enabled("nvda-turbomode", True)

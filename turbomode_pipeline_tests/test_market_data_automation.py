@@ -36,8 +36,9 @@ def test_schedule_requests_nothing_on_a_saturday_or_a_holiday(instance):
     assert isinstance(holiday, SkipReason) and "2024-07-04 (Thursday) is not an NYSE session" in holiday.skip_message
 
 
-def evaluate(instance, cursor=None):
-    return missed_sessions_sensor(build_sensor_context(instance=instance, cursor=cursor))
+def evaluate(instance, resources, cursor=None):
+    context = build_sensor_context(instance=instance, cursor=cursor, resources={"warehouse": resources["warehouse"]})
+    return missed_sessions_sensor(context)
 
 
 def test_sensor_heals_three_missing_sessions_with_one_run_and_then_rests(resources, instance):
@@ -47,20 +48,16 @@ def test_sensor_heals_three_missing_sessions_with_one_run_and_then_rests(resourc
     assert materialize_bars(resources, instance, tags=range_tags(recent[0], recent[3])).success
     assert materialize_bars(resources, instance, tags=range_tags(recent[7], recent[9])).success
 
-    result = evaluate(instance)
+    result = evaluate(instance, resources)
     assert len(result.run_requests) == 1
     request = result.run_requests[0]
     assert (request.tags[PARTITION_RANGE_START], request.tags[PARTITION_RANGE_END]) == (missing[0], missing[-1])
     assert request.run_key == "heal:" + ",".join(missing)
 
-    again = evaluate(instance, cursor=result.cursor)
-    assert not again.run_requests
-    assert again.skip_reason.skip_message.startswith(f"a run was already requested for {', '.join(missing)}")
-
     healed = materialize_bars(resources, instance, tags=dict(request.tags))
     assert healed.success
     assert set(recent) <= materialized_keys(instance)
-    rested = evaluate(instance, cursor=again.cursor)
+    rested = evaluate(instance, resources, cursor=result.cursor)
     assert not rested.run_requests and rested.skip_reason.skip_message == "no missing sessions"
 
 
@@ -71,19 +68,50 @@ def test_a_failed_session_is_a_gap_too(resources, instance):
     assert materialize_bars(resources, instance, tags=range_tags(recent[0], recent[-1])).success
     broken = dict(resources, market_data=CorruptedSource(seed=11, damage="negative_price"))
     assert not materialize_bars(broken, instance, partition_key=recent[-2]).success
-    request = evaluate(instance).run_requests[0]
+    request = evaluate(instance, resources).run_requests[0]
     assert request.run_key == f"heal:{recent[-2]}"
 
 
 def test_sensor_reports_freshness_only_when_it_changes(resources, instance):
-    latest = due_sessions(datetime.now(UTC), 1)[0].isoformat()
-    stale = evaluate(instance)
+    recent = [day.isoformat() for day in due_sessions(datetime.now(UTC), 10)]
+    stale = evaluate(instance, resources)
     [evaluation] = stale.asset_events
     assert evaluation.check_name == "daily_bars_fresh" and not evaluation.passed
-    assert evaluation.description.startswith(f"daily_bars for session {latest} is missing; it was due at")
-    assert json.loads(stale.cursor)["fresh"] == [False, latest]
-    assert evaluate(instance, cursor=stale.cursor).asset_events == []
+    assert evaluation.description.startswith(
+        f"the warehouse lacks daily_bars for 10 of the last 10 due sessions: {', '.join(recent)} (the latest, "
+        f"{recent[-1]}, was due at"
+    )
+    assert json.loads(stale.cursor)["fresh"] == [False, recent[-1]]
+    assert evaluate(instance, resources, cursor=stale.cursor).asset_events == []
 
-    assert materialize_bars(resources, instance, partition_key=latest).success
-    [fresh] = evaluate(instance, cursor=stale.cursor).asset_events
-    assert fresh.passed and fresh.description == f"daily_bars holds the latest due session {latest}"
+    assert materialize_bars(resources, instance, tags=range_tags(recent[0], recent[-1])).success
+    [fresh] = evaluate(instance, resources, cursor=stale.cursor).asset_events
+    assert fresh.passed and fresh.description == f"daily_bars holds the last 10 due sessions, through {recent[-1]}"
+
+
+def test_a_session_whose_rows_the_warehouse_lost_is_stale_and_healed(resources, instance):
+    recent = [day.isoformat() for day in due_sessions(datetime.now(UTC), 10)]
+    assert materialize_bars(resources, instance, tags=range_tags(recent[0], recent[-1])).success
+    resources["warehouse"].update("DELETE FROM daily_bars WHERE session = ?", [recent[5]])
+    result = evaluate(instance, resources)
+    [evaluation] = result.asset_events
+    assert not evaluation.passed and f"1 of the last 10 due sessions: {recent[5]} " in evaluation.description
+    assert result.run_requests[0].run_key == f"heal:{recent[5]}"
+
+
+def test_a_sensor_gives_up_after_three_failed_heals_and_says_how_to_backfill(resources, instance):
+    from turbomode_pipeline_tests.test_daily_bars import CorruptedSource
+
+    recent = [day.isoformat() for day in due_sessions(datetime.now(UTC), 10)]
+    broken = dict(resources, market_data=CorruptedSource(seed=11, damage="negative_price"))
+    cursor = None
+    for attempt in (1, 2, 3):
+        result = evaluate(instance, resources, cursor=cursor)
+        [request] = result.run_requests
+        assert request.run_key == "heal:" + ",".join(recent) + (f"#{attempt}" if attempt > 1 else "")
+        assert not materialize_bars(broken, instance, tags=dict(request.tags)).success
+        cursor = result.cursor
+    tired = evaluate(instance, resources, cursor=cursor)
+    assert not tired.run_requests
+    assert tired.skip_reason.skip_message.startswith(f"3 runs did not heal {', '.join(recent)}")
+    assert f"--partition-range {recent[0]}...{recent[-1]}" in tired.skip_reason.skip_message

@@ -168,19 +168,21 @@ def test_late_features_trigger_the_scan_of_exactly_that_session(trained_models, 
 def test_the_freshness_check_fails_on_a_stale_scan_and_passes_after_it(trained_models, pipeline, instance):
     day = trained_models.sessions[-1]
     just_late = scan_due_at(day) + timedelta(minutes=1)
-    passed, message, checked = scanner_freshness(instance, just_late)
+    passed, message, checked = scanner_freshness(instance, pipeline["warehouse"], just_late)
     assert (passed, checked) == (False, day)
     assert f"no signals for session {day}" in message and "00:30" in message
-    assert scanner_freshness(instance, scan_due_at(day) - timedelta(minutes=1))[2] != day  # not due before 00:30
+    assert scanner_freshness(instance, pipeline["warehouse"], scan_due_at(day) - timedelta(minutes=1))[2] != day  # not due before 00:30
 
-    sensed = scanner_freshness_sensor(build_sensor_context(instance=instance))
+    sensed = scanner_freshness_sensor(build_sensor_context(instance=instance, resources={"warehouse": pipeline["warehouse"]}))
     [stale] = sensed.asset_events
     assert stale.check_name == "scanner_signals_fresh" and not stale.passed
     assert str(latest_due_scan(datetime.now(UTC))) in stale.description
 
     assert scan(pipeline, instance, trained_models.sessions[-2], day).success
-    assert scanner_freshness(instance, just_late)[0]
-    again = scanner_freshness_sensor(build_sensor_context(instance=instance, cursor=sensed.cursor))
+    assert scanner_freshness(instance, pipeline["warehouse"], just_late)[0]
+    again = scanner_freshness_sensor(
+        build_sensor_context(instance=instance, cursor=sensed.cursor, resources={"warehouse": pipeline["warehouse"]})
+    )
     [fresh] = again.asset_events
     assert fresh.passed and "holds the newest due session" in fresh.description
 

@@ -24,7 +24,7 @@ def test_all_six_schedules_exist_with_their_times_in_the_configured_timezone():
     assert {name: schedules.get(name) for name in OLD_SYSTEMS_SIX} == {name: (cron, "America/Chicago") for name, cron in OLD_SYSTEMS_SIX.items()}
     # The paper-trading report follows the exchange's close, not the desk's timezone.
     assert {name: schedules[name] for name in set(schedules) - set(OLD_SYSTEMS_SIX)} == {
-        "paper_trading_report_schedule": ("30 16 * * 1-5", "America/New_York")
+        "paper_trading_report_schedule": ("30 17 * * 1-5", "America/New_York")
     }
 
 

@@ -1,6 +1,6 @@
 """`drift_report`: each week, how far every sector has moved from what its champion was trained on."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -15,10 +15,12 @@ from dagster import (
     asset,
 )
 
+from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
-from turbomode_pipeline.calendar import EXCHANGE_TZ, sessions_before
+from turbomode_pipeline.automation.market_data import due_sessions
+from turbomode_pipeline.calendar import PARTITION_TZ, sessions_before, sessions_between
 from turbomode_pipeline.core.drift import (
     Thresholds,
     feature_drift,
@@ -43,12 +45,19 @@ EXPECTED_HIT_RATE_METRIC = "holdout_top_decile_hit_rate"
 
 # Weeks run Sunday to Saturday; the key is the Sunday, the report is about the Saturday's last sessions.
 DRIFT_WEEKS = WeeklyPartitionsDefinition(
-    start_date=get_settings().history_start.isoformat(), day_offset=0, timezone=str(EXCHANGE_TZ), end_offset=1
+    start_date=get_settings().history_start.isoformat(), day_offset=0, timezone=str(PARTITION_TZ), end_offset=1
 )
 
 
 def week_ending(partition_key: str) -> date:
     return date.fromisoformat(partition_key) + timedelta(days=6)
+
+
+def week_so_far(partition_key: str, now: datetime) -> list[date]:
+    """The week's sessions whose bars are due at `now`: all of them once the week is over."""
+    first = date.fromisoformat(partition_key)
+    due = due_sessions(now, 7)
+    return [day for day in due if first <= day <= week_ending(partition_key)]
 
 
 def thresholds() -> Thresholds:
@@ -152,7 +161,11 @@ def drift_report(
     """
     settings, limits = get_settings(), thresholds()
     end = week_ending(context.partition_key)
-    window = sessions_before(end + timedelta(days=1), settings.drift_window_sessions)
+    so_far = week_so_far(context.partition_key, clock.now())
+    if not so_far:
+        raise Failure(description=f"the week {context.partition_key}..{end} has no session due yet: nothing to report")
+    partial = so_far[-1] < sessions_between(date.fromisoformat(context.partition_key), end)[-1]
+    window = sessions_before(so_far[-1] + timedelta(days=1), settings.drift_window_sessions)
     champions = _champions(model_registry)
     if champions.is_empty():
         raise Failure(description="no sector has a champion stacked_ensemble model; materialise sector_models first")
@@ -163,6 +176,7 @@ def drift_report(
     balance = signal_balance(scanner["signals"], limits)
     expected = dict(champions.select("sector", "expected_hit_rate").iter_rows())
     name = f"drift_report_{end}.html"
+    title = f"{end} (partial: sessions {', '.join(map(str, so_far))} so far)" if partial else str(end)
     path = str((Path(reports.directory) / name).resolve())
     report = (
         sector_status(drift, judged, limits)
@@ -175,7 +189,7 @@ def drift_report(
             pl.col("buy", "sell", "outcomes", "hits").fill_null(0),
             pl.col("one_sided", "hit_rate_low").fill_null(False),
             week_ending=pl.lit(end), window_start=pl.lit(window[0]), window_end=pl.lit(window[-1]),
-            report_path=pl.lit(path), created_at=pl.lit(datetime.now(UTC)),
+            report_path=pl.lit(path), created_at=pl.lit(clock.now()),
         )
     )
     features = drift.with_columns(
@@ -185,13 +199,15 @@ def drift_report(
     report, features = conform(report, DriftReport), conform(features, DriftFeatures)
     written = reports.write(
         name,
-        render_report(DriftReportData(str(end), report, features, reference, current, scanner["reference"],
+        render_report(DriftReportData(title, report, features, reference, current, scanner["reference"],
                                       scanner["current"])),
     )
     warehouse.replace_partitions(DRIFT_REPORT, report, [end])
     warehouse.replace_partitions(DRIFT_FEATURES, features, [end])
     overall = balance.filter(pl.col("sector") == "All sectors").row(0, named=True)
     drifted = report.filter(pl.col("status") == "drift")["sector"].to_list()
+    if partial:
+        context.log.info(f"week ending {end} is in progress: the report covers its sessions so far, {so_far}")
     if overall["one_sided"]:
         context.log.warning(f"week ending {end}: {overall['buy']} BUY vs {overall['sell']} SELL signals is one-sided")
     return MaterializeResult(
@@ -205,5 +221,7 @@ def drift_report(
             "sell_signals": int(overall["sell"]),
             "sectors_without_champion": MetadataValue.json(sorted(set(GICS_SECTORS) - set(champions["sector"]))),
             "window": f"{window[0]}..{window[-1]}",
+            "partial_week": partial,
+            "week_sessions": MetadataValue.json([str(day) for day in so_far]),
         }
     )

@@ -1,10 +1,11 @@
 """`daily_bars`: one partition per NYSE session, validated before it reaches the warehouse."""
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 import polars as pl
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
+from turbomode_pipeline import clock
 from turbomode_pipeline.calendar import daily_sessions
 from turbomode_pipeline.core.bar_rules import RULES
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
@@ -37,7 +38,7 @@ def daily_bars(
     """
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     symbols = universe.load()
-    bars = market_data.daily_bars(sessions, symbols).with_columns(ingested_at=pl.lit(datetime.now(UTC)))
+    bars = market_data.daily_bars(sessions, symbols).with_columns(ingested_at=pl.lit(clock.now()))
     failures = yield from evaluate(
         bars, DailyBars, SCHEMA_CHECK, RULES,
         universe=symbols["symbol"].to_list(), sessions=sessions, prior=_prior_closes(warehouse, sessions[0]),

@@ -1,7 +1,7 @@
 """`scanner_signals` (nightly BUY/SELL signals) and `signal_outcomes` (how they turned out)."""
 
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import polars as pl
 from dagster import (
@@ -17,7 +17,9 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
+from threadpoolctl import threadpool_limits
 
+from turbomode_pipeline import clock
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
 from turbomode_pipeline.assets.features import BARRIERS, daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
@@ -27,9 +29,11 @@ from turbomode_pipeline.core import scanner
 from turbomode_pipeline.core.features import FEATURES
 from turbomode_pipeline.core.model_zoo import STACKED
 from turbomode_pipeline.core.rules import Rule, violations
-from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.resources.model_registry import ModelRegistry, UntrustedModel, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.schemas import (
+    ACTIVE_SIGNALS_VIEW,
+    mark_active,
     SCANNER_SCORES,
     SIGNAL_HISTORY,
     SIGNAL_OUTCOMES,
@@ -53,14 +57,6 @@ SCAN_WHEN_FEATURES_LAND = (
     & ~AutomationCondition.in_progress()
 ).with_label("scan a recent session when its features land")
 
-ACTIVE_SIGNALS_VIEW = """
-CREATE OR REPLACE VIEW active_signals AS
-SELECT * REPLACE (true AS is_active) FROM signal_history
-WHERE session = (SELECT max(session) FROM scanner_scores) AND expires_at > current_timestamp
-"""
-MARK_ACTIVE = """
-UPDATE signal_history SET is_active = (session = (SELECT max(session) FROM scanner_scores) AND expires_at > current_timestamp)
-"""
 
 
 def signal_direction(frame: pl.DataFrame, **_) -> pl.DataFrame:
@@ -111,6 +107,8 @@ def _champion(model_registry: ModelRegistry, name: str):
         return model_registry.champion(name)
     except MlflowException as error:
         raise Failure(description=f"scanner not run: no champion model {name} ({error}); materialise sector_models first") from None
+    except UntrustedModel as error:
+        raise Failure(description=f"scanner not run: {error}", metadata={"refused_model": name}) from None
 
 
 def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.DataFrame, dict]:
@@ -123,7 +121,10 @@ def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.Dat
         started = time.perf_counter()
         champion = _champion(model_registry, registered_name(sector[0], STACKED))
         loading[champion.name] = time.perf_counter() - started
-        probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
+        # One OpenMP thread: a sector's few dozen rows take microseconds per tree, and waking a thread team
+        # for each of hist_gradient_boosting's hundreds of trees cost more than the work itself.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
         frames.append(
             rows.select("session", "symbol", "sector", "close", "atr_14").with_columns(
                 probability_up=pl.Series(probability, dtype=pl.Float64),
@@ -157,14 +158,14 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     scored, loading = score(features, model_registry)
     scan_seconds = time.perf_counter() - started
     threshold = get_settings().signal_threshold
-    found = scanner.signals(scored, expiry(sessions), threshold, BARRIERS, datetime.now(UTC))
+    found = scanner.signals(scored, expiry(sessions), threshold, BARRIERS, clock.now())
     failures = yield from evaluate(found, SignalHistory, SIGNALS_SCHEMA_CHECK, SIGNAL_RULES)
     if failures:
         raise refuse("scanner_signals", failures, sessions)
     warehouse.replace_partitions(SIGNAL_HISTORY, conform(found, SignalHistory), sessions)
     scores = scored.select(list(ScannerScores.to_schema().columns))
     warehouse.replace_partitions(SCANNER_SCORES, conform(scores, ScannerScores), sessions)
-    warehouse.execute(ACTIVE_SIGNALS_VIEW, MARK_ACTIVE)
+    warehouse.execute(ACTIVE_SIGNALS_VIEW, mark_active(clock.now()))
     latest = found.filter(pl.col("session") == sessions[-1])
     counts = dict(latest.group_by("signal_type").len().iter_rows())
     yield MaterializeResult(

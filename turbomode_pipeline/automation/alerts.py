@@ -5,7 +5,6 @@ those the freshness sensor reports) and alerts on every failed one of severity E
 """
 
 import json
-from datetime import UTC, datetime
 
 from dagster import (
     AssetCheckSeverity,
@@ -18,6 +17,7 @@ from dagster import (
 )
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from turbomode_pipeline import clock
 from turbomode_pipeline.core.alerts import check_failure_alert, partition_of, run_failure_alert
 from turbomode_pipeline.resources.alerts import AlertSender
 
@@ -37,7 +37,7 @@ def run_failure_alerts(context: RunFailureSensorContext, alerts: AlertSender):
         if event.step_failure_data.error is not None
     ]
     error = "; ".join(steps) or context.failure_event.message or "no error message"
-    alert = run_failure_alert(run.job_name, run.run_id, run.tags, error, alerts.ui_base_url, datetime.now(UTC))
+    alert = run_failure_alert(run.job_name, run.run_id, run.tags, error, alerts.ui_base_url, clock.now())
     context.log.info(f"alert for run {run.run_id}: {alerts.send(alert)}")
 
 
@@ -65,7 +65,7 @@ def failed_check_alerts(context: SensorEvaluationContext, alerts: AlertSender):
             partition = evaluation.partition or _partition(context.instance, record.run_id, evaluation)
             alert = check_failure_alert(
                 key.asset_key.path, key.name, partition, evaluation.description, record.run_id,
-                alerts.ui_base_url, datetime.now(UTC),
+                alerts.ui_base_url, clock.now(),
             )
             sent.append(f"{key.name}: {alerts.send(alert)}")
     cursor = json.dumps(latest, sort_keys=True)

@@ -18,12 +18,14 @@ from turbomode_pipeline.assets.features import BARRIERS, daily_features, trainin
 from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
 from turbomode_pipeline.calendar import daily_sessions, sessions_between
 from turbomode_pipeline.settings import get_settings
+from turbomode_pipeline.automation.run_health import max_runtime
 
 backtest_data_job = define_asset_job(
     "backtest_data_job",
     selection=AssetSelection.assets(daily_features, training_samples),
     partitions_def=daily_sessions(),
     description="Label the history: features where missing, then triple-barrier training samples.",
+    tags=max_runtime(minutes=60),
 )
 
 

@@ -3,7 +3,7 @@
 Every step is idempotent: a second run right after the first changes nothing and reports zeros.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from dagster import (
@@ -20,10 +20,12 @@ from dagster import (
     schedule,
 )
 
+from turbomode_pipeline import clock
 from turbomode_pipeline.instance_storage import prune_planned_checks
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import get_settings
+from turbomode_pipeline.automation.run_health import max_runtime
 
 LIVE_TRADING_JOB = "live_trading_job"
 FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
@@ -72,7 +74,7 @@ def _compact(warehouse: Warehouse) -> dict[str, int]:
 @op(pool="warehouse")
 def tidy_up(context: OpExecutionContext, config: MaintenanceConfig, warehouse: Warehouse, model_registry: ModelRegistry):
     """Expire signals, drop old signal history, delete old live-trading runs, archive stale models, compact DuckDB."""
-    now = datetime.now(UTC)
+    now = clock.now()
     counts = _signals(warehouse, now, config.signal_retention_days)
     counts["live_runs_deleted"] = _live_runs(context, now - timedelta(days=config.live_run_retention_days))
     counts["planned_check_rows_deleted"] = _planned_checks(context, now - timedelta(days=config.planned_check_retention_days))
@@ -89,7 +91,7 @@ def tidy_up(context: OpExecutionContext, config: MaintenanceConfig, warehouse: W
     return counts
 
 
-@job(name="weekly_maintenance_job", description="Weekly housekeeping of signals, runs, models and DuckDB files.")
+@job(name="weekly_maintenance_job", tags=max_runtime(minutes=60), description="Weekly housekeeping of signals, runs, models and DuckDB files.")
 def weekly_maintenance_job():
     tidy_up()
 

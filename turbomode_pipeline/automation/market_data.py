@@ -5,7 +5,7 @@ downtime (dagster issue #10335), so healing older gaps is `missed_sessions_senso
 """
 
 import json
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from dagster import (
@@ -29,12 +29,16 @@ from dagster import (
     sensor,
 )
 
+from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.calendar import daily_sessions, is_session, session_close, sessions_between
+from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseLockedError
 from turbomode_pipeline.settings import get_settings
+from turbomode_pipeline.automation.run_health import max_runtime
 
 INGESTION_TIME = time(22, 45)
+HEAL_ATTEMPTS = 3  # runs the sensor requests for the same gaps before it asks for a person
 GRACE = timedelta(minutes=30)  # a session counts as late this long after its scheduled ingestion
 FRESHNESS_CHECK = "daily_bars_fresh"
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
@@ -45,6 +49,7 @@ market_data_job = define_asset_job(
     selection=AssetSelection.assets(daily_bars, daily_features),
     partitions_def=daily_sessions(),
     description="The nightly chain for the run's sessions: fetch, validate and store bars, then features.",
+    tags=max_runtime(minutes=60),
 )
 
 
@@ -70,29 +75,58 @@ def session_gaps(
     instance: DagsterInstance, sessions: list[date], asset: str = "daily_bars", in_progress_is_gap: bool = False
 ) -> list[date]:
     """Sessions whose partition of `asset` is missing or failed (in-progress ones too, when asked)."""
-    keys = [day.isoformat() for day in sessions]
-    status = instance.get_status_by_partition(AssetKey(asset), keys, daily_sessions()) or {}
+    status = partition_statuses(instance, sessions, asset)
     healthy = {AssetPartitionStatus.MATERIALIZED} | (set() if in_progress_is_gap else {AssetPartitionStatus.IN_PROGRESS})
-    return [day for day in sessions if status.get(day.isoformat()) not in healthy]
+    return [day for day in sessions if status[day] not in healthy]
 
 
-def heal_request(gaps: list[date]) -> RunRequest:
+def partition_statuses(
+    instance: DagsterInstance, sessions: list[date], asset: str = "daily_bars"
+) -> dict[date, AssetPartitionStatus | None]:
+    """Each session's partition status of `asset` (None: never planned)."""
+    status = instance.get_status_by_partition(AssetKey(asset), [day.isoformat() for day in sessions], daily_sessions())
+    return {day: (status or {}).get(day.isoformat()) for day in sessions}
+
+
+def held_sessions(
+    instance: DagsterInstance, warehouse: Warehouse, sessions: list[date], asset: str = "daily_bars",
+    table: str = "daily_bars",
+) -> set[date]:
+    """Sessions that a run of `asset` once materialised and whose rows `table` still holds. A session only
+    a run in flight (or one that died) has planned does not count; one whose re-run failed does, since an
+    atomic write kept its last good rows."""
+    materialised = instance.get_materialized_partitions(AssetKey(asset))
+    candidates = sorted(day for day in sessions if day.isoformat() in materialised)
+    if not candidates or not warehouse.has_table(table):
+        return set()
+    found = warehouse.query(f"SELECT DISTINCT session FROM {table} WHERE session IN (SELECT unnest(?))", [candidates])
+    return set(found["session"].to_list())
+
+
+def heal_request(gaps: list[date], attempt: int = 1) -> RunRequest:
     """One run over the range from the first to the last gap (re-writing a good session in between is idempotent)."""
     first, last = gaps[0].isoformat(), gaps[-1].isoformat()
+    sessions = ",".join(day.isoformat() for day in gaps)
     return RunRequest(
-        run_key="heal:" + ",".join(day.isoformat() for day in gaps),
-        tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last, "turbomode/healing": ",".join(map(str, gaps))},
+        run_key=f"heal:{sessions}" + (f"#{attempt}" if attempt > 1 else ""),
+        tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last, "turbomode/healing": sessions},
     )
 
 
-def freshness(instance: DagsterInstance, now: datetime) -> tuple[bool, str, date | None]:
-    latest = due_sessions(now, 1)
-    if not latest:
+def freshness(instance: DagsterInstance, warehouse: Warehouse, now: datetime) -> tuple[bool, str, date | None]:
+    """Whether the warehouse holds every due session of the catch-up window, the latest included."""
+    due = due_sessions(now, get_settings().catchup_sessions)
+    if not due:
         return True, "no session is due yet", None
-    day = latest[0]
-    if session_gaps(instance, [day]):
-        return False, f"daily_bars for session {day} is missing; it was due at {due_at(day):%Y-%m-%d %H:%M %Z}", day
-    return True, f"daily_bars holds the latest due session {day}", day
+    held = held_sessions(instance, warehouse, due)
+    lacking = [day for day in due if day not in held]
+    latest = due[-1]
+    if lacking:
+        return False, (
+            f"the warehouse lacks daily_bars for {len(lacking)} of the last {len(due)} due sessions: "
+            f"{', '.join(map(str, lacking))} (the latest, {latest}, was due at {due_at(latest):%Y-%m-%d %H:%M %Z})"
+        ), latest
+    return True, f"daily_bars holds the last {len(due)} due sessions, through {latest}", latest
 
 
 def freshness_evaluation(asset: AssetKey, check: str, passed: bool, message: str, latest: date) -> AssetCheckEvaluation:
@@ -103,9 +137,9 @@ def freshness_evaluation(asset: AssetKey, check: str, passed: bool, message: str
     )
 
 
-@asset_check(asset=daily_bars, name=FRESHNESS_CHECK, description="the latest due session has bars")
-def daily_bars_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
-    passed, message, latest = freshness(context.instance, datetime.now(UTC))
+@asset_check(asset=daily_bars, name=FRESHNESS_CHECK, description="the warehouse holds every recent due session")
+def daily_bars_fresh(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+    passed, message, latest = freshness(context.instance, warehouse, clock.now())
     return AssetCheckResult(passed=passed, description=message, metadata={"latest_due_session": str(latest)})
 
 
@@ -130,25 +164,38 @@ def market_data_ingestion(context: ScheduleEvaluationContext):
 @sensor(
     name="missed_sessions_sensor",
     job=market_data_job,
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Fills missing or failed daily_bars sessions among the recent ones with a single run.",
+    description="Fills recent daily_bars sessions the warehouse lacks (missing, failed, or lost with a dead run) with a single run, and records daily_bars_fresh.",
 )
-def missed_sessions_sensor(context: SensorEvaluationContext):
-    now = datetime.now(UTC)
+def missed_sessions_sensor(context: SensorEvaluationContext, warehouse: Warehouse):
+    now = clock.now()
     cursor = json.loads(context.cursor) if context.cursor else {}
-    gaps = session_gaps(context.instance, due_sessions(now, get_settings().catchup_sessions))
-    passed, message, latest = freshness(context.instance, now)
+    due = due_sessions(now, get_settings().catchup_sessions)
+    try:
+        held = held_sessions(context.instance, warehouse, due)
+        passed, message, latest = freshness(context.instance, warehouse, now)
+    except WarehouseLockedError as error:
+        return SensorResult(skip_reason=f"the warehouse is busy, gaps are read again next tick: {error}",
+                            cursor=context.cursor)
     events = []
     if cursor.get("fresh") != [passed, str(latest)]:
         events.append(freshness_evaluation(daily_bars.key, FRESHNESS_CHECK, passed, message, latest))
     cursor["fresh"] = [passed, str(latest)]
-    requested = set(cursor.get("requested", []))
+    statuses = partition_statuses(context.instance, due)
+    in_flight = {day for day in due if statuses[day] == AssetPartitionStatus.IN_PROGRESS}
+    failed = {day for day in due if statuses[day] == AssetPartitionStatus.FAILED}
+    gaps = [day for day in due if (day not in held or day in failed) and day not in in_flight]
     if not gaps:
-        return SensorResult(skip_reason="no missing sessions", cursor=json.dumps(cursor), asset_events=events)
-    if {str(day) for day in gaps} <= requested:
-        reason = f"a run was already requested for {', '.join(map(str, gaps))}; backfill by hand if it failed"
+        reason = "no missing sessions" + (f" ({len(in_flight)} in flight)" if in_flight else "")
         return SensorResult(skip_reason=reason, cursor=json.dumps(cursor), asset_events=events)
-    cursor["requested"] = [str(day) for day in gaps]
-    context.log.info(f"requesting one run for {len(gaps)} missing session(s): {', '.join(map(str, gaps))}")
-    return SensorResult(run_requests=[heal_request(gaps)], cursor=json.dumps(cursor), asset_events=events)
+    key = ",".join(map(str, gaps))
+    attempt = cursor.get("attempts", {}).get(key, 0) + 1
+    if attempt > HEAL_ATTEMPTS:
+        reason = (f"{HEAL_ATTEMPTS} runs did not heal {', '.join(map(str, gaps))}; read their failures in the UI, "
+                  f"then backfill by hand: dagster asset materialize -m turbomode_pipeline.definitions "
+                  f"--select daily_bars,daily_features --partition-range {gaps[0]}...{gaps[-1]}")
+        return SensorResult(skip_reason=reason, cursor=json.dumps(cursor), asset_events=events)
+    cursor["attempts"] = {key: attempt}
+    context.log.info(f"requesting one run (attempt {attempt}) for {len(gaps)} missing session(s): {key}")
+    return SensorResult(run_requests=[heal_request(gaps, attempt)], cursor=json.dumps(cursor), asset_events=events)

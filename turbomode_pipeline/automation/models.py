@@ -6,12 +6,14 @@ from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
 from turbomode_pipeline.partitions import SECTOR_PARTITIONS
 from turbomode_pipeline.settings import get_settings
+from turbomode_pipeline.automation.run_health import max_runtime
 
 model_training_job = define_asset_job(
     "model_training_job",
     selection=AssetSelection.assets(sector_models),
     partitions_def=SECTOR_PARTITIONS,
     description="Train and register the six models of the run's sectors.",
+    tags=max_runtime(minutes=120),
 )
 
 

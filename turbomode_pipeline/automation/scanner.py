@@ -4,7 +4,7 @@
 """
 
 import json
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -25,11 +25,14 @@ from dagster import (
     sensor,
 )
 
+from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
-from turbomode_pipeline.automation.market_data import desk_timezone, freshness_evaluation, session_gaps
+from turbomode_pipeline.automation.market_data import desk_timezone, freshness_evaluation, held_sessions, session_gaps
 from turbomode_pipeline.calendar import daily_sessions, is_session, sessions_before, sessions_between
+from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseLockedError
 from turbomode_pipeline.settings import get_settings
+from turbomode_pipeline.automation.run_health import max_runtime
 
 SCAN_DEADLINE = time(0, 30)  # the night after the session, in the schedule's timezone
 FRESHNESS_CHECK = "scanner_signals_fresh"
@@ -39,6 +42,7 @@ scanner_job = define_asset_job(
     selection=AssetSelection.assets(scanner_signals, signal_outcomes),
     partitions_def=daily_sessions(),
     description="Scan a session for signals; grade the signals whose horizon ended.",
+    tags=max_runtime(minutes=30),
 )
 
 
@@ -67,11 +71,12 @@ def unscanned(instance: DagsterInstance, sessions: list[date], asset: str = "sca
     return session_gaps(instance, sessions, asset, in_progress_is_gap=True)
 
 
-def scanner_freshness(instance: DagsterInstance, now: datetime) -> tuple[bool, str, date | None]:
+def scanner_freshness(instance: DagsterInstance, warehouse: Warehouse, now: datetime) -> tuple[bool, str, date | None]:
+    """Whether the newest due session was scanned: materialised, and its scores are in the warehouse."""
     day = latest_due_scan(now)
     if day is None:
         return True, "no scan is due yet", None
-    if unscanned(instance, [day]):
+    if not held_sessions(instance, warehouse, [day], "scanner_signals", "scanner_scores"):
         return False, (
             f"no signals for session {day}: scanner_signals was due by {scan_due_at(day):%Y-%m-%d %H:%M %Z} "
             "and has not run successfully for it"
@@ -80,8 +85,8 @@ def scanner_freshness(instance: DagsterInstance, now: datetime) -> tuple[bool, s
 
 
 @asset_check(asset=scanner_signals, name=FRESHNESS_CHECK, description="the newest session was scanned by 00:30")
-def scanner_signals_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
-    passed, message, day = scanner_freshness(context.instance, datetime.now(UTC))
+def scanner_signals_fresh(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+    passed, message, day = scanner_freshness(context.instance, warehouse, clock.now())
     return AssetCheckResult(passed=passed, description=message, metadata={"latest_due_session": str(day)})
 
 
@@ -91,8 +96,11 @@ def scanner_signals_fresh(context: AssetCheckExecutionContext) -> AssetCheckResu
     default_status=DefaultSensorStatus.RUNNING,
     description="Records scanner_signals_fresh whenever its result changes, so a late scan shows in the UI.",
 )
-def scanner_freshness_sensor(context: SensorEvaluationContext):
-    passed, message, day = scanner_freshness(context.instance, datetime.now(UTC))
+def scanner_freshness_sensor(context: SensorEvaluationContext, warehouse: Warehouse):
+    try:
+        passed, message, day = scanner_freshness(context.instance, warehouse, clock.now())
+    except WarehouseLockedError as error:
+        return SensorResult(skip_reason=f"the warehouse is busy, read again next tick: {error}", cursor=context.cursor)
     state = json.dumps([passed, str(day)])
     if context.cursor == state:
         return SensorResult(skip_reason=f"unchanged: {message}", cursor=state)

@@ -11,7 +11,9 @@ from datetime import UTC, date, datetime
 import polars as pl
 from dagster import AssetKey, DagsterInstance, RunsFilter
 
+from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import BARRIERS
+from turbomode_pipeline.schemas import ACTIVE_SIGNALS_AT
 from turbomode_pipeline.automation.market_data import due_sessions
 from turbomode_pipeline.automation.scanner import latest_due_scan, unscanned
 from turbomode_pipeline.calendar import sessions_before
@@ -72,7 +74,7 @@ def _recent_sessions(asset: str, now: datetime) -> list[date]:
 
 
 def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegistry, schedules: list[str], now: datetime | None = None) -> Status:
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     status = Status(now=now)
     for asset in (*NIGHTLY[:2], "training_samples", "scanner_signals", "signal_outcomes"):
         row = _asset_row(instance, asset, _recent_sessions(asset, now), now)
@@ -85,7 +87,7 @@ def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegi
     status.assets.append(models)
     try:
         status.signals = warehouse.query(
-            "SELECT session, signal_type, count(*) AS signals FROM active_signals GROUP BY ALL ORDER BY ALL"
+            f"SELECT session, signal_type, count(*) AS signals FROM ({ACTIVE_SIGNALS_AT}) GROUP BY ALL ORDER BY ALL", [now]
         )
     except WarehouseError:
         status.signals = None

@@ -18,6 +18,7 @@ from dagster import (
     schedule,
 )
 
+from turbomode_pipeline.automation.run_health import max_runtime
 from turbomode_pipeline.calendar import EXCHANGE_TZ, daily_sessions, is_session, session_close, session_open
 from turbomode_pipeline.resources.ledger import Ledger
 
@@ -115,13 +116,14 @@ def _markdown(frame: pl.DataFrame) -> str:
 
 
 paper_trading_report_job = define_asset_job(
-    "paper_trading_report_job", selection=[paper_trading_report], partitions_def=daily_sessions()
+    "paper_trading_report_job", selection=[paper_trading_report], partitions_def=daily_sessions(),
+    tags=max_runtime(minutes=15),
 )
 
 
-@schedule(name="paper_trading_report_schedule", cron_schedule="30 16 * * 1-5", execution_timezone="America/New_York",
+@schedule(name="paper_trading_report_schedule", cron_schedule="30 17 * * 1-5", execution_timezone="America/New_York",
           job=paper_trading_report_job, default_status=DefaultScheduleStatus.RUNNING,
-          description="The day's paper trading report, half an hour after the regular close.")
+          description="The day's paper trading report at 17:30 New York, once the session's partition exists (see calendar.PARTITION_TZ).")
 def paper_trading_report_schedule(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.astimezone(EXCHANGE_TZ).date()
     if not is_session(day):

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
+from turbomode_pipeline.schemas import ACTIVE_SIGNALS_AT
 from turbomode_pipeline.calendar import sessions_before, session_open, xnys
 from turbomode_pipeline.core.risk import MarketState, RiskLimits, review
 from turbomode_pipeline.core.strategies import decide
@@ -55,7 +56,7 @@ def completed_bars(market_data: MarketDataSource, universe: pl.DataFrame, symbol
 def active_signals(warehouse: Warehouse, ledger: Ledger, now: datetime, log: logging.Logger) -> pl.DataFrame | None:
     """The scanner's active signals, or the ledger's last copy when the warehouse is locked or empty."""
     try:
-        signals = warehouse.query("SELECT * FROM active_signals")
+        signals = warehouse.query(ACTIVE_SIGNALS_AT, [now])
     except (WarehouseLockedError, WarehouseError) as error:
         cached, cached_at = ledger.cached_active_signals()
         age = f"{(now - cached_at).total_seconds() / 60:.0f} min old (cached {cached_at:%Y-%m-%d %H:%M} UTC)" if cached_at else "none cached"

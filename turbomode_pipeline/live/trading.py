@@ -24,6 +24,8 @@ from dagster import (
     sensor,
 )
 
+from turbomode_pipeline import clock
+from turbomode_pipeline.automation.run_health import max_runtime
 from turbomode_pipeline.calendar import xnys
 from turbomode_pipeline.core.risk import RiskLimits
 from turbomode_pipeline.live.tick import run_tick
@@ -46,7 +48,7 @@ class TradingClock(ConfigurableResource):
     def now(self) -> datetime:
         if self.fixed_now:
             return datetime.fromisoformat(self.fixed_now).astimezone(UTC)
-        return datetime.now(UTC).replace(microsecond=0)
+        return clock.now().replace(microsecond=0)
 
 
 class TickConfig(Config):
@@ -94,7 +96,7 @@ def live_trading_tick(
     )
 
 
-@job(name="live_trading_job", executor_def=in_process_executor, tags={"turbomode/live": "true"},
+@job(name="live_trading_job", executor_def=in_process_executor, tags={"turbomode/live": "true", **max_runtime(minutes=5)},
      description="One live paper-trading tick (launched every minute in market hours by live_trading_sensor).")
 def live_trading_job():
     live_trading_tick()

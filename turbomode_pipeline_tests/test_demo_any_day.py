@@ -1,0 +1,75 @@
+"""`turbomode demo`, its whole chain (bars, features, samples, training, scan, grading, drift), with the
+clock set to the days and hours where time bites: every weekday of Thanksgiving week (Thanksgiving
+itself and the early-closing Friday after it), either side of the 22:45 ingestion, the 23:30 scan
+and midnight in the desk's timezone, a Saturday, and both Sundays on which America/Chicago
+changes its clocks. Each run is a fresh user's: its own instance, warehouse and MLflow store, on a
+small universe (4 symbols a sector) to stay cheap.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import exchange_calendars as xcals
+import pandas as pd
+import pytest
+
+from turbomode_pipeline_tests.conftest import small_universe
+
+CHICAGO = ZoneInfo("America/Chicago")
+REPO = Path(__file__).resolve().parents[1]
+SESSIONS = 700  # the fewest that train every sector's three walk-forward blocks on 4 symbols a sector
+REFERENCE = xcals.get_calendar("XNYS", start="2020-01-02", end="2028-12-29")
+
+MOMENTS = {
+    "monday-before-22:45": "2026-11-23T22:44:00",
+    "tuesday-after-22:45": "2026-11-24T22:46:00",
+    "wednesday-before-23:30": "2026-11-25T23:29:00",
+    "thanksgiving-after-23:30": "2026-11-26T23:31:00",
+    "black-friday-before-midnight": "2026-11-27T23:59:00",
+    "saturday-after-midnight": "2026-11-28T00:01:00",
+    "dst-starts-sunday": "2026-03-08T03:01:00",
+    "dst-ends-sunday": "2026-11-01T01:30:00",
+}
+
+
+def expected_newest_session(now: datetime) -> date:
+    """Independently of the product: the newest session whose bars were due (22:45 + 30 min, Chicago) by `now`."""
+    day = now.date()
+    while True:
+        if REFERENCE.is_session(pd.Timestamp(day)) and datetime.combine(day, time(23, 15), tzinfo=CHICAGO) <= now:
+            return day
+        day -= timedelta(days=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", MOMENTS.values(), ids=MOMENTS.keys())
+def test_the_demos_whole_chain_passes_at(moment, tmp_path):
+    now = datetime.fromisoformat(moment).replace(tzinfo=CHICAGO)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ, "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(tmp_path / "data"),
+        "TURBOMODE_UNIVERSE": str(small_universe(tmp_path)),
+    }
+    demo = subprocess.run(
+        [sys.executable, "-m", "turbomode_pipeline_tests.at_time", now.isoformat(), "turbomode", "demo",
+         "--sessions", str(SESSIONS)],
+        capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path,
+    )
+    out = demo.stdout
+    assert demo.returncode == 0, (out + demo.stderr)[-4000:]
+    newest = expected_newest_session(now)
+    assert re.search(rf"{SESSIONS} sessions \d{{4}}-\d\d-\d\d\.\.{newest}\n", out), out[:500]
+    assert f"top 10 signals of {newest} by confidence" in out
+    assert "drift_monitoring_job: run" in out and "drift report:" in out
+    for next_step in ("open the UI:", "open MLflow:", "query the warehouse:"):
+        assert next_step in out
+    saturday = newest + timedelta(days=(5 - newest.weekday()) % 7)
+    assert (tmp_path / "data" / "reports" / f"drift_report_{saturday}.html").exists()
