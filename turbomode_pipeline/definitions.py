@@ -95,7 +95,8 @@ def resources(settings: Settings) -> dict:
         "reports": ReportStore(directory=str(settings.reports_dir)),
         "alerts": AlertSender(
             log_path=str(settings.alerts_log),
-            webhook_url=EnvVar("TURBOMODE_ALERT_WEBHOOK") if settings.alert_webhook else None,  # a webhook URL is a secret timeout_s=settings.alert_timeout_s,
+            webhook_url=EnvVar("TURBOMODE_ALERT_WEBHOOK") if settings.alert_webhook else None,  # a secret, too
+            timeout_s=settings.alert_timeout_s,
             retries=settings.alert_retries, ui_base_url=settings.ui_base_url,
         ),
     }

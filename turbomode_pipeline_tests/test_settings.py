@@ -88,3 +88,13 @@ def test_the_alpaca_deadlines_are_settings_that_reach_the_source():
     assert (source.request_deadline_s, source.run_deadline_s) == (45.0, 600.0)
     with pytest.raises(SettingsError, match=r"^TURBOMODE_ALPACA_RUN_DEADLINE_S='inf' is invalid: expected seconds > 0"):
         load_settings(env | {"TURBOMODE_ALPACA_RUN_DEADLINE_S": "inf"})
+
+
+def test_the_alert_settings_reach_the_alert_sender(monkeypatch):
+    from turbomode_pipeline.definitions import resources
+
+    monkeypatch.setenv("TURBOMODE_ALERT_WEBHOOK", "http://127.0.0.1:9/hook")
+    settings = load_settings({"TURBOMODE_ALERT_TIMEOUT_S": "2.5", "TURBOMODE_ALERT_RETRIES": "4",
+                              "TURBOMODE_ALERT_WEBHOOK": "http://127.0.0.1:9/hook"})
+    alerts = resources(settings)["alerts"]
+    assert (alerts.timeout_s, alerts.retries) == (2.5, 4)
