@@ -127,6 +127,8 @@ class TrainingSamples(pa.DataFrameModel):
     exit_price: float
     ret: float
     days_held: pl.Int32 = pa.Field(ge=1)
+    fwd_ret: float  # close-to-close return over the H sessions after entry
+    beats_sector: pl.Int8 = pa.Field(isin=[0, 1])  # fwd_ret above its (session, sector) median
 
     class Config:
         strict = True
@@ -151,6 +153,8 @@ TRAINING_SAMPLES = Table(
         exit_price DOUBLE NOT NULL,
         ret DOUBLE NOT NULL,
         days_held INTEGER NOT NULL,
+        fwd_ret DOUBLE NOT NULL,
+        beats_sector TINYINT NOT NULL,
         PRIMARY KEY (session, symbol)
     )""",
     partition_column="session",

@@ -42,6 +42,7 @@ class Settings:
     label_k_up: float
     label_k_dn: float
     label_horizon: int
+    label_target: str  # what the models learn: "relative" (beats its sector's median) or "absolute" (the trade went up)
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
     # live paper trading (issue 7)
@@ -204,6 +205,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         label_k_up=_parsed("TURBOMODE_LABEL_K_UP", env, 2.0, _positive_float, "a number > 0 (ATR multiples)"),
         label_k_dn=_parsed("TURBOMODE_LABEL_K_DN", env, 2.0, _positive_float, "a number > 0 (ATR multiples)"),
         label_horizon=_parsed("TURBOMODE_LABEL_HORIZON", env, 10, _positive_int, "a whole number of sessions >= 1"),
+        label_target=_choice("TURBOMODE_LABEL_TARGET", env, "relative", ("relative", "absolute")),
         mlflow_tracking_uri=_text("MLFLOW_TRACKING_URI", env, f"sqlite:///{data_dir / 'mlflow.db'}"),
         mlflow_artifact_root=_artifact_location(_text("TURBOMODE_MLFLOW_ARTIFACTS", env, str(data_dir / "mlartifacts"))),
         broker=_choice("TURBOMODE_BROKER", env, "local", ("local", "alpaca")),
