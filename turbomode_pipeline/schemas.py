@@ -225,7 +225,9 @@ class ScannerScores(pa.DataFrameModel):
     session: date
     symbol: str
     sector: str
-    probability_up: float = pa.Field(ge=0, le=1)  # calibrated P(upper barrier first) of the stacked champion
+    # the stacked champion's calibrated probability of its label (TURBOMODE_LABEL_TARGET; by
+    # default that the symbol beats its sector's median over the horizon); the name is historical
+    probability_up: float = pa.Field(ge=0, le=1)
     model_name: str
     model_version: str
 
@@ -265,6 +267,10 @@ class SignalOutcomes(pa.DataFrameModel):
     exit_price: float = pa.Field(gt=0)
     ret: float  # in the signal's direction: a SELL that fell has ret > 0
     days_held: pl.Int32 = pa.Field(ge=1)
+    # the relative outcome: H-session return less the sector's median (scored symbols, same
+    # session), in the signal's direction, and whether that is positive (the signal was right)
+    excess_ret: float = pa.Field(nullable=True)
+    beat_sector: bool = pa.Field(nullable=True)
 
     class Config:
         strict = True
@@ -286,6 +292,8 @@ SIGNAL_OUTCOMES = Table(
         exit_price DOUBLE NOT NULL,
         ret DOUBLE NOT NULL,
         days_held INTEGER NOT NULL,
+        excess_ret DOUBLE,
+        beat_sector BOOLEAN,
         PRIMARY KEY (id)
     )""",
     partition_column="session",

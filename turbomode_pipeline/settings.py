@@ -62,6 +62,7 @@ class Settings:
     live_signals_timeout_s: float
     # scanner (issue 5)
     signal_threshold: float
+    champion_min_rank_ic_t: float = 2.0  # a champion's holdout rank IC must exceed this many standard errors
     # drift, maintenance, alerts (issue 6)
     drift_psi_warn: float = 0.1
     drift_psi_drift: float = 0.25
@@ -223,6 +224,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allow_short=_parsed("TURBOMODE_ALLOW_SHORT", env, False, _flag, "1 or 0"),
         live_signals_timeout_s=_parsed("TURBOMODE_LIVE_SIGNALS_TIMEOUT_S", env, 1.0, _positive_float, "seconds > 0"),
         signal_threshold=_parsed("TURBOMODE_SIGNAL_THRESHOLD", env, 0.60, _threshold, "a probability in (0.5, 1]"),
+        champion_min_rank_ic_t=_parsed(
+            "TURBOMODE_CHAMPION_MIN_RANK_IC_T", env, 2.0, _non_negative_float, "a number >= 0 (standard errors)"
+        ),
         drift_psi_warn=_parsed("TURBOMODE_DRIFT_PSI_WARN", env, 0.1, _positive_float, "a number > 0"),
         drift_psi_drift=_parsed("TURBOMODE_DRIFT_PSI_DRIFT", env, 0.25, _positive_float, "a number > 0"),
         drift_window_sessions=_parsed("TURBOMODE_DRIFT_WINDOW_SESSIONS", env, 20, _positive_int, "a whole number >= 1"),
