@@ -22,7 +22,13 @@ from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
 from turbomode_pipeline_tests.conftest import small_universe
 
-FAST = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120}}}}
+def fast(**config) -> dict:
+    """Fast settings, a 120-session holdout, and the champion gate off unless `config` sets it
+    (4 stocks a sector rarely clear it; test_a_first_version_without_significant_rank_ic_is_refused tests it)."""
+    return {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120, "champion_min_rank_ic_t": -1e9, **config}}}}
+
+
+FAST = fast()
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +86,7 @@ def test_a_worse_retrain_does_not_displace_the_champion_and_says_why(model_resou
     energy = {"dagster/partition": "energy"}
     with instance_for_test() as instance:
         assert train(model_resources, instance, tags=energy).success
-        worse = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120, "features": ["gap"]}}}}
+        worse = fast(features=["gap"])
         assert train(model_resources, instance, run_config=worse, tags=energy).success
     registry = model_resources["model_registry"]
     from mlflow import MlflowClient
@@ -91,4 +97,21 @@ def test_a_worse_retrain_does_not_displace_the_champion_and_says_why(model_resou
     challenger = client.get_model_version_by_alias(name, "challenger")
     assert (str(champion.version), str(challenger.version)) == ("1", "2")
     reason = challenger.tags["promotion_reason"]
-    assert "does not beat champion v1" in reason and "on the same holdout" in reason
+    assert "does not beat champion v1" in reason and "its validated holdout" in reason
+
+
+def test_a_first_version_without_significant_rank_ic_is_refused(model_resources):
+    """A gate no model can pass (10^9 standard errors) refuses every first version, says so in
+    its tags, and leaves the sector without a champion."""
+    with instance_for_test() as instance:
+        assert train(model_resources, instance, run_config=fast(champion_min_rank_ic_t=1e9), tags={"dagster/partition": "energy"}).success
+    registry = model_resources["model_registry"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(registry.tracking_uri, registry.tracking_uri)
+    for model_type in MODEL_TYPES:
+        name = registered_name("Energy", model_type)
+        version = client.get_model_version(name, "1")
+        assert version.tags["refused"].startswith("refused as champion: holdout rank IC"), model_type
+        assert "is not above zero by the null band" in version.tags["promotion_reason"]
+        assert registry.champion_run(name) is None

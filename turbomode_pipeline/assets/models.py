@@ -23,6 +23,9 @@ class TrainingConfig(Config):
     holdout_sessions: int = 250
     parallel_sectors: int = 2  # one per core; every model inside is single-threaded
     features: list[str] = []  # a subset of the features to train on; empty means all of them
+    # the champion gate's null band in standard errors of the holdout rank IC; None: the setting
+    # TURBOMODE_CHAMPION_MIN_RANK_IC_T
+    champion_min_rank_ic_t: float | None = None
 
 
 def _samples(warehouse: Warehouse, sectors: list[str], label_target: str) -> pl.DataFrame:
@@ -75,6 +78,7 @@ def sector_models(context: AssetExecutionContext, config: TrainingConfig, wareho
     rows = model_registry.log_training(
         trainings, run_name=f"training {context.run_id[:8]}",
         tags={"dagster_run_id": context.run_id, "fast": str(config.fast), "label_target": label_target},
+        min_rank_ic_t=config.champion_min_rank_ic_t,
     )
     table = pl.DataFrame(rows).select("sector", "model_type", "version", "alias", "roc_auc", "rank_ic", "ece", "samples")
     champions = pl.DataFrame(rows).filter(pl.col("alias") == "champion")

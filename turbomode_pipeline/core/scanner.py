@@ -153,6 +153,15 @@ def relative_outcomes(graded: pl.DataFrame, scores: pl.DataFrame, bars: pl.DataF
     )
 
 
+def realised_relative(scores: pl.DataFrame, bars: pl.DataFrame, horizon: int) -> pl.DataFrame:
+    """`scores` (session, symbol, sector, ...) of sessions whose horizon has passed, with `beat`:
+    1 where the symbol's H-session return was above its sector's median among the scored symbols."""
+    return (
+        scores.join(forward_returns(bars, horizon), on=["session", "symbol"])
+        .with_columns(beat=(col("fwd_ret") > col("fwd_ret").median().over("session", "sector")).cast(pl.Int8))
+    )
+
+
 def forward_returns(bars: pl.DataFrame, horizon: int) -> pl.DataFrame:
     """session, symbol, fwd_ret: the close-to-close return over the next `horizon` sessions."""
     return (

@@ -88,8 +88,14 @@ class ModelRegistry(ConfigurableResource):
         Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
         return client.create_experiment(EXPERIMENT, artifact_location=Path(self.artifact_root).resolve().as_uri())
 
-    def log_training(self, trainings: list[SectorTraining], run_name: str, tags: dict[str, str]) -> list[dict]:
-        """Log, register and promote every model of `trainings`; one row per model for the caller."""
+    def log_training(
+        self, trainings: list[SectorTraining], run_name: str, tags: dict[str, str], min_rank_ic_t: float | None = None
+    ) -> list[dict]:
+        """Log, register and promote every model of `trainings`; one row per model for the caller.
+
+        `min_rank_ic_t`: the champion gate's null band in standard errors (default: the setting
+        TURBOMODE_CHAMPION_MIN_RANK_IC_T)."""
+        gate = get_settings().champion_min_rank_ic_t if min_rank_ic_t is None else min_rank_ic_t
         import mlflow
 
         client = self._client()
@@ -99,10 +105,10 @@ class ModelRegistry(ConfigurableResource):
             mlflow.log_params({"sectors": len(trainings), "model_types": len(trainings[0].models) if trainings else 0})
             for training in trainings:
                 for trained in training.models.values():
-                    rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained))
+                    rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained, gate))
         return rows
 
-    def _log_model(self, client, experiment_id: str, parent_id: str, training: SectorTraining, trained: TrainedModel):
+    def _log_model(self, client, experiment_id: str, parent_id: str, training: SectorTraining, trained: TrainedModel, gate: float):
         import mlflow
         from mlflow.models import infer_signature
 
@@ -134,7 +140,7 @@ class ModelRegistry(ConfigurableResource):
                 skops_trusted_types=_trusted_types(trained.model), pip_requirements=_requirements(),
             )
             version = str(info.registered_model_version)
-            alias, reason = self._promote(client, name, version, training, trained)
+            alias, reason = self._promote(client, name, version, training, trained, gate)
             mlflow.set_tags({"promotion": alias, "promotion_reason": reason})
             client.set_model_version_tag(name, version, "promotion_reason", reason)
         return {
@@ -142,7 +148,7 @@ class ModelRegistry(ConfigurableResource):
             "alias": alias, "reason": reason, "run_id": run.info.run_id, **trained.metrics,
         }
 
-    def _promote(self, client, name: str, version: str, training: SectorTraining, trained: TrainedModel):
+    def _promote(self, client, name: str, version: str, training: SectorTraining, trained: TrainedModel, gate: float):
         """Champion only if its holdout rank IC is above zero by the null band and, when a champion
         exists, its validated holdout AUC beats the champion's. The registered version is refit on
         every labelled sample, the holdout included, so a champion is judged by the holdout metrics
@@ -153,7 +159,7 @@ class ModelRegistry(ConfigurableResource):
             current = client.get_model_version_by_alias(name, CHAMPION)
         except MlflowException:
             current = None
-        refused = significance_refusal(trained.metrics, get_settings().champion_min_rank_ic_t)
+        refused = significance_refusal(trained.metrics, gate)
         if refused:
             client.set_registered_model_alias(name, CHALLENGER, version)
             client.set_model_version_tag(name, version, "refused", refused)
