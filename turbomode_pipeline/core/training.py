@@ -190,8 +190,12 @@ def train_sector(
     horizon: int,
     holdout_sessions: int = 250,
     settings: ModelSettings = ModelSettings(),
+    refit: bool = True,
 ) -> SectorTraining:
     """Train, calibrate, evaluate and refit the six models of one sector.
+
+    `refit=False` skips the final refit (the registered version is then the validated one): for
+    measurements of the holdout alone, which the refit cannot change.
 
     `samples`: one row per (session, symbol) with the feature columns, `label` (what the models
     learn), `barrier`, `t1` and `fwd_ret` (the H-session return, for the rank IC), rows with a
@@ -216,11 +220,13 @@ def train_sector(
     # The validated models (the last fold's, calibrated) are scored on the holdout once; then the
     # version that is registered and scanned with is refit the same way on every labelled sample.
     validated = _calibrated(last_fold, calibrators, features)
-    x_all, y_all = _xy(samples, features)
-    final = _calibrated(_fit_base_models(x_all, y_all, settings, fit_seconds), calibrators, features)
+    final = validated
+    if refit:
+        final = _calibrated(_fit_base_models(*_xy(samples, features), settings, fit_seconds), calibrators, features)
+    fitted_on = samples if refit else train
     result = SectorTraining(
         sector=sector, feature_names=features, split=split,
-        train_window=(samples["session"].min(), samples["session"].max()),
+        train_window=(fitted_on["session"].min(), fitted_on["session"].max()),
         validation_window=(train["session"].min(), train["session"].max()),
         holdout=holdout,  # every column, so a champion trained on other features can be scored on it
     )
