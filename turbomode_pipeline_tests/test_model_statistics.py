@@ -182,14 +182,17 @@ def breaking(metrics: pl.DataFrame, metric: str, holds: pl.Expr) -> dict[str, fl
     }
 
 
-def test_the_stacked_ensemble_beats_055_in_every_sector_on_a_predictable_market(predictable):
+def test_the_stacked_ensemble_beats_055_in_every_sector_on_a_predictable_market(predictable, predictable_models):
     stacked = predictable.filter(pl.col("model_type") == STACKED)
     assert stacked.height == len(GICS_SECTORS)
+    rank_ic = {s: t.models[STACKED].metrics["rank_ic"] for s, t in predictable_models.items()}
+    print(stacked.select("sector", "roc_auc", "ece").with_columns(rank_ic=pl.col("sector").replace_strict(rank_ic)))
     assert breaking(stacked, "roc_auc", pl.col("roc_auc") >= 0.55) == {}
 
 
 def test_the_pooled_daily_rank_ic_is_significant_on_a_predictable_market(predictable_models):
     mean, t = pooled_rank_ic_t(predictable_models)
+    print(f"predictable: pooled daily rank IC {mean:+.4f}, overlap-adjusted t {t:+.2f}")
     assert t > 3, f"pooled daily rank IC {mean:+.4f}, overlap-adjusted t {t:+.2f}"
 
 
@@ -217,6 +220,7 @@ def test_buy_and_sell_balance_over_the_last_30_sessions(predictable_models):
     scored = holdout.filter(pl.col("session").is_in(last.implode()))["probability"].to_numpy()
     buy, sell = int((scored >= threshold).sum()), int((scored <= 1 - threshold).sum())
     assert buy + sell >= 100
+    print(f"last 30 holdout sessions: {buy} BUY / {sell} SELL")
     assert 0.35 <= buy / (buy + sell) <= 0.65, f"{buy} BUY / {sell} SELL"
 
 
@@ -243,6 +247,7 @@ def test_the_random_walk_models_pass_the_leakage_guard(random_walk, null_models)
 
 def test_the_random_walk_rank_ic_is_not_significant(random_walk_models):
     mean, t = pooled_rank_ic_t(random_walk_models)
+    print(f"random walk: pooled daily rank IC {mean:+.4f}, overlap-adjusted t {t:+.2f}")
     assert abs(t) < 3, f"pooled daily rank IC {mean:+.4f}, overlap-adjusted t {t:+.2f}"
 
 
@@ -255,4 +260,5 @@ def test_a_feature_with_a_one_day_look_ahead_fails_the_leakage_guard(leaked, nul
 
 def test_a_feature_with_a_one_day_look_ahead_fails_the_rank_ic_criterion(leaked_models):
     mean, t = pooled_rank_ic_t(leaked_models)
+    print(f"one-day look-ahead: pooled daily rank IC {mean:+.4f}, overlap-adjusted t {t:+.2f}")
     assert t >= 3, f"pooled daily rank IC {mean:+.4f}, overlap-adjusted t {t:+.2f}: the leak went unseen"
