@@ -86,7 +86,7 @@ def test_a_worse_retrain_does_not_displace_the_champion_and_says_why(model_resou
     energy = {"dagster/partition": "energy"}
     with instance_for_test() as instance:
         assert train(model_resources, instance, tags=energy).success
-        worse = fast(features=["gap"])
+        worse = fast(features=["volume_z_20"])  # the volume of the move, not its direction: no skill
         assert train(model_resources, instance, run_config=worse, tags=energy).success
     registry = model_resources["model_registry"]
     from mlflow import MlflowClient
