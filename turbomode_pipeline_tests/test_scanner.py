@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 import polars as pl
 import pytest
-from dagster import AssetKey, AssetSelection, Definitions, build_schedule_context, build_sensor_context, evaluate_automation_conditions, materialize
+from dagster import AssetCheckSeverity, AssetKey, AssetSelection, Definitions, build_schedule_context, build_sensor_context, evaluate_automation_conditions, materialize
 
 from turbomode_pipeline.assets.features import BARRIERS, daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
@@ -61,6 +61,13 @@ def test_signals_match_their_schema_semantics_and_lineage(trained_models, pipeli
     SignalHistory.validate(signals)
     assert scores.height == 5 * 44 and signals.height > 0
     assert set(signals["signal_type"]) == {"BUY", "SELL"}
+    metadata = result.asset_materializations_for_node("scanner_signals")[0].metadata
+    newest = signals.filter(pl.col("session") == sessions[-1])
+    assert metadata["buy_signals_latest"].value == (newest["signal_type"] == "BUY").sum()
+    assert metadata["sell_signals_latest"].value == (newest["signal_type"] == "SELL").sum()
+    assert "buy_sell_by_session" in metadata
+    two_sided = next(e for e in result.get_asset_check_evaluations() if e.check_name == "signals_two_sided")
+    assert two_sided.severity == AssetCheckSeverity.WARN  # a warning: a one-sided session is still written
 
     buy, sell = signals.filter(pl.col("signal_type") == "BUY"), signals.filter(pl.col("signal_type") == "SELL")
     assert (buy["target_price"] > buy["entry_price"]).all() and (buy["entry_price"] > buy["stop_loss"]).all()

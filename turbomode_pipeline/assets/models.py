@@ -90,7 +90,9 @@ def sector_models(context: AssetExecutionContext, config: TrainingConfig, wareho
             "stacked_not_promoted": MetadataValue.json(
                 table.filter((pl.col("model_type") == "stacked_ensemble") & (pl.col("alias") != "champion"))["sector"].to_list()
             ),
-            "holdout": MetadataValue.md(table.with_columns(pl.col("roc_auc", "rank_ic", "ece").round(4)).to_pandas().to_markdown(index=False)),
+            "holdout": MetadataValue.md(
+                table.with_columns(pl.col("roc_auc", "rank_ic", "ece").round(4)).to_pandas().to_markdown(index=False)
+            ),
             "min_stacked_auc": MetadataValue.float(
                 float(table.filter(pl.col("model_type") == "stacked_ensemble")["roc_auc"].min())
             ),
