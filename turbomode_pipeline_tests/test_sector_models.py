@@ -75,6 +75,16 @@ def test_one_run_registers_66_models_each_with_a_champion(trained_models):
     assert trained_models.instance.get_materialized_partitions(AssetKey("sector_models")) == set(SECTOR_BY_KEY)
     assert 0.0 <= registry.champion_metric(registered_name("Energy", "xgboost")) <= 1.0
 
+    run = registry.champion_run(registered_name("Energy", "stacked_ensemble"))
+    params = run["params"]  # both windows: the validated model's training before the holdout, the final fit through it
+    assert params["validation_train_end"] < params["holdout_start"] <= params["train_end"]
+    assert {"holdout_rank_ic", "holdout_rank_ic_t", "holdout_raw_roc_auc"} <= set(run["metrics"])
+    from mlflow import MlflowClient
+
+    client = MlflowClient(registry.tracking_uri, registry.tracking_uri)
+    version = client.get_model_version_by_alias(registered_name("Energy", "stacked_ensemble"), "champion")
+    assert "reliability.json" in {artifact.path for artifact in client.list_artifacts(version.run_id)}
+
     model = registry.load(registered_name("Energy", "stacked_ensemble"))
     warehouse = Warehouse(path=str(trained_models.warehouse_path))
     features = warehouse.query("SELECT * FROM daily_features WHERE sector = 'Energy'").drop_nulls()
