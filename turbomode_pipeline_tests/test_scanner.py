@@ -242,7 +242,7 @@ def test_outcomes_refuse_a_session_whose_horizon_has_not_passed(trained_models, 
     assert re.search(rf"signal_outcomes {day} is not materialisable yet: .* needs bars through \d{{4}}-", message)
 
 
-def test_without_champions_the_scan_fails_saying_which_model_is_missing(resources, instance, tmp_path):
+def test_without_champions_the_scan_fails_saying_which_sectors_have_none(resources, instance, tmp_path):
     day = "2024-03-05"
     assert materialize([daily_bars], resources=resources, instance=instance, partition_key=day).success
     features = table(resources["warehouse"], "SELECT * FROM daily_bars").select(
@@ -255,4 +255,5 @@ def test_without_champions_the_scan_fails_saying_which_model_is_missing(resource
                          partition_key=day, raise_on_error=False)
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.error.message
-    assert "scanner not run: no champion model turbomode-" in message and "materialise sector_models first" in message
+    assert "scanner not run: no sector has a champion stacked model (none for " in message and "Energy" in message
+    assert "materialise sector_models first" in message
