@@ -135,9 +135,9 @@ def _demo_chain(session_count: int) -> bool:
         print(f"  {row['barrier']:<6} {row['samples']:>9,}  {row['pct']:>5}%  avg return {row['avg_return_pct']:>6}%  "
               f"avg days held {row['avg_days']}")
     if trained:
-        print("\nchampions' holdout ROC AUC by sector and model:")
-        print(_champion_table(defs.resources["model_registry"]))
+        print(_model_summary(defs.resources["model_registry"]))
         _scan(sessions)
+        print(_signal_summary(warehouse, sessions[-SCANNED_SESSIONS:]))
         week = drift_week(sessions[-1])
         _run_job("drift_monitoring_job", week, week)  # after the scan: it reads the week's signals
     return trained
@@ -182,19 +182,55 @@ def _scan(sessions) -> None:
     print("\n" + render(report))
 
 
-def _champion_table(registry) -> str:
+def _model_summary(registry) -> str:
+    """Per sector: the stacked champion's validated holdout AUC, rank IC and its t, or why there is none."""
     import polars as pl
 
-    from turbomode_pipeline.core.model_zoo import MODEL_TYPES
+    from turbomode_pipeline.core.model_zoo import STACKED
     from turbomode_pipeline.core.universe import GICS_SECTORS
     from turbomode_pipeline.resources.model_registry import registered_name
 
-    rows = [
-        {"sector": sector, **{m: round(registry.champion_metric(registered_name(sector, m)), 3) for m in MODEL_TYPES}}
-        for sector in GICS_SECTORS
+    rows = []
+    for sector in GICS_SECTORS:
+        run = registry.champion_run(registered_name(sector, STACKED))
+        metrics = run["metrics"] if run else {}
+        rows.append({
+            "sector": sector, "champion": run["version"] if run else "none (refused: see promotion_reason)",
+            **{k: round(metrics[f"holdout_{k}"], 3) if run else None for k in ("roc_auc", "rank_ic", "rank_ic_t", "ece")},
+        })
+    with pl.Config(tbl_rows=20, tbl_cols=10, tbl_width_chars=160, tbl_hide_dataframe_shape=True, fmt_str_lengths=60):
+        return f"\nstacked champions' validated holdout (AUC, daily rank IC within the sector, its t, ECE):\n{pl.DataFrame(rows)}"
+
+
+def _signal_summary(warehouse, scanned) -> str:
+    """BUY/SELL counts of the scan, and the reliability of its confidence by decile on the graded sessions."""
+    import polars as pl
+
+    from turbomode_pipeline.assets.features import BARRIERS
+    from turbomode_pipeline.core.scanner import balance, realised_relative
+    from turbomode_pipeline.core.training import reliability_table
+
+    signals = warehouse.query("SELECT session, signal_type FROM signal_history WHERE session BETWEEN ? AND ?", [scanned[0], scanned[-1]])
+    counts = balance(signals)
+    newest = counts.filter(pl.col("session") == scanned[-1])
+    buy, sell = int(counts["buy"].sum()), int(counts["sell"].sum())
+    lines = [
+        f"\nsignals over {len(scanned)} scanned sessions: {buy} BUY / {sell} SELL"
+        f" (BUY share {buy / max(buy + sell, 1):.0%}); newest session {scanned[-1]}: "
+        + (f"{newest['buy'][0]} BUY / {newest['sell'][0]} SELL" if newest.height else "no signals"),
     ]
-    with pl.Config(tbl_rows=20, tbl_cols=10, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
-        return str(pl.DataFrame(rows))
+    scores = warehouse.query("SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session BETWEEN ? AND ?", [scanned[0], scanned[-1]])
+    bars = warehouse.query("SELECT session, symbol, close FROM daily_bars WHERE session >= ?", [scanned[0]])
+    graded = realised_relative(scores, bars, BARRIERS.horizon)
+    if graded.height:
+        table = reliability_table(graded["beat"].to_numpy(), graded["probability_up"].to_numpy())
+        with pl.Config(tbl_rows=12, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            lines.append(
+                f"reliability of the confidence on the {graded['session'].n_unique()} graded sessions (every scored symbol; "
+                f"predicted P(beats its sector) vs observed share that did):\n"
+                f"{table.with_columns(pl.col('predicted', 'observed').round(3))}"
+            )
+    return "\n".join(lines)
 
 
 def strategies(args: argparse.Namespace) -> int:

@@ -150,6 +150,8 @@ class TrainingSamples(FiniteModel):
     exit_price: float
     ret: float
     days_held: pl.Int32 = pa.Field(ge=1)
+    fwd_ret: float  # close-to-close return over the H sessions after entry
+    beats_sector: pl.Int8 = pa.Field(isin=[0, 1])  # fwd_ret above its (session, sector) median
 
     class Config:
         strict = True
@@ -174,6 +176,8 @@ TRAINING_SAMPLES = Table(
         exit_price DOUBLE NOT NULL,
         ret DOUBLE NOT NULL,
         days_held INTEGER NOT NULL,
+        fwd_ret DOUBLE NOT NULL,
+        beats_sector TINYINT NOT NULL,
         PRIMARY KEY (session, symbol)
     )""",
     partition_column="session",
@@ -244,7 +248,9 @@ class ScannerScores(FiniteModel):
     session: date
     symbol: str
     sector: str
-    probability_up: float = pa.Field(ge=0, le=1)  # calibrated P(upper barrier first) of the stacked champion
+    # the stacked champion's calibrated probability of its label (TURBOMODE_LABEL_TARGET; by
+    # default that the symbol beats its sector's median over the horizon); the name is historical
+    probability_up: float = pa.Field(ge=0, le=1)
     model_name: str
     model_version: str
 
@@ -284,6 +290,10 @@ class SignalOutcomes(FiniteModel):
     exit_price: float = pa.Field(gt=0)
     ret: float  # in the signal's direction: a SELL that fell has ret > 0
     days_held: pl.Int32 = pa.Field(ge=1)
+    # the relative outcome: H-session return less the sector's median (scored symbols, same
+    # session), in the signal's direction, and whether that is positive (the signal was right)
+    excess_ret: float = pa.Field(nullable=True)
+    beat_sector: bool = pa.Field(nullable=True)
 
     class Config:
         strict = True
@@ -305,6 +315,8 @@ SIGNAL_OUTCOMES = Table(
         exit_price DOUBLE NOT NULL,
         ret DOUBLE NOT NULL,
         days_held INTEGER NOT NULL,
+        excess_ret DOUBLE,
+        beat_sector BOOLEAN,
         PRIMARY KEY (id)
     )""",
     partition_column="session",

@@ -47,6 +47,7 @@ class Settings:
     label_k_up: float
     label_k_dn: float
     label_horizon: int
+    label_target: str  # what the models learn: "relative" (beats its sector's median) or "absolute" (the trade went up)
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
     # live paper trading (issue 7)
@@ -66,6 +67,7 @@ class Settings:
     live_signals_timeout_s: float
     # scanner (issue 5)
     signal_threshold: float
+    champion_min_rank_ic_t: float = 2.0  # a champion's holdout rank IC must exceed this many standard errors
     # drift, maintenance, alerts (issue 6)
     drift_psi_warn: float = 0.1
     drift_psi_drift: float = 0.25
@@ -232,6 +234,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         label_k_up=_parsed("TURBOMODE_LABEL_K_UP", env, 2.0, _positive_float, "a number > 0 (ATR multiples)"),
         label_k_dn=_parsed("TURBOMODE_LABEL_K_DN", env, 2.0, _positive_float, "a number > 0 (ATR multiples)"),
         label_horizon=_parsed("TURBOMODE_LABEL_HORIZON", env, 10, _positive_int, "a whole number of sessions >= 1"),
+        label_target=_choice("TURBOMODE_LABEL_TARGET", env, "relative", ("relative", "absolute")),
         mlflow_tracking_uri=_text("MLFLOW_TRACKING_URI", env, f"sqlite:///{data_dir / 'mlflow.db'}"),
         mlflow_artifact_root=_artifact_location(_text("TURBOMODE_MLFLOW_ARTIFACTS", env, str(data_dir / "mlartifacts"))),
         broker=_choice("TURBOMODE_BROKER", env, "local", ("local", "alpaca")),
@@ -249,6 +252,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allow_short=_parsed("TURBOMODE_ALLOW_SHORT", env, False, _flag, "1 or 0"),
         live_signals_timeout_s=_parsed("TURBOMODE_LIVE_SIGNALS_TIMEOUT_S", env, 1.0, _positive_float, "seconds > 0"),
         signal_threshold=_parsed("TURBOMODE_SIGNAL_THRESHOLD", env, 0.60, _threshold, "a probability in (0.5, 1]"),
+        champion_min_rank_ic_t=_parsed(
+            "TURBOMODE_CHAMPION_MIN_RANK_IC_T", env, 2.0, _non_negative_float, "a number >= 0 (standard errors)"
+        ),
         drift_psi_warn=_parsed("TURBOMODE_DRIFT_PSI_WARN", env, 0.1, _positive_float, "a number > 0"),
         drift_psi_drift=_parsed("TURBOMODE_DRIFT_PSI_DRIFT", env, 0.25, _positive_float, "a number > 0"),
         drift_window_sessions=_parsed("TURBOMODE_DRIFT_WINDOW_SESSIONS", env, 20, _positive_int, "a whole number >= 1"),

@@ -87,7 +87,12 @@ def _quiet_env(monkeypatch):
 
 
 TRAINING_SESSIONS = 700  # the 252-session feature warm-up, then enough labelled sessions for 3 folds and a holdout
-FAST_TRAINING = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 80}}}}
+# 4 stocks a sector and an 80-session holdout hold too few outcomes for any model's rank IC to
+# clear the champion gate's null band (measured t -0.9..2.0 at predictability 0.5): the shared
+# models are promoted without the gate, which test_sector_models tests on its own.
+FAST_TRAINING = {
+    "ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 80, "champion_min_rank_ic_t": -1e9}}}
+}
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,12 @@ REGIME = SESSIONS[-21:]  # a month of tripled volatility, ending on the report's
 WEEK = "2025-05-11"  # Sunday..Saturday 2025-05-17
 WEEK_SESSIONS = SESSIONS[-5:]
 FEW_FEATURES = ["ret_1", "ret_5", "vol_10", "vol_20", "rsi_14", "atr_pct", "macd_hist_norm", "bb_pct_b"]
-FAST = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120, "features": FEW_FEATURES}}}}
+# The champion gate off (4 stocks a sector rarely clear it): the report needs every sector's champion.
+FAST = {
+    "ops": {"sector_models": {"config": {
+        "fast": True, "holdout_sessions": 120, "features": FEW_FEATURES, "champion_min_rank_ic_t": -1e9,
+    }}}
+}
 
 
 class RegimeChangeMarketData(SimulatedMarketData):

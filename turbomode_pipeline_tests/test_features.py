@@ -133,3 +133,22 @@ def test_features_refuse_sessions_without_bars(resources, instance, warehouse):
     result = run([daily_bars.to_source_asset(), daily_features], resources, instance, partition_key=str(DAY))
     message = result.get_step_failure_events()[0].step_failure_data.error.message
     assert "daily_bars has no rows for 1 session(s): 2024-06-03; materialise daily_bars for them first" in message
+
+
+def test_every_feature_of_a_session_is_bit_identical_whatever_later_bars_the_range_holds():
+    """compute_features over a range ending at D and one ending 20 sessions later: every feature of
+    D, sector ranks included, equal bit for bit (sliding windows run per symbol, never over the
+    stacked column, whose earlier symbols' rounding residue depends on how far the range reaches)."""
+    from turbomode_pipeline.core.features import compute_features
+    from turbomode_pipeline.core.universe import load_universe
+    from turbomode_pipeline.settings import DEFAULT_UNIVERSE
+
+    first = sessions_before(DAY, 320)[0]
+    bars = SimulatedMarketData(seed=11, predictability=0.5).daily_bars(
+        [first, *sessions_after(first, 340)], load_universe(DEFAULT_UNIVERSE).head(60)
+    )
+    short = compute_features(bars.filter(pl.col("session") <= DAY)).filter(pl.col("session") == DAY)
+    long = compute_features(bars.filter(pl.col("session") <= AFTER[-1])).filter(pl.col("session") == DAY)
+    assert short.height == 60
+    differing = [name for name in FEATURES if not short[name].equals(long[name])]
+    assert differing == []

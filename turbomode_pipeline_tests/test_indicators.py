@@ -54,3 +54,34 @@ def test_histories_shorter_than_the_windows_are_null_not_an_error(bars):
     ours = reference_indicators(short)
     assert ours.height == short.height
     assert ours.select(pl.col("rsi_14", "atr_14", "macd", "bb_middle", "stoch_k", "adx_14").is_null().all()).row(0) == (True,) * 6
+
+
+@pytest.fixture(scope="module")
+def one_sector_features() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Bars and features of the universe's first six Energy stocks over three years."""
+    from turbomode_pipeline.core.features import compute_features
+
+    universe = load_universe(DEFAULT_UNIVERSE).filter(pl.col("sector") == "Energy").head(6)
+    grid = sessions_between(SIM_EPOCH, date(2021, 12, 31))
+    bars = simulate_daily_bars(universe, grid, [d for d in grid if d >= date(2019, 1, 2)], seed=5, predictability=0.5)
+    return bars, compute_features(bars)
+
+
+@pytest.mark.parametrize("feature", ["rsi_14", "adx_14", "stoch_k"])
+def test_sector_ranks_of_indicators_rank_talibs_values(one_sector_features, feature):
+    """`<feature>_sector_rank` is the percentile rank of TA-Lib's value among the sector's symbols that session."""
+    from scipy.stats import rankdata
+
+    bars, features = one_sector_features
+    talib_values = pl.concat(
+        rows.sort("session").select("session", "symbol").with_columns(
+            talib=pl.Series(talib_reference(rows.sort("session"))[feature])
+        )
+        for _, rows in bars.group_by("symbol")
+    ).with_columns(pl.col("talib").fill_nan(None)).drop_nulls()
+    session_ranks = talib_values.sort("symbol").group_by("session", maintain_order=True).agg(
+        "symbol", rank=pl.col("talib").map_batches(lambda v: pl.Series((rankdata(v.to_numpy()) - 1) / max(len(v) - 1, 1)))
+    ).explode("symbol", "rank")
+    joined = features.select("session", "symbol", f"{feature}_sector_rank").join(session_ranks, on=["session", "symbol"])
+    assert joined.height > 3000
+    np.testing.assert_allclose(joined[f"{feature}_sector_rank"].to_numpy(), joined["rank"].to_numpy(), atol=1e-12)

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 import polars as pl
 import pytest
-from dagster import AssetKey, AssetSelection, Definitions, build_schedule_context, build_sensor_context, evaluate_automation_conditions, materialize
+from dagster import AssetCheckSeverity, AssetKey, AssetSelection, Definitions, build_schedule_context, build_sensor_context, evaluate_automation_conditions, materialize
 
 from turbomode_pipeline.assets.features import BARRIERS, daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
@@ -61,6 +61,13 @@ def test_signals_match_their_schema_semantics_and_lineage(trained_models, pipeli
     SignalHistory.validate(signals)
     assert scores.height == 5 * 44 and signals.height > 0
     assert set(signals["signal_type"]) == {"BUY", "SELL"}
+    metadata = result.asset_materializations_for_node("scanner_signals")[0].metadata
+    newest = signals.filter(pl.col("session") == sessions[-1])
+    assert metadata["buy_signals_latest"].value == (newest["signal_type"] == "BUY").sum()
+    assert metadata["sell_signals_latest"].value == (newest["signal_type"] == "SELL").sum()
+    assert "buy_sell_by_session" in metadata
+    two_sided = next(e for e in result.get_asset_check_evaluations() if e.check_name == "signals_two_sided")
+    assert two_sided.severity == AssetCheckSeverity.WARN  # a warning: a one-sided session is still written
 
     buy, sell = signals.filter(pl.col("signal_type") == "BUY"), signals.filter(pl.col("signal_type") == "SELL")
     assert (buy["target_price"] > buy["entry_price"]).all() and (buy["entry_price"] > buy["stop_loss"]).all()
@@ -237,7 +244,7 @@ def test_outcomes_refuse_a_session_whose_horizon_has_not_passed(trained_models, 
     assert re.search(rf"signal_outcomes {day} is not materialisable yet: .* needs bars through \d{{4}}-", message)
 
 
-def test_without_champions_the_scan_fails_saying_which_model_is_missing(resources, instance, tmp_path):
+def test_without_champions_the_scan_fails_saying_which_sectors_have_none(resources, instance, tmp_path):
     day = "2024-03-05"
     assert materialize([daily_bars], resources=resources, instance=instance, partition_key=day).success
     features = table(resources["warehouse"], "SELECT * FROM daily_bars").select(
@@ -250,4 +257,5 @@ def test_without_champions_the_scan_fails_saying_which_model_is_missing(resource
                          partition_key=day, raise_on_error=False)
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.error.message
-    assert "scanner not run: no champion model turbomode-" in message and "materialise sector_models first" in message
+    assert "scanner not run: no sector has a champion stacked model (none for " in message and "Energy" in message
+    assert "materialise sector_models first" in message

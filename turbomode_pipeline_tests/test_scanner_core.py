@@ -8,7 +8,16 @@ import polars as pl
 import pytest
 
 from turbomode_pipeline.core.labels import Barriers
-from turbomode_pipeline.core.scanner import daily_ic, forward_returns, hit_rates, ic_summary, outcomes, signals
+from turbomode_pipeline.core.scanner import (
+    daily_ic,
+    forward_returns,
+    hit_rates,
+    ic_summary,
+    one_sided_sessions,
+    outcomes,
+    relative_outcomes,
+    signals,
+)
 from turbomode_pipeline.schemas import SignalHistory, SignalOutcomes
 
 DAYS = [date(2025, 6, 2) + timedelta(days=i) for i in range(5)]  # the core knows no calendar: any ordered days
@@ -54,7 +63,14 @@ def test_outcomes_on_hand_made_paths():
         bars_of(paths),
         horizon=3,
     )
-    SignalOutcomes.validate(found)
+    scores = pl.DataFrame({"session": DAYS[0], "symbol": list(paths)[:-1], "sector": "Energy"})
+    relative = relative_outcomes(found, scores, bars_of(paths), horizon=3)
+    SignalOutcomes.validate(relative)
+    # 3-session returns 0.03, 0.04, 0.025, 0, 0.06, -0.125: the sector's median is 0.0275
+    assert {r["symbol"]: (round(r["excess_ret"], 6), r["beat_sector"]) for r in relative.iter_rows(named=True)} == {
+        "UPHIT": (0.0025, True), "SHORTSTOP": (-0.0125, False), "DRIFT": (-0.0025, False),
+        "BOTH": (-0.0275, False), "GAPUP": (0.0325, True), "SHORTWIN": (0.1525, True),  # a SELL is right below the median
+    }
     got = {r["symbol"]: (r["outcome"], r["exit_session"], r["exit_price"], round(r["ret"], 6), r["days_held"])
            for r in found.iter_rows(named=True)}
     assert got == {
@@ -127,3 +143,17 @@ def test_the_signal_threshold_setting_is_validated_by_name():
     assert load_settings({"TURBOMODE_SIGNAL_THRESHOLD": "0.7"}).signal_threshold == 0.7
     with pytest.raises(SettingsError, match=r"TURBOMODE_SIGNAL_THRESHOLD='0\.5' is invalid: .*BUY and a SELL"):
         load_settings({"TURBOMODE_SIGNAL_THRESHOLD": "0.5"})
+
+
+def test_a_session_is_one_sided_when_either_side_exceeds_65_percent_of_at_least_10_signals():
+    def session(day, buy, sell):
+        return [{"session": day, "signal_type": "BUY"}] * buy + [{"session": day, "signal_type": "SELL"}] * sell
+
+    frame = pl.DataFrame([
+        *session(DAYS[0], 7, 3),  # 70% BUY: flagged
+        *session(DAYS[1], 3, 7),  # 70% SELL: flagged
+        *session(DAYS[2], 13, 7),  # 65% BUY: not more than 65%
+        *session(DAYS[3], 9, 0),  # 9 signals: too few to say
+    ])
+    flagged = one_sided_sessions(frame)
+    assert flagged.select("session", "buy", "sell").rows() == [(DAYS[0], 7, 3), (DAYS[1], 3, 7)]

@@ -22,7 +22,13 @@ from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
 from turbomode_pipeline_tests.conftest import small_universe
 
-FAST = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120}}}}
+def fast(**config) -> dict:
+    """Fast settings, a 120-session holdout, and the champion gate off unless `config` sets it
+    (4 stocks a sector rarely clear it; test_a_first_version_without_significant_rank_ic_is_refused tests it)."""
+    return {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120, "champion_min_rank_ic_t": -1e9, **config}}}}
+
+
+FAST = fast()
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +75,16 @@ def test_one_run_registers_66_models_each_with_a_champion(trained_models):
     assert trained_models.instance.get_materialized_partitions(AssetKey("sector_models")) == set(SECTOR_BY_KEY)
     assert 0.0 <= registry.champion_metric(registered_name("Energy", "xgboost")) <= 1.0
 
+    run = registry.champion_run(registered_name("Energy", "stacked_ensemble"))
+    params = run["params"]  # both windows: the validated model's training before the holdout, the final fit through it
+    assert params["validation_train_end"] < params["holdout_start"] <= params["train_end"]
+    assert {"holdout_rank_ic", "holdout_rank_ic_t", "holdout_raw_roc_auc"} <= set(run["metrics"])
+    from mlflow import MlflowClient
+
+    client = MlflowClient(registry.tracking_uri, registry.tracking_uri)
+    version = client.get_model_version_by_alias(registered_name("Energy", "stacked_ensemble"), "champion")
+    assert "reliability.json" in {artifact.path for artifact in client.list_artifacts(version.run_id)}
+
     model = registry.load(registered_name("Energy", "stacked_ensemble"))
     warehouse = Warehouse(path=str(trained_models.warehouse_path))
     features = warehouse.query("SELECT * FROM daily_features WHERE sector = 'Energy'").drop_nulls()
@@ -80,7 +96,7 @@ def test_a_worse_retrain_does_not_displace_the_champion_and_says_why(model_resou
     energy = {"dagster/partition": "energy"}
     with instance_for_test() as instance:
         assert train(model_resources, instance, tags=energy).success
-        worse = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120, "features": ["gap"]}}}}
+        worse = fast(features=["volume_z_20"])  # the volume of the move, not its direction: no skill
         assert train(model_resources, instance, run_config=worse, tags=energy).success
     registry = model_resources["model_registry"]
     from mlflow import MlflowClient
@@ -91,4 +107,21 @@ def test_a_worse_retrain_does_not_displace_the_champion_and_says_why(model_resou
     challenger = client.get_model_version_by_alias(name, "challenger")
     assert (str(champion.version), str(challenger.version)) == ("1", "2")
     reason = challenger.tags["promotion_reason"]
-    assert "does not beat champion v1" in reason and "on the same holdout" in reason
+    assert "does not beat champion v1" in reason and "its validated holdout" in reason
+
+
+def test_a_first_version_without_significant_rank_ic_is_refused(model_resources):
+    """A gate no model can pass (10^9 standard errors) refuses every first version, says so in
+    its tags, and leaves the sector without a champion."""
+    with instance_for_test() as instance:
+        assert train(model_resources, instance, run_config=fast(champion_min_rank_ic_t=1e9), tags={"dagster/partition": "energy"}).success
+    registry = model_resources["model_registry"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(registry.tracking_uri, registry.tracking_uri)
+    for model_type in MODEL_TYPES:
+        name = registered_name("Energy", model_type)
+        version = client.get_model_version(name, "1")
+        assert version.tags["refused"].startswith("refused as champion: holdout rank IC"), model_type
+        assert "is not above zero by the null band" in version.tags["promotion_reason"]
+        assert registry.champion_run(name) is None

@@ -71,3 +71,44 @@ def test_noise_gives_chance_level_models():
     result = train_sector("Energy", samples, ["f1", "f2", "f3"], horizon=5, holdout_sessions=100, settings=ModelSettings.fast())
     for trained in result.models.values():
         assert abs(trained.metrics["roc_auc"] - 0.5) < 0.05, trained.model_type
+
+
+def test_the_folds_end_an_embargo_before_the_holdout():
+    split = make_split(DAYS[:400], holdout_sessions=100, folds=3, embargo=10)
+    assert split.folds[-1][1] == DAYS[289]  # the 10 sessions 290..299 before the holdout are in no block
+
+
+def blocks_with_opposite_base_rates(block: int = 99, swing: float = 1.5, seed: int = 5) -> pl.DataFrame:
+    """A planted signal in f1, and a base rate that swings between ~0.8 and ~0.2 from one
+    walk-forward block to the next (the blocks of make_split for 500 sessions, a 100-session
+    holdout, 3 folds and a 5-session embargo are ~99 sessions long)."""
+    samples = synthetic_samples(signal=1.0, seed=seed)
+    position = samples["session"].rank("dense").cast(pl.Int64) - 1
+    offset = pl.when((position // block) % 2 == 0).then(swing).otherwise(-swing)
+    noise = np.random.default_rng(seed + 1).normal(size=samples.height)
+    label = ((pl.col("f1") + offset + pl.Series(noise)) > 0).cast(pl.Int64)
+    return samples.with_columns(label=label).with_columns(
+        barrier=pl.when(pl.col("label") == 1).then(pl.lit("upper")).otherwise(pl.lit("lower"))
+    )
+
+
+def test_calibration_never_reorders_a_model_even_when_blocks_have_opposite_base_rates():
+    samples = blocks_with_opposite_base_rates()
+    rates = samples.group_by((pl.col("session").rank("dense") - 1) // 99).agg(pl.col("label").mean())["label"]
+    assert rates.min() < 0.3 and rates.max() > 0.7  # the market is what it says
+    result = train_sector("Energy", samples, ["f1", "f2", "f3"], horizon=5, holdout_sessions=100, settings=ModelSettings.fast())
+    for model_type, trained in result.models.items():
+        assert trained.metrics["roc_auc"] == pytest.approx(trained.metrics["raw_roc_auc"], abs=1e-9), model_type
+        assert trained.metrics["roc_auc"] > 0.6, model_type  # the planted signal survives calibration
+        assert trained.metrics.get("calibration_slope", 1.0) > 0, model_type
+
+
+def test_the_registered_version_is_refit_on_every_labelled_sample():
+    samples = synthetic_samples()
+    result = train_sector("Energy", samples, ["f1", "f2", "f3"], horizon=5, holdout_sessions=100, settings=ModelSettings.fast())
+    assert result.train_window == (samples["session"].min(), samples["session"].max())
+    assert result.validation_window[1] < result.split.holdout_start
+    holdout = result.holdout.select("f1", "f2", "f3")
+    for trained in result.models.values():  # the scanned model is not the validated one
+        assert trained.model is not trained.validated
+        assert not np.array_equal(trained.model.predict_proba(holdout), trained.validated.predict_proba(holdout))

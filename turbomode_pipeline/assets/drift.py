@@ -31,7 +31,7 @@ from turbomode_pipeline.core.drift import (
     status_of,
 )
 from turbomode_pipeline.core.drift_html import DriftReportData, render_report
-from turbomode_pipeline.core.features import FEATURES, WARMUP
+from turbomode_pipeline.core.features import RAW_FEATURES, WARMUP
 from turbomode_pipeline.core.model_zoo import STACKED
 from turbomode_pipeline.core.universe import GICS_SECTORS
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
@@ -83,7 +83,7 @@ def _champions(registry: ModelRegistry) -> pl.DataFrame:
 
 def _features(warehouse: Warehouse, champions: pl.DataFrame, window: list[date]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Feature rows of each sector's training window, and of the current window."""
-    columns = ", ".join(FEATURES)
+    columns = ", ".join(RAW_FEATURES)
     rows = warehouse.query(
         f"SELECT session, sector, {columns} FROM daily_features WHERE session BETWEEN ? AND ? AND sector IN (SELECT unnest(?))",
         [champions["train_start"].min(), window[-1], champions["sector"].to_list()],
@@ -170,8 +170,8 @@ def drift_report(
     if champions.is_empty():
         raise Failure(description="no sector has a champion stacked_ensemble model; materialise sector_models first")
     reference, current = _features(warehouse, champions, window)
-    drift = feature_drift(reference, current, list(FEATURES), settings.drift_window_sessions)
-    judged = judged_features(list(FEATURES), WARMUP, settings.drift_window_sessions)
+    drift = feature_drift(reference, current, list(RAW_FEATURES), settings.drift_window_sessions)
+    judged = judged_features(list(RAW_FEATURES), WARMUP, settings.drift_window_sessions)
     scanner = _scanner_tables(warehouse, window, (end - timedelta(days=6), end))
     balance = signal_balance(scanner["signals"], limits)
     expected = dict(champions.select("sector", "expected_hit_rate").iter_rows())

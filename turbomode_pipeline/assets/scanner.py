@@ -26,7 +26,7 @@ from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.calendar import daily_sessions, session_close, sessions_after, sessions_before
 from turbomode_pipeline.core import scanner
-from turbomode_pipeline.core.features import FEATURES
+from turbomode_pipeline.core.features import FEATURES, MODEL_FEATURES
 from turbomode_pipeline.core.model_zoo import STACKED
 from turbomode_pipeline.core.rules import Rule, violations
 from turbomode_pipeline.resources.model_registry import ModelRegistry, UntrustedModel, registered_name
@@ -67,8 +67,19 @@ def signal_direction(frame: pl.DataFrame, **_) -> pl.DataFrame:
     return violations(bad, pl.format("{} entry={} target={} stop={}", "signal_type", "entry_price", "target_price", "stop_loss"))
 
 
+def one_sided(frame: pl.DataFrame, **_) -> pl.DataFrame:
+    flagged = scanner.one_sided_sessions(frame).with_columns(symbol=pl.lit(""))
+    return violations(flagged, pl.format("{} BUY / {} SELL", "buy", "sell"))
+
+
 SIGNAL_RULES = (
     Rule("signal_barriers_ordered", "BUY: target > entry > stop; SELL: target < entry < stop", True, signal_direction),
+    Rule(
+        "signals_two_sided",
+        f"neither BUY nor SELL is more than {scanner.ONE_SIDED_SHARE:.0%} of a session's signals "
+        f"(sessions with at least {scanner.ONE_SIDED_MIN_SIGNALS})",
+        False, one_sided,
+    ),
 )
 
 
@@ -101,25 +112,30 @@ def _features(warehouse: Warehouse, sessions: list[date]) -> pl.DataFrame:
 
 
 def _champion(model_registry: ModelRegistry, name: str):
+    """The sector's stacked champion, or None when the sector has none (its first versions were refused)."""
     from mlflow.exceptions import MlflowException
 
     try:
         return model_registry.champion(name)
-    except MlflowException as error:
-        raise Failure(description=f"scanner not run: no champion model {name} ({error}); materialise sector_models first") from None
+    except MlflowException:
+        return None
     except UntrustedModel as error:
         raise Failure(description=f"scanner not run: {error}", metadata={"refused_model": name}) from None
 
 
-def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.DataFrame, dict]:
-    """Every symbol with complete features, scored by its sector's stacked champion."""
-    complete = features.drop_nulls([*FEATURES, "atr_14"])
+def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.DataFrame, dict, list[str]]:
+    """Every symbol with complete features, scored by its sector's stacked champion; the load
+    times, and the sectors left unscored because they have no champion."""
+    complete = features.drop_nulls([*MODEL_FEATURES, "atr_14"])
     if complete.is_empty():
         raise Failure(description="scanner not run: no symbol has a complete feature row (still in the 252-session warm-up?)")
-    frames, loading = [], {}
+    frames, loading, without = [], {}, []
     for sector, rows in complete.group_by("sector", maintain_order=True):
         started = time.perf_counter()
         champion = _champion(model_registry, registered_name(sector[0], STACKED))
+        if champion is None:
+            without.append(sector[0])
+            continue
         loading[champion.name] = time.perf_counter() - started
         # One OpenMP thread: a sector's few dozen rows take microseconds per tree, and waking a thread team
         # for each of hist_gradient_boosting's hundreds of trees cost more than the work itself.
@@ -132,7 +148,12 @@ def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.Dat
                 mlflow_run_id=pl.lit(champion.run_id),
             )
         )
-    return pl.concat(frames).sort("session", "symbol"), loading
+    if not frames:
+        raise Failure(
+            description=f"scanner not run: no sector has a champion stacked model (none for {', '.join(sorted(without))}); "
+            "materialise sector_models first, and see each version's promotion_reason tag"
+        )
+    return pl.concat(frames).sort("session", "symbol"), loading, sorted(without)
 
 
 @asset(
@@ -155,7 +176,7 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     features = _features(warehouse, sessions)
     started = time.perf_counter()
-    scored, loading = score(features, model_registry)
+    scored, loading, without_champion = score(features, model_registry)
     scan_seconds = time.perf_counter() - started
     threshold = get_settings().signal_threshold
     found = scanner.signals(scored, expiry(sessions), threshold, BARRIERS, clock.now())
@@ -168,6 +189,7 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     warehouse.execute(ACTIVE_SIGNALS_VIEW, mark_active(clock.now()))
     latest = found.filter(pl.col("session") == sessions[-1])
     counts = dict(latest.group_by("signal_type").len().iter_rows())
+    per_session = scanner.balance(found).with_columns(pl.col("session").cast(pl.String), pl.col("buy_share").round(3))
     yield MaterializeResult(
         metadata={
             "dagster/row_count": found.height,
@@ -176,6 +198,9 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
             "symbols_without_complete_features": features.height - scored.height,
             "buy_signals_latest": counts.get("BUY", 0),
             "sell_signals_latest": counts.get("SELL", 0),
+            "buy_sell_by_session": MetadataValue.md(per_session.tail(30).to_pandas().to_markdown(index=False)),
+            "buy_share": MetadataValue.float(float((found["signal_type"] == "BUY").mean()) if found.height else float("nan")),
+            "sectors_without_champion": MetadataValue.json(without_champion),
             "threshold": threshold,
             "scan_seconds": MetadataValue.float(scan_seconds),
             "model_load_seconds": MetadataValue.float(sum(loading.values())),
@@ -233,7 +258,11 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
             )
         )
     signals = warehouse.query("SELECT * FROM signal_history WHERE session IN (SELECT unnest(?))", [sessions])
-    graded = scanner.outcomes(signals, bars.filter(pl.col("session") >= sessions[0]), BARRIERS.horizon)
+    scores = warehouse.query("SELECT session, symbol, sector FROM scanner_scores WHERE session IN (SELECT unnest(?))", [sessions])
+    graded = scanner.relative_outcomes(
+        scanner.outcomes(signals, bars.filter(pl.col("session") >= sessions[0]), BARRIERS.horizon),
+        scores, bars, BARRIERS.horizon,
+    )
     failures = yield from evaluate(graded, SignalOutcomes, OUTCOMES_SCHEMA_CHECK, ())
     if failures:
         raise refuse("signal_outcomes", failures, sessions)
@@ -255,6 +284,8 @@ def quality(warehouse: Warehouse, bars: pl.DataFrame, last: date) -> dict:
         metadata[f"hit_rate_overall_{window}d"] = MetadataValue.float(
             float((graded["outcome"] == "target").mean()) if graded.height else float("nan")
         )
+        right = graded["beat_sector"].drop_nulls() if graded.height else pl.Series([], dtype=pl.Boolean)
+        metadata[f"beat_sector_rate_{window}d"] = MetadataValue.float(float(right.mean()) if right.len() else float("nan"))
         for name, value in summary.items():
             metadata[f"{name}_{window}d"] = MetadataValue.float(float("nan") if value is None else float(value))
     return metadata

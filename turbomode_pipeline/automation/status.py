@@ -17,7 +17,7 @@ from turbomode_pipeline.schemas import ACTIVE_SIGNALS_AT
 from turbomode_pipeline.automation.market_data import due_sessions
 from turbomode_pipeline.automation.scanner import latest_due_scan, unscanned
 from turbomode_pipeline.calendar import sessions_before
-from turbomode_pipeline.core.model_zoo import MODEL_TYPES
+from turbomode_pipeline.core.model_zoo import MODEL_TYPES, STACKED
 from turbomode_pipeline.core.universe import GICS_SECTORS
 from turbomode_pipeline.partitions import SECTOR_PARTITIONS
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
@@ -115,6 +115,13 @@ def _champions(registry: ModelRegistry) -> pl.DataFrame:
     )
 
 
+def sectors_without_champion(champions: pl.DataFrame | None) -> list[str]:
+    """Sectors whose stacked ensemble has no champion: the scanner skips them."""
+    if champions is None:
+        return []
+    return champions.filter(pl.col(STACKED) == "-")["sector"].to_list()
+
+
 def render(status: Status) -> str:
     config = pl.Config(tbl_rows=30, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True,
                        tbl_hide_column_data_types=True, fmt_str_lengths=80)
@@ -127,6 +134,9 @@ def render(status: Status) -> str:
             lines += ["active signals (newest scan):", str(status.signals)]
         lines += ["", "schedules, last run:", str(pl.DataFrame(status.schedules)), ""]
         lines += ["champion model versions:", str(status.champions), ""]
+        without = sectors_without_champion(status.champions)
+        if without:
+            lines += [f"sectors without a champion stacked model (not scanned): {', '.join(without)}", ""]
     if status.stale:
         lines += ["STALE:", *(f"  - {reason}" for reason in status.stale)]
     else:

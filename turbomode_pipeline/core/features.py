@@ -64,7 +64,17 @@ WARMUP: dict[str, int] = {
     "market_regime": 199,
     "breadth_50": 49,
 }
-FEATURES = tuple(WARMUP)
+# Features of the whole market, the same for every stock of a session: they can time the
+# market but not pick a stock, so the stock models leave them out (the drift report keeps them).
+MARKET_WIDE = ("market_regime", "breadth_50")
+RAW_FEATURES = tuple(WARMUP)
+STOCK_FEATURES = tuple(name for name in RAW_FEATURES if name not in MARKET_WIDE)
+RANK_SUFFIX = "_sector_rank"
+# Each stock feature's percentile rank among its sector's symbols that session (0 lowest, 1 highest).
+SECTOR_RANKS = tuple(f"{name}{RANK_SUFFIX}" for name in STOCK_FEATURES)
+WARMUP.update({f"{name}{RANK_SUFFIX}": WARMUP[name] for name in STOCK_FEATURES})
+FEATURES = tuple(WARMUP)  # every column of daily_features besides ID_COLUMNS
+MODEL_FEATURES = (*STOCK_FEATURES, *SECTOR_RANKS)  # what the sector models learn from
 
 # Possible values of bounded features; anything outside is a bug or bad data.
 RANGES: dict[str, tuple[float, float]] = {
@@ -82,6 +92,7 @@ RANGES: dict[str, tuple[float, float]] = {
     **{f"ret_{n}": (-1, float("inf")) for n in RETURN_HORIZONS},
     "high_52w_dist": (-1, 0),
     "low_52w_dist": (0, float("inf")),
+    **{name: (0, 1) for name in SECTOR_RANKS},
 }
 
 # Columns of the daily_features table besides the features: the close and the raw ATR are
@@ -200,5 +211,18 @@ def compute_features(bars: pl.DataFrame) -> pl.DataFrame:
     grid = Grid(sorted_by_symbol(bars.select("session", "symbol", "sector", "open", "high", "low", "close", "volume")))
     frame = grid.with_columns(_indicator_grids(grid)).with_columns(pl.Series(POSITION, grid.positions()))
     frame = _market_features(_price_features(frame.lazy()))
-    return frame.select(*ID_COLUMNS, *FEATURES).sort("session", "symbol").collect()
+    return frame.with_columns(sector_ranks(STOCK_FEATURES)).select(*ID_COLUMNS, *FEATURES).sort("session", "symbol").collect()
+
+
+def sector_ranks(names: tuple[str, ...]) -> list[pl.Expr]:
+    """Each feature's percentile rank within its (session, sector): (rank - 1) / (symbols - 1)
+    over the symbols with a value, ties averaged, 0.5 for a lone symbol, null where the feature is.
+    Ranks are exact, so a session's value depends only on that session's features."""
+    out = []
+    for name in names:
+        rank = col(name).rank("average").over("session", "sector")
+        count = col(name).count().over("session", "sector")
+        percentile = pl.when(count > 1).then((rank - 1) / (count - 1)).otherwise(0.5)
+        out.append(pl.when(col(name).is_not_null()).then(percentile).alias(f"{name}{RANK_SUFFIX}"))
+    return out
 

@@ -55,17 +55,23 @@ def lag(expr: pl.Expr, n: int = 1) -> pl.Expr:
     return _within(expr.shift(n), n)
 
 
+# Sliding sums, means and deviations add the entering value and subtract the leaving one, so
+# they carry the rounding residue of every value they ever passed. Over the stacked column that
+# would include other symbols' bars (whose number depends on how far the range reaches); per
+# symbol, a value depends only on that symbol's bars from the range's first session to it.
+
+
 def rolling_mean(expr: pl.Expr, n: int, offset: int = 0) -> pl.Expr:
     """Mean of the last n values; `offset` is how many leading rows of the symbol `expr` is null for."""
-    return _within(expr.rolling_mean(n), n - 1 + offset)
+    return _within(expr.rolling_mean(n).over("symbol"), n - 1 + offset)
 
 
 def rolling_sum(expr: pl.Expr, n: int, offset: int = 0) -> pl.Expr:
-    return _within(expr.rolling_sum(n), n - 1 + offset)
+    return _within(expr.rolling_sum(n).over("symbol"), n - 1 + offset)
 
 
 def rolling_std(expr: pl.Expr, n: int, offset: int = 0, ddof: int = 1) -> pl.Expr:
-    return _within(expr.rolling_std(n, ddof=ddof), n - 1 + offset)
+    return _within(expr.rolling_std(n, ddof=ddof).over("symbol"), n - 1 + offset)
 
 
 def rolling_max(expr: pl.Expr, n: int, offset: int = 0) -> pl.Expr:

@@ -13,6 +13,12 @@ d+1 .. d+H with each day's high and low, the first barrier touched ends the trad
   "the trade went up".
 `t1` is the exit session, `days_held` the sessions from entry to exit. Vectorised over
 symbols and sessions with one shifted column per step of the horizon.
+
+The sector-relative label the models learn by default (`beats_sector`): 1 when the symbol's
+close-to-close return over the H sessions after entry (`fwd_ret`) is above the median of its
+sector's symbols' returns from the same entry session, else 0. It says which stocks the desk
+should prefer inside a sector, whatever the market and the sector did; the triple-barrier
+outcome still defines the trade (its target, stop and grading).
 """
 
 from __future__ import annotations
@@ -72,11 +78,18 @@ def triple_barrier(bars: pl.DataFrame, atr: pl.DataFrame, barriers: Barriers = B
         .when(col("barrier") == "lower").then(pl.min_horizontal(col("lower"), at_exit("open")))
         .otherwise(at_exit("close"))
     )
-    frame = frame.with_columns(t1=at_exit("session"), exit_price=exit_price)
-    frame = frame.with_columns(ret=col("exit_price") / col("entry") - 1)
-    return frame.filter(col("_has_horizon")).select(
+    frame = frame.with_columns(
+        t1=at_exit("session"), exit_price=exit_price, fwd_ret=ahead("close", h) / col("close") - 1
+    )
+    frame = frame.with_columns(ret=col("exit_price") / col("entry") - 1).filter(col("_has_horizon"))
+    return frame.with_columns(beats_sector=beats_sector_median(col("fwd_ret"))).select(
         "session", "symbol", "sector", "entry", "atr_14", "upper", "lower", "barrier",
         pl.when(col("barrier") == "upper").then(1).when(col("barrier") == "lower").then(0)
         .otherwise((col("ret") > 0).cast(pl.Int32)).cast(pl.Int8).alias("label"),
-        "t1", "exit_price", "ret", "days_held",
+        "t1", "exit_price", "ret", "days_held", "fwd_ret", "beats_sector",
     ).sort("session", "symbol")
+
+
+def beats_sector_median(forward_return: pl.Expr) -> pl.Expr:
+    """1 where the return is above the median of its (session, sector), else 0 (Int8)."""
+    return (forward_return > forward_return.median().over("session", "sector")).cast(pl.Int8)

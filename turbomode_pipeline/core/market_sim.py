@@ -91,6 +91,52 @@ def _predictable(idio: np.ndarray, predictability: float, shape: MarketShape) ->
     return lfilter([1.0], denominator, idio, axis=0)
 
 
+def _idiosyncratic(shocks: np.ndarray, params: dict, predictability: float, shape: MarketShape):
+    """Each stock's idiosyncratic volatility and return (sessions x symbols), the effect planted."""
+    idio_vol = _clustered_vol(shocks, params["idio_vol"], shape)
+    return idio_vol, _predictable(idio_vol * _student_t(shocks), predictability, shape)
+
+
+def _ar_coefficients(predictability: float, shape: MarketShape) -> np.ndarray:
+    """phi[j - 1]: the weight of the return j sessions back in the planted AR process."""
+    phi = np.zeros(max(_MOMENTUM_LAGS))
+    phi[[lag - 1 for lag in _REVERSAL_LAGS]] = -shape.reversal_per_lag * predictability
+    phi[[lag - 1 for lag in _MOMENTUM_LAGS]] = shape.momentum_per_lag * predictability
+    return phi
+
+
+def expected_idiosyncratic_return(
+    universe: pl.DataFrame, grid: list[date], wanted: list[date], *, seed: int, predictability: float, horizon: int,
+    shape: MarketShape = MarketShape(),
+) -> pl.DataFrame:
+    """session, symbol, expected_idio: the exact conditional expectation, given every bar up to
+    the session's close, of the symbol's idiosyncratic return over the next `horizon` sessions.
+
+    The planted effect is an AR process whose shocks have mean zero given the past, so the
+    forecast runs the AR recursion forward with future shocks at zero: the best score any
+    model of this market can reach (the ceiling of its rank IC)."""
+    symbols = universe["symbol"].to_list()
+    n = grid.index(wanted[-1]) + 1
+    _, idio = _idiosyncratic(_shocks(seed, symbols, n), _stock_params(seed, symbols), predictability, shape)
+    phi = _ar_coefficients(predictability, shape)
+    lags = len(phi)
+    padded = np.vstack([np.zeros((lags, idio.shape[1])), idio])  # padded[lags + t] = idio[t]
+    forecasts: list[np.ndarray] = []  # forecasts[k - 1][t] = E[idio[t + k] | up to t]
+    for k in range(1, horizon + 1):
+        step = np.zeros_like(idio)
+        for j in range(1, lags + 1):
+            known = j >= k  # idio[t + k - j] is at or before t: observed
+            step += phi[j - 1] * (padded[lags + k - j : lags + k - j + n] if known else forecasts[k - j - 1])
+        forecasts.append(step)
+    expected = np.sum(forecasts, axis=0)
+    rows = np.array([grid.index(day) for day in wanted])
+    return pl.DataFrame({
+        "session": np.repeat(np.array(wanted, dtype="datetime64[D]"), len(symbols)),
+        "symbol": np.tile(symbols, len(wanted)),
+        "expected_idio": expected[rows].ravel(),
+    }).with_columns(pl.col("session").cast(pl.Date))
+
+
 def _stock_params(seed: int, symbols: list[str]) -> dict[str, np.ndarray]:
     draws = np.array([_stream(seed, s, 0).random(6) for s in symbols])
     return {
@@ -140,8 +186,7 @@ def simulate_daily_bars(
 
     params = _stock_params(seed, symbols)
     shocks = _shocks(seed, symbols, n)
-    idio_vol = _clustered_vol(shocks, params["idio_vol"], shape)
-    idio = _predictable(idio_vol * _student_t(shocks), predictability, shape)
+    idio_vol, idio = _idiosyncratic(shocks, params, predictability, shape)
     jumps = np.where(shocks[..., 6] > _JUMP_THRESHOLD, shocks[..., 7] * 4 * params["idio_vol"], 0.0)
     day_vol = np.sqrt((params["beta"] * shape.market_vol) ** 2 + idio_vol**2)
     returns = (

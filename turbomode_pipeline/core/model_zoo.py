@@ -1,9 +1,10 @@
 """The six model types of a sector, and the calibrated wrappers the registry stores.
 
-Each registered model predicts a calibrated probability that a trade entered at the
-session's close goes up (label 1, see `labels.py`). Base models are wrapped with the
-calibration learnt on their own out-of-fold predictions; the stacked ensemble is a logistic
-regression over the five base models' raw probabilities, calibrated the same way.
+Each registered model predicts a calibrated probability of its label (by default: the stock
+beats its sector's median over the horizon, see `labels.py`). Base models are wrapped with a
+monotone calibration learnt on their own out-of-fold predictions; the stacked ensemble is a
+logistic regression with non-negative weights over the five base models' centred log-odds.
+Calibration never reorders a model's scores: calibrated and raw AUC are equal.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
 BASE_MODEL_TYPES = ("xgboost", "random_forest", "extra_trees", "hist_gradient_boosting", "logistic_regression")
@@ -67,61 +68,94 @@ def make_base_model(model_type: str, settings: ModelSettings, seed: int):
     raise ValueError(f"unknown model type {model_type!r}; known: {', '.join(MODEL_TYPES)}")
 
 
-def make_meta_model():
-    """The stacked ensemble's meta-model over the base models' raw probabilities.
-
-    The base models' log-odds are nearly collinear; strong L2 on standardised inputs shares the
-    weight among them instead of letting large weights of opposite sign cancel out, which
-    extrapolates badly once the final models' probabilities drift from the out-of-fold ones.
-    """
-    return make_pipeline(
-        FunctionTransformer(_log_odds_columns), StandardScaler(), LogisticRegression(C=0.01, max_iter=500)
-    )
+MIN_SLOPE = 1e-6  # a calibration slope is never below this: a calibrated model ranks as its raw scores do
+META_L2 = 1e-3  # ridge on the meta-model's weights over standardised inputs
 
 
-def _log_odds_columns(probability: np.ndarray) -> np.ndarray:
+def log_odds(probability: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(probability, dtype=np.float64), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
 
 
-def fit_calibrator(raw: np.ndarray, labels: np.ndarray) -> SigmoidCalibrator:
-    """Map from a model's raw out-of-fold probability to the observed frequency."""
-    return SigmoidCalibrator().fit(raw, labels)
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
 
 
-class SigmoidCalibrator:
-    """Platt scaling on the log-odds of the raw probability.
+def fit_increasing_logistic(x: np.ndarray, labels: np.ndarray, l2: float = 0.0) -> tuple[float, np.ndarray]:
+    """Intercept and weights of P(label) = sigmoid(b + x @ w) by maximum likelihood, every weight
+    held at or above MIN_SLOPE: the probability rises with every column of `x`, so it can never
+    turn a model's ranking upside down. `l2` penalises the weights (not the intercept)."""
+    from scipy.optimize import minimize
 
-    Two parameters cannot overfit a weak signal the way a free-form (isotonic) map does: with
-    no signal the slope goes to 0 and every probability to the observed base rate.
+    x = np.asarray(x, dtype=np.float64).reshape(len(labels), -1)
+    y = np.asarray(labels, dtype=np.float64)
+
+    def loss(params):
+        score = params[0] + x @ params[1:]
+        p = sigmoid(score)
+        value = np.mean(np.logaddexp(0, score) - y * score) + 0.5 * l2 * params[1:] @ params[1:]
+        grad_score = (p - y) / len(y)
+        return value, np.concatenate([[grad_score.sum()], x.T @ grad_score + l2 * params[1:]])
+
+    base_rate = np.clip(y.mean(), 1e-6, 1 - 1e-6)
+    start = np.concatenate([[np.log(base_rate / (1 - base_rate))], np.full(x.shape[1], MIN_SLOPE)])
+    bounds = [(None, None)] + [(MIN_SLOPE, None)] * x.shape[1]
+    fitted = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    return float(fitted.x[0]), np.asarray(fitted.x[1:])
+
+
+class MonotoneCalibrator:
+    """P = sigmoid(intercept + slope x centred log-odds), slope >= MIN_SLOPE (see `fit_calibrator`)."""
+
+    def __init__(self, intercept: float, slope: float):
+        self.intercept = float(intercept)
+        self.slope = float(slope)
+
+    def predict(self, centred_log_odds: np.ndarray) -> np.ndarray:
+        return sigmoid(self.intercept + self.slope * np.asarray(centred_log_odds, dtype=np.float64))
+
+
+def fit_calibrator(centred_log_odds: np.ndarray, labels: np.ndarray) -> MonotoneCalibrator:
+    """Platt scaling with the slope held positive, learnt on out-of-sample scores.
+
+    The scores are each model's log-odds less that model's mean log-odds on its own training
+    data (`score_centre`): walk-forward blocks are scored by different models, each offset by
+    its own training period's base rate, and pooled raw scores would mostly say which block a
+    row came from (a negative slope inverted 33 of 55 models before). Two parameters cannot
+    overfit a weak signal: with none the slope goes to its floor and every probability to the
+    base rate.
     """
-
-    def fit(self, raw: np.ndarray, labels: np.ndarray) -> SigmoidCalibrator:
-        self.logistic = LogisticRegression(C=1e6, max_iter=500).fit(_log_odds(raw), labels)
-        return self
-
-    def predict(self, raw: np.ndarray) -> np.ndarray:
-        return self.logistic.predict_proba(_log_odds(raw))[:, 1]
+    intercept, slope = fit_increasing_logistic(centred_log_odds, labels)
+    return MonotoneCalibrator(intercept, slope[0])
 
 
-def _log_odds(probability: np.ndarray) -> np.ndarray:
-    return _log_odds_columns(probability).reshape(-1, 1)
+CENTRE_ROWS = 20_000  # rows of the training data a model's centre is measured on (every k-th)
+
+
+def score_centre(model, x_train: np.ndarray) -> float:
+    """Mean log-odds of a fitted model over (every k-th row of) its own training data."""
+    step = max(1, len(x_train) // CENTRE_ROWS)
+    return float(log_odds(model.predict_proba(x_train[::step])[:, 1]).mean())
 
 
 class CalibratedModel(BaseEstimator, ClassifierMixin):
-    """A fitted base model and the calibration learnt on its out-of-fold predictions."""
+    """A fitted base model, the centre of its scores and the monotone calibration of the centred scores."""
 
-    def __init__(self, model, calibrator: SigmoidCalibrator, feature_names: list[str]):
+    def __init__(self, model, calibrator: MonotoneCalibrator, feature_names: list[str], centre: float = 0.0):
         self.model = model
         self.calibrator = calibrator
         self.feature_names = feature_names
+        self.centre = centre
         self.classes_ = np.array([0, 1])
 
     def raw_probability(self, features) -> np.ndarray:
         return self.model.predict_proba(_matrix(features, self.feature_names))[:, 1]
 
+    def centred_log_odds(self, features) -> np.ndarray:
+        return log_odds(self.raw_probability(features)) - self.centre
+
     def predict_proba(self, features) -> np.ndarray:
-        up = self.calibrator.predict(self.raw_probability(features))
+        up = self.calibrator.predict(self.centred_log_odds(features))
         return np.column_stack([1 - up, up])
 
     def predict(self, features) -> np.ndarray:
@@ -129,24 +163,39 @@ class CalibratedModel(BaseEstimator, ClassifierMixin):
 
 
 class StackedEnsemble(BaseEstimator, ClassifierMixin):
-    """A meta-model (`make_meta_model`) over the base models' raw probabilities, itself calibrated."""
+    """P = sigmoid(intercept + sum of non-negative weights x the base models' centred log-odds / scale).
 
-    def __init__(self, base_models: dict[str, CalibratedModel], meta, calibrator: SigmoidCalibrator):
+    The meta-model is a logistic regression learnt on the base models' out-of-sample centred
+    scores (`fit_stacker`): it is its own calibration, and, every weight being positive, it
+    rises with every base model's score (no base model enters upside down)."""
+
+    def __init__(self, base_models: dict[str, CalibratedModel], intercept: float, weights: np.ndarray, scale: np.ndarray):
         self.base_models = base_models
-        self.meta = meta
-        self.calibrator = calibrator
+        self.intercept = float(intercept)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
         self.feature_names = next(iter(base_models.values())).feature_names
         self.classes_ = np.array([0, 1])
 
-    def base_probabilities(self, features) -> np.ndarray:
-        return np.column_stack([m.raw_probability(features) for m in self.base_models.values()])
+    def base_scores(self, features) -> np.ndarray:
+        return np.column_stack([m.centred_log_odds(features) for m in self.base_models.values()])
+
+    def score(self, features) -> np.ndarray:
+        return (self.base_scores(features) / self.scale) @ self.weights
 
     def predict_proba(self, features) -> np.ndarray:
-        up = self.calibrator.predict(self.meta.predict_proba(self.base_probabilities(features))[:, 1])
+        up = sigmoid(self.intercept + self.score(features))
         return np.column_stack([1 - up, up])
 
     def predict(self, features) -> np.ndarray:
         return (self.predict_proba(features)[:, 1] >= 0.5).astype(int)
+
+
+def fit_stacker(centred_scores: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Intercept, non-negative weights and input scales of the meta-model (see StackedEnsemble)."""
+    scale = np.maximum(centred_scores.std(axis=0), 1e-9)
+    intercept, weights = fit_increasing_logistic(centred_scores / scale, labels, l2=META_L2)
+    return intercept, weights, scale
 
 
 def _matrix(features, names: list[str]) -> np.ndarray:

@@ -2,9 +2,11 @@
 and the signal-quality measures (IC, rank IC, ICIR as qlib reports them).
 
 A signal is the trade the labels describe (see `labels.py`): entry at the session's close,
-barriers at entry +/- k x ATR(14), horizon H sessions. BUY when P(upper barrier first) is
-at least the threshold, SELL when 1 - P is; the target is the barrier in the signal's
-direction and the stop the other one. Everything is vectorised over symbols and sessions.
+barriers at entry +/- k x ATR(14), horizon H sessions. The confidence is the calibrated
+probability of the learnt label (by default: the symbol beats its sector's median over the
+horizon): BUY when it is at least the threshold, SELL when it is at most one minus it; the
+target is the barrier in the signal's direction and the stop the other one. Everything is
+vectorised over symbols and sessions.
 """
 
 from __future__ import annotations
@@ -107,6 +109,56 @@ def outcomes(signals: pl.DataFrame, bars: pl.DataFrame, horizon: int) -> pl.Data
             pl.when(buy).then(move).otherwise(-move).alias("ret"), "days_held",
         )
         .sort("session", "symbol")
+    )
+
+
+ONE_SIDED_SHARE = 0.65  # a session whose BUY or SELL share of signals exceeds this is flagged
+ONE_SIDED_MIN_SIGNALS = 10  # fewer signals than this say too little about balance to flag
+
+
+def balance(signals: pl.DataFrame) -> pl.DataFrame:
+    """Per session: BUY and SELL counts and the BUY share of the signals."""
+    return (
+        signals.group_by("session")
+        .agg(buy=(col("signal_type") == "BUY").sum(), sell=(col("signal_type") == "SELL").sum())
+        .with_columns(buy_share=col("buy") / (col("buy") + col("sell")))
+        .sort("session")
+    )
+
+
+def one_sided_sessions(signals: pl.DataFrame) -> pl.DataFrame:
+    """Sessions with at least ONE_SIDED_MIN_SIGNALS signals of which one side is more than ONE_SIDED_SHARE."""
+    share = col("buy_share")
+    return balance(signals).filter(
+        (col("buy") + col("sell") >= ONE_SIDED_MIN_SIGNALS) & ((share > ONE_SIDED_SHARE) | (1 - share > ONE_SIDED_SHARE))
+    )
+
+
+def relative_outcomes(graded: pl.DataFrame, scores: pl.DataFrame, bars: pl.DataFrame, horizon: int) -> pl.DataFrame:
+    """`graded` with the relative result: the symbol's H-session return less its sector's median
+    H-session return from the same session among the scored symbols (`excess_ret`, in the
+    signal's direction) and whether the signal was right about it (`beat_sector`)."""
+    returns = forward_returns(bars, horizon)
+    sector_median = (
+        scores.select("session", "symbol", "sector").join(returns, on=["session", "symbol"])
+        .group_by("session", "sector").agg(sector_median=col("fwd_ret").median())
+    )
+    excess = (col("fwd_ret") - col("sector_median")) * pl.when(col("signal_type") == "BUY").then(1.0).otherwise(-1.0)
+    return (
+        graded.join(returns, on=["session", "symbol"], how="left")
+        .join(sector_median, on=["session", "sector"], how="left")
+        .with_columns(excess_ret=excess)
+        .with_columns(beat_sector=col("excess_ret") > 0)
+        .drop("fwd_ret", "sector_median")
+    )
+
+
+def realised_relative(scores: pl.DataFrame, bars: pl.DataFrame, horizon: int) -> pl.DataFrame:
+    """`scores` (session, symbol, sector, ...) of sessions whose horizon has passed, with `beat`:
+    1 where the symbol's H-session return was above its sector's median among the scored symbols."""
+    return (
+        scores.join(forward_returns(bars, horizon), on=["session", "symbol"])
+        .with_columns(beat=(col("fwd_ret") > col("fwd_ret").median().over("session", "sector")).cast(pl.Int8))
     )
 
 

@@ -1,13 +1,22 @@
 """Training a sector's six models with validation that cannot leak.
 
 Time is split by session: the final holdout is the most recent `holdout_sessions`; before
-it, walk-forward folds test consecutive blocks, each trained only on samples whose outcome
-(exit `t1`) was known before the block starts (the purge) and that lie at least `embargo`
-sessions before it. Every fold's out-of-sample AUC is a cross-validation metric. The last
-fold's models are the final models. Calibration (Platt scaling) and the stacked ensemble's
-meta-model learn on the out-of-fold predictions of all blocks, so that no single block's
-market drift sets every probability; the final models are not refit on more data, which
-would move them away from that calibration. The holdout is scored once. Seeds are fixed: the same samples give the same models.
+it, an embargo of H sessions (their outcomes reach into the holdout), and before that,
+walk-forward folds test consecutive blocks, each trained only on samples whose outcome
+(exit `t1`) was known before the block starts (the purge) and that lie at least H sessions
+before it. Every fold's out-of-sample AUC is a cross-validation metric.
+
+Calibration: each fold's models score their block out of sample; a score is the model's
+log-odds less its mean log-odds on its own training data, so that blocks scored by models of
+different training periods (different base rates) share one scale. Each model type's
+calibrator (Platt, slope held positive) and the stacked ensemble's meta-model (non-negative
+weights) learn on those pooled scores: monotone, so calibrated and raw AUC are equal.
+
+The last fold's models, calibrated, are the validated models: the holdout is scored once with
+them (its metrics, rank IC and reliability table). Then the version that is registered and
+scanned with is refit with the same settings on every labelled sample (up to the newest
+session whose outcome is known), centred on its own training data and calibrated with the same
+calibrators and meta-model. Seeds are fixed: the same samples give the same models.
 """
 
 from __future__ import annotations
@@ -28,8 +37,10 @@ from turbomode_pipeline.core.model_zoo import (
     StackedEnsemble,
     feature_importance,
     fit_calibrator,
+    fit_stacker,
+    log_odds,
     make_base_model,
-    make_meta_model,
+    score_centre,
 )
 
 SEED = 20240101
@@ -45,10 +56,13 @@ class Split:
 @dataclass
 class TrainedModel:
     model_type: str
-    model: object
-    metrics: dict[str, float]
-    holdout_probability: np.ndarray
+    model: object  # the version to register and scan with: refit on every labelled sample
+    metrics: dict[str, float]  # the validated model's, on the holdout
+    holdout_probability: np.ndarray  # the validated model's calibrated probability on the holdout
     importances: dict[str, float] | None = None
+    reliability: pl.DataFrame | None = None  # decile, predicted, observed, count on the holdout
+    validated: object = None  # the model the holdout judged (trained before it), calibrated
+    holdout_raw: np.ndarray | None = None  # the validated model's uncalibrated score on the holdout
 
 
 @dataclass
@@ -56,17 +70,19 @@ class SectorTraining:
     sector: str
     feature_names: list[str]
     split: Split
-    train_window: tuple[date, date]
+    train_window: tuple[date, date]  # the final fit's samples (entry sessions)
+    validation_window: tuple[date, date]  # the validated model's training samples
     models: dict[str, TrainedModel] = field(default_factory=dict)
     holdout: pl.DataFrame | None = None  # the holdout samples, every column: the promotion gate scores champions on it
 
 
-def make_split(sessions: list[date], holdout_sessions: int, folds: int) -> Split:
-    """Holdout = the last `holdout_sessions`; the sessions before it are cut into folds + 1
-    blocks, and each of the last `folds` blocks is a walk-forward test block."""
+def make_split(sessions: list[date], holdout_sessions: int, folds: int, embargo: int = 0) -> Split:
+    """Holdout = the last `holdout_sessions`; the sessions before it, less an embargo of `embargo`
+    sessions (whose outcomes reach into the holdout), are cut into folds + 1 blocks, and each of
+    the last `folds` blocks is a walk-forward test block (the calibration data)."""
     if len(sessions) < holdout_sessions * 2:
         raise ValueError(f"{len(sessions)} sessions of samples are too few for a {holdout_sessions}-session holdout")
-    before = sessions[:-holdout_sessions]
+    before = sessions[: -holdout_sessions - embargo] if embargo else sessions[:-holdout_sessions]
     edges = np.linspace(0, len(before), folds + 2).astype(int)
     blocks = [(before[edges[i]], before[edges[i + 1] - 1]) for i in range(1, folds + 1)]
     return Split(holdout_start=sessions[-holdout_sessions], holdout_end=sessions[-1], folds=blocks)
@@ -114,6 +130,58 @@ def _fold(samples: pl.DataFrame, sessions: list[date], start: date, end: date, e
     return train, samples.filter(pl.col("session").is_between(start, end))
 
 
+def _fit_base_models(x: np.ndarray, y: np.ndarray, settings: ModelSettings, fit_seconds: dict[str, float]) -> dict:
+    """The five base models fitted on (x, y), each with its score centre on x."""
+    fitted = {}
+    for m in BASE_MODEL_TYPES:
+        started = time.perf_counter()
+        model = make_base_model(m, settings, SEED).fit(x, y)
+        fitted[m] = (model, score_centre(model, x))
+        fit_seconds[m] += time.perf_counter() - started
+    return fitted
+
+
+@dataclass
+class _OutOfFold:
+    """Every walk-forward block's out-of-sample centred log-odds per base model, and the labels."""
+
+    scores: dict[str, list[np.ndarray]] = field(default_factory=lambda: {m: [] for m in BASE_MODEL_TYPES})
+    labels: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, fitted: dict, x_test: np.ndarray, y_test: np.ndarray) -> None:
+        for m, (model, centre) in fitted.items():
+            self.scores[m].append(log_odds(model.predict_proba(x_test)[:, 1]) - centre)
+        self.labels.append(y_test)
+
+    def pooled(self, model_type: str) -> np.ndarray:
+        return np.concatenate(self.scores[model_type])
+
+    def pooled_labels(self) -> np.ndarray:
+        return np.concatenate(self.labels)
+
+
+def _walk_forward(samples, sessions, split, features, horizon, settings, sector, fit_seconds):
+    """Fit the base models on each fold's purged training data; returns the last fold's models,
+    its training frame, the out-of-fold scores and the per-fold AUCs."""
+    cv_auc: dict[str, list[float]] = {m: [] for m in BASE_MODEL_TYPES}
+    out_of_fold = _OutOfFold()
+    for start, end in split.folds:
+        train, test = _fold(samples, sessions, start, end, embargo=horizon)
+        if train.height < 200 or test["label"].n_unique() < 2:
+            raise ValueError(f"{sector}: the walk-forward block {start}..{end} has too few samples to train on")
+        x_train, y_train = _xy(train, features)
+        x_test, y_test = _xy(test, features)
+        fitted = _fit_base_models(x_train, y_train, settings, fit_seconds)
+        out_of_fold.add(fitted, x_test, y_test)
+        for m in BASE_MODEL_TYPES:
+            cv_auc[m].append(float(roc_auc_score(y_test, out_of_fold.scores[m][-1])))
+    return fitted, train, out_of_fold, cv_auc
+
+
+def _calibrated(fitted: dict, calibrators: dict, features: list[str]) -> dict[str, CalibratedModel]:
+    return {m: CalibratedModel(model, calibrators[m], features, centre) for m, (model, centre) in fitted.items()}
+
+
 def train_sector(
     sector: str,
     samples: pl.DataFrame,
@@ -122,72 +190,122 @@ def train_sector(
     horizon: int,
     holdout_sessions: int = 250,
     settings: ModelSettings = ModelSettings(),
+    refit: bool = True,
 ) -> SectorTraining:
-    """Train, calibrate and evaluate the six models of one sector.
+    """Train, calibrate, evaluate and refit the six models of one sector.
 
-    `samples`: one row per (session, symbol) with the feature columns, `label`, `barrier`
-    and `t1`, rows with a missing feature already dropped.
+    `refit=False` skips the final refit (the registered version is then the validated one): for
+    measurements of the holdout alone, which the refit cannot change.
+
+    `samples`: one row per (session, symbol) with the feature columns, `label` (what the models
+    learn), `barrier`, `t1` and `fwd_ret` (the H-session return, for the rank IC), rows with a
+    missing feature already dropped.
     """
     samples = samples.sort("session", "symbol")
     sessions = samples["session"].unique().sort().to_list()
-    split = make_split(sessions, holdout_sessions, settings.folds)
+    split = make_split(sessions, holdout_sessions, settings.folds, embargo=horizon)
     holdout = samples.filter(pl.col("session") >= split.holdout_start)
     x_holdout, y_holdout = _xy(holdout, features)
     upper_hit = (holdout["barrier"] == "upper").to_numpy()
-
-    cv_auc: dict[str, list[float]] = {m: [] for m in BASE_MODEL_TYPES}
     fit_seconds = dict.fromkeys(BASE_MODEL_TYPES, 0.0)
-    out_of_fold: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
-    for start, end in split.folds:
-        train, test = _fold(samples, sessions, start, end, embargo=horizon)
-        if train.height < 200 or test["label"].n_unique() < 2:
-            raise ValueError(f"{sector}: the walk-forward block {start}..{end} has too few samples to train on")
-        x_train, y_train = _xy(train, features)
-        x_test, y_test = _xy(test, features)
-        fitted = {}
-        for m in BASE_MODEL_TYPES:
-            started = time.perf_counter()
-            fitted[m] = make_base_model(m, settings, SEED).fit(x_train, y_train)
-            fit_seconds[m] += time.perf_counter() - started
-        raw = {m: fitted[m].predict_proba(x_test)[:, 1] for m in BASE_MODEL_TYPES}
-        for m in BASE_MODEL_TYPES:
-            cv_auc[m].append(float(roc_auc_score(y_test, raw[m])))
-        out_of_fold.append((raw, y_test))
 
-    # The last fold's models are the final ones. Calibrators and the meta-model learn on the
-    # out-of-fold predictions of every block: one block is a few months, whose market drift
-    # alone would shift every probability; all blocks together average it out.
-    raw = {m: np.concatenate([fold[m] for fold, _ in out_of_fold]) for m in BASE_MODEL_TYPES}
-    y_oof = np.concatenate([labels for _, labels in out_of_fold])
+    last_fold, train, out_of_fold, cv_auc = _walk_forward(
+        samples, sessions, split, features, horizon, settings, sector, fit_seconds
+    )
+    y_oof = out_of_fold.pooled_labels()
+    calibrators = {m: fit_calibrator(out_of_fold.pooled(m), y_oof) for m in BASE_MODEL_TYPES}
+    oof_scores = np.column_stack([out_of_fold.pooled(m) for m in BASE_MODEL_TYPES])
+    intercept, weights, scale = fit_stacker(oof_scores, y_oof)
+
+    # The validated models (the last fold's, calibrated) are scored on the holdout once; then the
+    # version that is registered and scanned with is refit the same way on every labelled sample.
+    validated = _calibrated(last_fold, calibrators, features)
+    final = validated
+    if refit:
+        final = _calibrated(_fit_base_models(*_xy(samples, features), settings, fit_seconds), calibrators, features)
+    fitted_on = samples if refit else train
     result = SectorTraining(
         sector=sector, feature_names=features, split=split,
-        train_window=(train["session"].min(), train["session"].max()),
+        train_window=(fitted_on["session"].min(), fitted_on["session"].max()),
+        validation_window=(train["session"].min(), train["session"].max()),
         holdout=holdout,  # every column, so a champion trained on other features can be scored on it
     )
-    for model_type in BASE_MODEL_TYPES:
-        model = CalibratedModel(fitted[model_type], fit_calibrator(raw[model_type], y_oof), features)
-        probability = model.predict_proba(x_holdout)[:, 1]
-        importances = feature_importance(fitted[model_type])
-        result.models[model_type] = TrainedModel(
-            model_type, model,
-            {**_with_cv(metrics(y_holdout, probability, upper_hit), cv_auc[model_type]), "fit_seconds": fit_seconds[model_type]},
-            probability,
+    for m in BASE_MODEL_TYPES:
+        raw = validated[m].raw_probability(x_holdout)
+        probability = validated[m].predict_proba(x_holdout)[:, 1]
+        importances = feature_importance(final[m].model)
+        scores = {
+            **_with_cv(metrics(y_holdout, probability, upper_hit), cv_auc[m]),
+            **holdout_rank_ic(holdout, probability, horizon),
+            "raw_roc_auc": float(roc_auc_score(y_holdout, raw)),
+            "calibration_slope": calibrators[m].slope,
+            "fit_seconds": fit_seconds[m],
+        }
+        result.models[m] = TrainedModel(
+            m, final[m], scores, probability,
             dict(zip(features, importances.tolist(), strict=True)) if importances is not None else None,
+            reliability=reliability_table(y_holdout, probability), validated=validated[m], holdout_raw=raw,
         )
 
-    raw_oof = np.column_stack([raw[m] for m in BASE_MODEL_TYPES])
     started = time.perf_counter()
-    meta = make_meta_model().fit(raw_oof, y_oof)
-    stacked = StackedEnsemble(
-        {m: result.models[m].model for m in BASE_MODEL_TYPES}, meta,
-        fit_calibrator(meta.predict_proba(raw_oof)[:, 1], y_oof),
+    stacked_validated = StackedEnsemble(validated, intercept, weights, scale)
+    probability = stacked_validated.predict_proba(x_holdout)[:, 1]
+    raw = stacked_validated.score(x_holdout)
+    scores = {
+        **metrics(y_holdout, probability, upper_hit),
+        **holdout_rank_ic(holdout, probability, horizon),
+        "raw_roc_auc": float(roc_auc_score(y_holdout, raw)),
+        "fit_seconds": time.perf_counter() - started,
+    }
+    result.models[STACKED] = TrainedModel(
+        STACKED, StackedEnsemble(final, intercept, weights, scale), scores, probability,
+        dict(zip(BASE_MODEL_TYPES, weights.tolist(), strict=True)),
+        reliability=reliability_table(y_holdout, probability), validated=stacked_validated, holdout_raw=raw,
     )
-    probability = stacked.predict_proba(x_holdout)[:, 1]
-    weights = dict(zip(BASE_MODEL_TYPES, meta[-1].coef_.ravel().tolist(), strict=True))
-    scores = {**metrics(y_holdout, probability, upper_hit), "fit_seconds": time.perf_counter() - started}
-    result.models[STACKED] = TrainedModel(STACKED, stacked, scores, probability, weights)
     return result
 
 
 def _with_cv(scores: dict[str, float], fold_auc: list[float]) -> dict[str, float]:
     return {**scores, "cv_roc_auc_mean": float(np.mean(fold_auc)), "cv_roc_auc_std": float(np.std(fold_auc))}
+
+
+def reliability_table(labels: np.ndarray, probability: np.ndarray, bins: int = 10) -> pl.DataFrame:
+    """By decile of the predicted probability: its mean, the observed frequency, the count."""
+    frame = pl.DataFrame({"probability": probability, "label": labels.astype(np.float64)})
+    decile = (pl.col("probability").rank("ordinal") - 1) * bins // pl.len() + 1
+    return (
+        frame.with_columns(decile=decile.cast(pl.Int32))
+        .group_by("decile")
+        .agg(predicted=pl.col("probability").mean(), observed=pl.col("label").mean(), count=pl.len())
+        .sort("decile")
+    )
+
+
+def daily_rank_ic(holdout: pl.DataFrame, probability: np.ndarray) -> pl.Series:
+    """Per session: Spearman correlation of the probability with the H-session return across the
+    sector's symbols (within a session and sector, the same as with the return relative to the sector)."""
+    return (
+        holdout.select("session", "fwd_ret").with_columns(probability=pl.Series(probability))
+        .group_by("session")
+        .agg(rank_ic=pl.corr("probability", "fwd_ret", method="spearman"))
+        .sort("session")["rank_ic"].drop_nulls().drop_nans()
+    )
+
+
+def overlap_adjusted_t(daily: pl.Series, horizon: int) -> float:
+    """Mean / (sd / sqrt(sessions / H)): consecutive sessions' H-session returns overlap, so a
+    holdout of n sessions holds about n / H independent outcomes."""
+    n, std = daily.len(), daily.std()
+    if n < 2 or not std:
+        return 0.0
+    return float(daily.mean() / (std / np.sqrt(n / horizon)))
+
+
+def holdout_rank_ic(holdout: pl.DataFrame, probability: np.ndarray, horizon: int) -> dict[str, float]:
+    """Mean daily rank IC on the holdout, its overlap-adjusted t and standard error (the null band's unit)."""
+    if "fwd_ret" not in holdout.columns:
+        return {}
+    daily = daily_rank_ic(holdout, probability)
+    t = overlap_adjusted_t(daily, horizon)
+    mean = float(daily.mean()) if daily.len() else 0.0
+    return {"rank_ic": mean, "rank_ic_t": t, "rank_ic_se": abs(mean / t) if t else float("inf")}

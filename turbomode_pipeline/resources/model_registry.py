@@ -36,7 +36,7 @@ from dagster import ConfigurableResource
 
 from turbomode_pipeline.core.training import SectorTraining, TrainedModel
 from turbomode_pipeline.core.universe import sector_slug
-from turbomode_pipeline.settings import is_uri
+from turbomode_pipeline.settings import get_settings, is_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 ARCHIVED_TAG = "archived"
@@ -60,6 +60,26 @@ class Champion:
     version: str
     run_id: str
     model: object
+
+
+def _rank_ic_text(metrics: dict[str, float]) -> str:
+    return (
+        f"holdout rank IC {metrics['rank_ic']:+.4f} (overlap-adjusted t {metrics['rank_ic_t']:+.2f}, "
+        f"null band +/-{2 * metrics['rank_ic_se']:.4f} at 2 standard errors)"
+    )
+
+
+def significance_refusal(metrics: dict[str, float], min_t: float) -> str | None:
+    """Why a version may not become champion: its holdout rank IC is not above zero by
+    `min_t` overlap-adjusted standard errors (the null band of a model without skill); else None."""
+    if "rank_ic_t" not in metrics:
+        return None
+    if metrics["rank_ic_t"] > min_t:
+        return None
+    return (
+        f"refused as champion: holdout rank IC {metrics['rank_ic']:+.4f} is not above zero by the null band "
+        f"(+/-{min_t * metrics['rank_ic_se']:.4f} = {min_t:g} overlap-adjusted standard errors; t {metrics['rank_ic_t']:+.2f})"
+    )
 
 
 def registered_name(sector: str, model_type: str) -> str:
@@ -94,8 +114,14 @@ class ModelRegistry(ConfigurableResource):
         Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
         return client.create_experiment(EXPERIMENT, artifact_location=Path(self.artifact_root).resolve().as_uri())
 
-    def log_training(self, trainings: list[SectorTraining], run_name: str, tags: dict[str, str]) -> list[dict]:
-        """Log, register and promote every model of `trainings`; one row per model for the caller."""
+    def log_training(
+        self, trainings: list[SectorTraining], run_name: str, tags: dict[str, str], min_rank_ic_t: float | None = None
+    ) -> list[dict]:
+        """Log, register and promote every model of `trainings`; one row per model for the caller.
+
+        `min_rank_ic_t`: the champion gate's null band in standard errors (default: the setting
+        TURBOMODE_CHAMPION_MIN_RANK_IC_T)."""
+        gate = get_settings().champion_min_rank_ic_t if min_rank_ic_t is None else min_rank_ic_t
         import mlflow
 
         client = self._client()
@@ -105,10 +131,10 @@ class ModelRegistry(ConfigurableResource):
             mlflow.log_params({"sectors": len(trainings), "model_types": len(trainings[0].models) if trainings else 0})
             for training in trainings:
                 for trained in training.models.values():
-                    rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained))
+                    rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained, gate))
         return rows
 
-    def _log_model(self, client, experiment_id: str, parent_id: str, training: SectorTraining, trained: TrainedModel):
+    def _log_model(self, client, experiment_id: str, parent_id: str, training: SectorTraining, trained: TrainedModel, gate: float):
         import mlflow
         from mlflow.models import infer_signature
 
@@ -122,6 +148,8 @@ class ModelRegistry(ConfigurableResource):
                 {
                     "sector": training.sector, "model_type": trained.model_type,
                     "train_start": str(training.train_window[0]), "train_end": str(training.train_window[1]),
+                    "validation_train_start": str(training.validation_window[0]),
+                    "validation_train_end": str(training.validation_window[1]),
                     "holdout_start": str(training.split.holdout_start), "holdout_end": str(training.split.holdout_end),
                     "features": len(training.feature_names),
                     **{f"model__{k}": str(v)[:250] for k, v in _model_params(trained.model).items()},
@@ -130,6 +158,8 @@ class ModelRegistry(ConfigurableResource):
             mlflow.log_metrics({f"holdout_{k}": v for k, v in trained.metrics.items()})
             if trained.importances:
                 _log_importances(trained.importances)
+            if trained.reliability is not None:
+                mlflow.log_table(trained.reliability.to_pandas(), "reliability.json")
             signature = infer_signature(example, trained.model.predict_proba(example))
             info = mlflow.sklearn.log_model(
                 trained.model, name="model", signature=signature, input_example=example, registered_model_name=name,
@@ -138,7 +168,7 @@ class ModelRegistry(ConfigurableResource):
             version = str(info.registered_model_version)
             digest = self._record_hash(client, name, version, trained.model)
             mlflow.set_tags({"model_sha256": digest})
-            alias, reason = self._promote(client, name, version, training, trained)
+            alias, reason = self._promote(client, name, version, training, trained, gate)
             mlflow.set_tags({"promotion": alias, "promotion_reason": reason})
             client.set_model_version_tag(name, version, "promotion_reason", reason)
         return {
@@ -160,26 +190,34 @@ class ModelRegistry(ConfigurableResource):
         client.set_model_version_tag(name, version, SHA256_TAG, digest)
         return digest
 
-    def _promote(self, client, name: str, version: str, training: SectorTraining, trained: TrainedModel):
-        """Champion only if better than the current champion on this same holdout."""
+    def _promote(self, client, name: str, version: str, training: SectorTraining, trained: TrainedModel, gate: float):
+        """Champion only if its holdout rank IC is above zero by the null band and, when a champion
+        exists, its validated holdout AUC beats the champion's. The registered version is refit on
+        every labelled sample, the holdout included, so a champion is judged by the holdout metrics
+        its validated model logged, not by scoring it on a holdout it has learnt from."""
         from mlflow.exceptions import MlflowException
 
         try:
             current = client.get_model_version_by_alias(name, CHAMPION)
         except MlflowException:
             current = None
+        refused = significance_refusal(trained.metrics, gate)
+        if refused:
+            client.set_registered_model_alias(name, CHALLENGER, version)
+            client.set_model_version_tag(name, version, "refused", refused)
+            return CHALLENGER, refused
         new_auc = trained.metrics["roc_auc"]
         if current is None:
             client.set_registered_model_alias(name, CHAMPION, version)
-            return CHAMPION, f"first version: holdout AUC {new_auc:.4f}"
-        champion_auc = self.holdout_auc(name, CHAMPION, training)
+            return CHAMPION, f"first version: holdout AUC {new_auc:.4f}, {_rank_ic_text(trained.metrics)}"
+        champion_auc = float(client.get_run(current.run_id).data.metrics["holdout_roc_auc"])
         if new_auc > champion_auc:
             client.set_registered_model_alias(name, CHAMPION, version)
-            return CHAMPION, f"holdout AUC {new_auc:.4f} beats champion v{current.version} ({champion_auc:.4f}) on the same holdout"
+            return CHAMPION, f"holdout AUC {new_auc:.4f} beats champion v{current.version} ({champion_auc:.4f}, its validated holdout)"
         client.set_registered_model_alias(name, CHALLENGER, version)
         return CHALLENGER, (
-            f"holdout AUC {new_auc:.4f} does not beat champion v{current.version} ({champion_auc:.4f}) "
-            f"on the same holdout {training.split.holdout_start}..{training.split.holdout_end}"
+            f"holdout AUC {new_auc:.4f} does not beat champion v{current.version} ({champion_auc:.4f}, its validated holdout); "
+            f"this version's holdout {training.split.holdout_start}..{training.split.holdout_end}"
         )
 
     def holdout_auc(self, name: str, alias: str, training: SectorTraining) -> float:
