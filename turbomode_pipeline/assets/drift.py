@@ -19,7 +19,7 @@ from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
-from turbomode_pipeline.automation.market_data import due_sessions
+from turbomode_pipeline.automation.market_data import due_at
 from turbomode_pipeline.calendar import PARTITION_TZ, sessions_before, sessions_between
 from turbomode_pipeline.core.drift import (
     Thresholds,
@@ -55,9 +55,8 @@ def week_ending(partition_key: str) -> date:
 
 def week_so_far(partition_key: str, now: datetime) -> list[date]:
     """The week's sessions whose bars are due at `now`: all of them once the week is over."""
-    first = date.fromisoformat(partition_key)
-    due = due_sessions(now, 7)
-    return [day for day in due if first <= day <= week_ending(partition_key)]
+    week = sessions_between(date.fromisoformat(partition_key), week_ending(partition_key))
+    return [day for day in week if due_at(day) <= now]
 
 
 def thresholds() -> Thresholds:
