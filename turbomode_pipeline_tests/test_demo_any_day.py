@@ -3,7 +3,9 @@ clock set to the days and hours where time bites: every weekday of Thanksgiving 
 itself and the early-closing Friday after it), either side of the 22:45 ingestion, the 23:30 scan
 and midnight in the desk's timezone, a Saturday, and both Sundays on which America/Chicago
 changes its clocks. Each run is a fresh user's: its own instance, warehouse and MLflow store, on a
-small universe (4 symbols a sector) to stay cheap.
+small universe (4 symbols a sector) to stay cheap. At that size a sector's holdout holds too few
+independent outcomes for the champion gate's rank-IC test (it would pass one sector in eleven), so
+the gate asks only for a rank IC above zero: what is tested here is time, not the models.
 """
 
 import os
@@ -56,7 +58,7 @@ def test_the_demos_whole_chain_passes_at(moment, tmp_path):
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     env = {
         **os.environ, "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(tmp_path / "data"),
-        "TURBOMODE_UNIVERSE": str(small_universe(tmp_path)),
+        "TURBOMODE_UNIVERSE": str(small_universe(tmp_path)), "TURBOMODE_CHAMPION_MIN_RANK_IC_T": "0",
     }
     demo = subprocess.run(
         [sys.executable, "-m", "turbomode_pipeline_tests.at_time", now.isoformat(), "turbomode", "demo",
