@@ -108,6 +108,7 @@ def write_scanner_history(warehouse: Warehouse) -> None:
         outcome=pl.when(pl.col("sector") == "Energy").then(pl.lit("stop"))
         .otherwise(pl.when(pl.int_range(pl.len()).over("sector") % 2 == 0).then(pl.lit("target")).otherwise(pl.lit("expired"))),
         exit_session=pl.lit(SESSIONS[-15]), exit_price=pl.col("close"), ret=pl.lit(0.0), days_held=pl.lit(15),
+        excess_ret=pl.lit(None, dtype=pl.Float64), beat_sector=pl.lit(None, dtype=pl.Boolean),
     ).drop("close")
     warehouse.replace_partitions(SIGNAL_OUTCOMES, conform(resolved, SignalOutcomes), SESSIONS[-30:-25])
 
@@ -141,12 +142,17 @@ def drifted(tmp_path_factory):
         yield result, resources, instance
 
 
-def test_a_sector_with_tripled_volatility_drifts_and_the_others_stay_ok(drifted):
+def test_a_sector_with_tripled_volatility_drifts_and_no_other_does(drifted):
     result, resources, _ = drifted
     report = resources["warehouse"].query("SELECT * FROM drift_report ORDER BY sector")
     assert report["week_ending"].unique().to_list() == [date(2025, 5, 17)]
     statuses = dict(report.select("sector", "status").iter_rows())
-    assert statuses == {sector: "drift" if sector == REGIME_SECTOR else "ok" for sector in GICS_SECTORS}
+    # With the embargo before the holdout the reference window (the validated model's training)
+    # moved 10 sessions earlier; Health Care's own simulated volatility regime then reads 'warn'
+    # (measured 2026-12-02), so the untouched sectors are held to "not drift", the tripled one to "drift".
+    assert statuses[REGIME_SECTOR] == "drift"
+    assert {sector: status for sector, status in statuses.items() if sector != REGIME_SECTOR and status == "drift"} == {}
+    assert sum(status == "ok" for status in statuses.values()) >= 9
     materials = report.filter(pl.col("sector") == REGIME_SECTOR).row(0, named=True)
     assert materials["window_end"] == REGIME[-1] and materials["train_end"] < REGIME[0]
     metadata = result.asset_materializations_for_node("drift_report")[0].metadata

@@ -69,10 +69,14 @@ def _champions(registry: ModelRegistry) -> pl.DataFrame:
     for sector in GICS_SECTORS:  # 11 registry look-ups
         champion = registry.champion_run(registered_name(sector, STACKED))
         if champion is not None:
+            params = champion["params"]
+            # The reference is the validated model's training window: the registered version is
+            # refit through the newest labelled sample, which would put the current window in it.
+            prefix = "validation_train" if "validation_train_start" in params else "train"
             rows.append({
                 "sector": sector, "champion_version": champion["version"],
-                "train_start": date.fromisoformat(champion["params"]["train_start"]),
-                "train_end": date.fromisoformat(champion["params"]["train_end"]),
+                "train_start": date.fromisoformat(params[f"{prefix}_start"]),
+                "train_end": date.fromisoformat(params[f"{prefix}_end"]),
                 "expected_hit_rate": champion["metrics"].get(EXPECTED_HIT_RATE_METRIC),
             })
     schema = {"sector": pl.String, "champion_version": pl.String, "train_start": pl.Date, "train_end": pl.Date,
