@@ -138,6 +138,7 @@ class Warehouse(ConfigurableResource):
             con.execute("BEGIN TRANSACTION")
             try:
                 con.execute("CREATE TEMP TABLE incoming AS SELECT * FROM incoming_frame")
+                _add_new_columns(con, table.name)
                 if table.stamp_column:
                     con.execute(_keep_unchanged_stamps_sql(table, frame.columns))
                 con.execute(
@@ -154,6 +155,15 @@ class Warehouse(ConfigurableResource):
             finally:
                 con.unregister("incoming_frame")
         return frame.height
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Columns a newer version of the pipeline writes that a file from an older one lacks (NULL in the old rows):
+    `CREATE TABLE IF NOT EXISTS` keeps an existing table as it was, so without this the first write would fail."""
+    present = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+    for column, kind, *_ in con.execute("DESCRIBE incoming").fetchall():
+        if column not in present:
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {kind}')
 
 
 def _keep_unchanged_stamps_sql(table: Table, columns: Sequence[str]) -> str:
