@@ -33,6 +33,17 @@ KEY = f"canary-key-{uuid.uuid4().hex}"
 SECRET = f"canary-secret-{uuid.uuid4().hex}"
 
 
+def as_text(value) -> str:
+    """A stored value as text; bytes decompressed first when they are a zlib stream (Dagster's snapshots)."""
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        value = zlib.decompress(value)
+    except zlib.error:
+        pass
+    return value.decode("utf-8", "replace")
+
+
 def sqlite_values(db: Path):
     """Every value of every table of `db`, as text; blobs decompressed when they are zlib streams."""
     with sqlite3.connect(db) as con:
@@ -40,13 +51,7 @@ def sqlite_values(db: Path):
         for table in tables:
             for row in con.execute(f'SELECT * FROM "{table}"'):
                 for value in row:
-                    if isinstance(value, bytes):
-                        try:
-                            value = zlib.decompress(value)
-                        except zlib.error:
-                            pass
-                        value = value.decode("utf-8", "replace")
-                    yield table, str(value)
+                    yield table, as_text(value)
 
 
 def leaks(folder: Path, canaries: tuple[str, ...]) -> list[str]:
@@ -79,14 +84,7 @@ def postgres_values(url: str):
             cursor.execute(f'SELECT * FROM "{table}"')
             for row in cursor.fetchall():
                 for value in row:
-                    if isinstance(value, memoryview):
-                        value = bytes(value)
-                        try:
-                            value = zlib.decompress(value)
-                        except zlib.error:
-                            pass
-                        value = value.decode("utf-8", "replace")
-                    yield table, str(value)
+                    yield table, as_text(bytes(value) if isinstance(value, memoryview) else value)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
