@@ -116,9 +116,12 @@ def heal_request(gaps: list[date], attempt: int = 1) -> RunRequest:
 def freshness(instance: DagsterInstance, warehouse: Warehouse, now: datetime) -> tuple[bool, str, date | None]:
     """Whether the warehouse holds every due session of the catch-up window, the latest included."""
     due = due_sessions(now, get_settings().catchup_sessions)
+    return freshness_verdict(due, held_sessions(instance, warehouse, due))
+
+
+def freshness_verdict(due: list[date], held: set[date]) -> tuple[bool, str, date | None]:
     if not due:
         return True, "no session is due yet", None
-    held = held_sessions(instance, warehouse, due)
     lacking = [day for day in due if day not in held]
     latest = due[-1]
     if lacking:
@@ -174,10 +177,10 @@ def missed_sessions_sensor(context: SensorEvaluationContext, warehouse: Warehous
     due = due_sessions(now, get_settings().catchup_sessions)
     try:
         held = held_sessions(context.instance, warehouse, due)
-        passed, message, latest = freshness(context.instance, warehouse, now)
     except WarehouseLockedError as error:
         return SensorResult(skip_reason=f"the warehouse is busy, gaps are read again next tick: {error}",
                             cursor=context.cursor)
+    passed, message, latest = freshness_verdict(due, held)
     events = []
     if cursor.get("fresh") != [passed, str(latest)]:
         events.append(freshness_evaluation(daily_bars.key, FRESHNESS_CHECK, passed, message, latest))
