@@ -75,3 +75,30 @@ def test_the_demos_whole_chain_passes_at(moment, tmp_path):
         assert next_step in out
     saturday = newest + timedelta(days=(5 - newest.weekday()) % 7)
     assert (tmp_path / "data" / "reports" / f"drift_report_{saturday}.html").exists()
+
+
+def test_a_failed_demo_step_names_itself_its_reason_and_the_retry_command_and_still_ends_with_next_steps(tmp_path):
+    from turbomode_pipeline_tests.alpaca_emulator import AlpacaEmulator
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    with AlpacaEmulator() as emulator:
+        emulator.always_fail = 401  # the data server refuses the key
+        env = {
+            **os.environ, "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(tmp_path / "data"),
+            "TURBOMODE_UNIVERSE": str(small_universe(tmp_path, per_sector=1)), "TURBOMODE_MARKET_DATA": "alpaca",
+            "APCA_API_KEY_ID": emulator.key_id, "APCA_API_SECRET_KEY": emulator.secret,
+            "APCA_API_DATA_URL": emulator.url,
+        }
+        demo = subprocess.run(
+            [sys.executable, "-m", "turbomode_pipeline.cli", "demo", "--sessions", "20"],
+            capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+        )
+    assert demo.returncode == 1
+    stopped = next(line for line in demo.stderr.splitlines() if line.startswith("TurboMode demo stopped: "))
+    assert stopped.startswith("TurboMode demo stopped: step daily_bars of market_data_job failed after ")
+    assert "401" in stopped
+    assert (f"retry that step: DAGSTER_HOME={home} .venv/bin/dagster asset materialize -m turbomode_pipeline.definitions "
+            "--select daily_bars,daily_features --partition-range ") in demo.stderr
+    assert demo.stdout.rstrip().splitlines()[-1].startswith("query the warehouse: ")
