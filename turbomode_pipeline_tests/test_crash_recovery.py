@@ -25,7 +25,9 @@ from turbomode_pipeline.settings import load_settings
 from turbomode_pipeline_tests.conftest import range_tags, small_universe
 from turbomode_pipeline_tests.servers import BIN, REPO, dagster_daemon, instance_home, server_env, wait_until
 
-RANGE_SESSIONS = 1500  # long enough that the run is still fetching and validating when it is killed
+# Long enough (44 symbols x 2,900 sessions: several seconds of fetching and validating on an idle
+# machine) that the run is still inside its step when it is killed a tenth of a second after it began.
+RANGE_SESSIONS = 2900
 
 
 def start_range_run(env: dict, first: date, last: date, root) -> subprocess.Popen:
@@ -44,7 +46,7 @@ def running_step(instance: DagsterInstance) -> str:
             if instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_START):
                 return run.run_id
         return None
-    return wait_until(started, timeout=180, what="a STARTED run whose daily_bars step began")
+    return wait_until(started, timeout=180, what="a STARTED run whose daily_bars step began", every=0.1)
 
 
 def bars(warehouse: Warehouse) -> pl.DataFrame:
@@ -58,7 +60,7 @@ def claimed_warehouse_slots(instance: DagsterInstance) -> int:
 @pytest.fixture
 def world(tmp_path, monkeypatch):
     home = instance_home(tmp_path, REPO / "dagster_home" / "dagster.yaml")
-    env = server_env(tmp_path, home, small_universe(tmp_path, per_sector=2))
+    env = server_env(tmp_path, home, small_universe(tmp_path, per_sector=4))
     settings = load_settings(env)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance = DagsterInstance.get()
