@@ -7,6 +7,7 @@ Dagster's and exchange_calendars' clocks together.
 """
 
 import importlib
+import os
 import subprocess
 import sys
 from datetime import date, datetime, time, timedelta
@@ -32,7 +33,8 @@ def latest_session_on_or_before(day: date) -> date:
     return REFERENCE.date_to_session(pd.Timestamp(day), direction="previous").date()
 
 
-def latest_partition_at(moment: datetime) -> str:
+def latest_partition() -> str:
+    """The newest session partition at the (travelled) time now."""
     return calendar_module.session_partitions(date(2015, 1, 2)).get_last_partition_key()
 
 
@@ -42,10 +44,10 @@ def test_every_day_of_2026_and_2027_the_calendar_loads_and_partitions_end_at_the
         noon, evening = (datetime.combine(day, time(hour), tzinfo=NEW_YORK) for hour in (12, 20))
         with time_machine.travel(evening, tick=False):
             importlib.reload(calendar_module)  # what runs when the code location imports it, on that day
-            assert latest_partition_at(evening) == latest_session_on_or_before(day).isoformat(), day
+            assert latest_partition() == latest_session_on_or_before(day).isoformat(), day
             assert calendar_module.is_session(day) == REFERENCE.is_session(pd.Timestamp(day)), day
         with time_machine.travel(noon, tick=False):  # before the close: the day's session is no partition yet
-            assert latest_partition_at(noon) == latest_session_on_or_before(day - timedelta(days=1)).isoformat(), day
+            assert latest_partition() == latest_session_on_or_before(day - timedelta(days=1)).isoformat(), day
         checked += 1
     assert checked == 730
     importlib.reload(calendar_module)
@@ -55,9 +57,9 @@ def test_a_sessions_partition_appears_at_21_utc_never_before_the_close():
     winter_close, summer = datetime(2026, 12, 8, 16, 0, tzinfo=NEW_YORK), datetime(2026, 7, 7, 17, 0, tzinfo=NEW_YORK)
     for appears in (winter_close, summer):
         with time_machine.travel(appears - timedelta(minutes=1), tick=False):
-            assert latest_partition_at(appears) != appears.date().isoformat()
+            assert latest_partition() != appears.date().isoformat()
         with time_machine.travel(appears, tick=False):
-            assert latest_partition_at(appears) == appears.date().isoformat()
+            assert latest_partition() == appears.date().isoformat()
 
 
 # A Friday and a Saturday (their dates a year on are no session), Thanksgiving, and Christmas Eve,
@@ -79,8 +81,6 @@ def test_dagster_loads_the_code_location_on_days_it_once_failed(when, tmp_path):
 
 def hermetic_env(tmp_path) -> dict[str, str]:
     """The process environment (already free of the settings' variables, see conftest) with its own home and data."""
-    import os
-
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
     return {**os.environ, "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(tmp_path / "data")}
