@@ -15,7 +15,7 @@ from turbomode_pipeline.automation.models import all_sectors_tags
 from turbomode_pipeline.calendar import sessions_between
 from turbomode_pipeline.core.features import compute_features
 from turbomode_pipeline.core.labels import triple_barrier
-from turbomode_pipeline.core.universe import GICS_SECTORS, load_universe
+from turbomode_pipeline.core.universe import load_universe
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.reports import ReportStore
