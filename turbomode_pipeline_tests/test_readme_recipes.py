@@ -43,6 +43,6 @@ def test_readme_recipes_run_as_written(tmp_path, small_universe_path):
             assert "Schedule: market_data_ingestion [RUNNING]" in done.stdout and "45 22 * * *" in done.stdout
         if "turbomode demo" in command:
             assert re.search(r"daily_bars:\s+880 rows, 44 symbols, 20 sessions", done.stdout), done.stdout
-            assert re.search(r"daily_features:\s+34 features", done.stdout), done.stdout
+            assert re.search(r"daily_features:\s+66 features", done.stdout), done.stdout  # 34 and 32 sector ranks
             assert re.search(r"training_samples: [\d,]+ samples; label 'up' [\d.]+%", done.stdout), done.stdout
             assert "sector_models: skipped: 20 sessions are too few to train on" in done.stdout
