@@ -51,7 +51,7 @@ def make_base_model(model_type: str, settings: ModelSettings, seed: int):
     if model_type == "random_forest":
         return RandomForestClassifier(
             n_estimators=settings.trees, max_depth=settings.max_depth + 2, min_samples_leaf=settings.min_leaf,
-            max_features="sqrt", max_samples=0.5, n_jobs=1, random_state=seed,
+            max_features="sqrt", max_samples=0.25, n_jobs=1, random_state=seed,
         )
     if model_type == "extra_trees":
         return ExtraTreesClassifier(
