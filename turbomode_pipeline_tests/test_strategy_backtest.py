@@ -165,6 +165,9 @@ def test_the_html_report_shows_the_warehouses_numbers_and_its_equity_plot_loads(
         widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
         text = page.inner_text("body")
     assert len(widths) == 1 and widths[0] > 0
+    shown = result.asset_materializations_for_node("strategy_backtest")[0].metadata["equity_curve"].value
+    prefix = "![equity and drawdown](data:image/png;base64,"
+    assert shown.startswith(prefix) and f'src="data:image/png;base64,{shown[len(prefix):-1]}"' in path.read_text()
     for row in resources["warehouse"].query("SELECT strategy_id, pnl FROM strategy_backtest").iter_rows(named=True):
         assert row["strategy_id"] in text and f"{row['pnl']:.3f}" in text
     assert "nvda-turbomode not backtested" in text

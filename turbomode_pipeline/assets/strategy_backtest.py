@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, M
 from turbomode_pipeline import clock
 from turbomode_pipeline.calendar import session_open, sessions_between
 from turbomode_pipeline.core.strategy_backtest import DAILY, Costs, backtest_strategy
-from turbomode_pipeline.core.strategy_backtest_html import render_report
+from turbomode_pipeline.core.strategy_backtest_html import equity_png, render_report
 from turbomode_pipeline.live.trading import risk_limits
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import MarketDataSource
@@ -112,7 +112,11 @@ def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestCo
         spec = {**strategy, "params": json.loads(strategy["params"])}
         result = backtest_strategy(spec, bars[strategy["daily"]], limits, costs)
         backtest_id = f"{strategy['id']}:{sessions[0]}..{sessions[-1]}"
+        if not result.summary["bars"]:
+            notes.append(f"{strategy['id']}: the market data source has no bars of {strategy['symbol']} in the range")
         summaries.append({"backtest_id": backtest_id, **result.summary, "slippage_bps": costs.slippage_bps,
+                          "first_session": result.summary["first_session"] or sessions[0],
+                          "last_session": result.summary["last_session"] or sessions[-1],
                           "report_path": path, "created_at": clock.now()})
         trades.append(result.trades.with_columns(backtest_id=pl.lit(backtest_id)))
         equities.append(result.equity.with_columns(backtest_id=pl.lit(backtest_id)))
@@ -120,7 +124,8 @@ def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestCo
     summary = conform(pl.DataFrame(summaries, infer_schema_length=None), StrategyBacktestSummary)
     trade_rows = conform(pl.concat(trades), StrategyBacktestTrades)
     equity = conform(pl.concat(equities), StrategyBacktestEquity)
-    written = reports.write(name, render_report(f"{sessions[0]} to {sessions[-1]}", summary, equity, trade_rows, notes))
+    image = equity_png(equity) if not equity.is_empty() else None
+    written = reports.write(name, render_report(f"{sessions[0]} to {sessions[-1]}", summary, equity, trade_rows, notes, image))
     ids = summary["backtest_id"].to_list()
     warehouse.replace_partitions(STRATEGY_BACKTEST, summary, ids)
     warehouse.replace_partitions(STRATEGY_BACKTEST_TRADES, trade_rows, ids)
@@ -135,6 +140,7 @@ def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestCo
         "not_backtested": MetadataValue.json(notes),
         "pnl_total": MetadataValue.float(round(float(summary["pnl"].sum()), 2)),
         "orders_filled": MetadataValue.int(int(summary["orders_filled"].sum())),
+        **({"equity_curve": MetadataValue.md(f"![equity and drawdown](data:image/png;base64,{image})")} if image else {}),
     })
 
 

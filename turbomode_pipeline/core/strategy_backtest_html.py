@@ -44,9 +44,10 @@ def _table(frame: pl.DataFrame, columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def render_report(title: str, summary: pl.DataFrame, equity: pl.DataFrame, trades: pl.DataFrame, notes: list[str]) -> str:
-    """The whole page; it needs nothing but itself to display."""
-    image = equity_png(equity) if not equity.is_empty() else None
+def render_report(title: str, summary: pl.DataFrame, equity: pl.DataFrame, trades: pl.DataFrame, notes: list[str],
+                  image: str | None = None) -> str:
+    """The whole page; it needs nothing but itself to display. `image`: equity_png(equity), when already drawn."""
+    image = image or (equity_png(equity) if not equity.is_empty() else None)
     figure = (f'<h2>Equity and drawdown</h2><img alt="equity curves" src="data:image/png;base64,{image}">'
               if image else "<p>No bars in the range: no equity curve.</p>")
     shown = trades.sort("bar_time").head(MAX_TRADES)
