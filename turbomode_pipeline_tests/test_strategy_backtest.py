@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
 
-from turbomode_pipeline.assets.strategy_backtest import strategy_backtest
+from turbomode_pipeline.assets.strategy_backtest import history_bars, strategy_backtest
 from turbomode_pipeline.cli import main as turbomode
 from turbomode_pipeline.core.fills import next_open_fills
 from turbomode_pipeline.core.risk import RiskLimits, review
@@ -21,11 +21,12 @@ from turbomode_pipeline.core.strategy_backtest import Costs, backtest_strategy
 from turbomode_pipeline.live.trading import TradingClock, live_trading_job
 from turbomode_pipeline.resources.broker import LocalPaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
-from turbomode_pipeline.resources.market_data import SimulatedMarketData
+from turbomode_pipeline.resources.market_data import AlpacaMarketData, SimulatedMarketData
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import DEFAULT_UNIVERSE, get_settings
+from turbomode_pipeline_tests.alpaca_emulator import KEY_ID, SECRET, AlpacaEmulator
 from turbomode_pipeline_tests.servers import chromium_page
 from turbomode_pipeline_tests.test_live_strategies import START, minute_series
 
@@ -233,3 +234,17 @@ def test_turbomode_replay_runs_a_past_sessions_ticks_into_a_ledger_of_its_own(tm
     live = sqlite3.connect(tmp_path / "data" / "trading.sqlite")  # the live ledger: strategies seeded, nothing traded
     assert live.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0
     assert live.execute("SELECT COUNT(*) FROM equity").fetchone()[0] == 0
+
+
+def test_alpaca_minute_bars_backtest_to_the_same_trades_as_the_same_bars_simulated():
+    universe = pl.read_csv(DEFAULT_UNIVERSE).filter(pl.col("symbol") == "AMD")
+    sessions = [date(2026, 11, 19), date(2026, 11, 20)]
+    simulated = SimulatedMarketData(seed=SEED)
+    strategy = {"id": "amd-keltner", "type": "keltner_channel", "symbol": "AMD", "allocation": 10_000.0, "params": {}}
+    expected = backtest_strategy(strategy, history_bars(simulated, universe, ["AMD"], sessions, daily=False), RiskLimits(), Costs())
+    with AlpacaEmulator(minute_bars=simulated.minute_bars(sessions, universe)) as emulator:
+        source = AlpacaMarketData(api_key=KEY_ID, secret_key=SECRET, data_url=emulator.url, backoff_s=0.01)
+        fetched = history_bars(source, universe, ["AMD"], sessions, daily=False)
+    result = backtest_strategy(strategy, fetched, RiskLimits(), Costs())
+    assert expected.trades.height > 0 and result.trades.equals(expected.trades)
+    assert result.summary == expected.summary
