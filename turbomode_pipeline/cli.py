@@ -310,6 +310,15 @@ def _session_range(command: str, first: str, last: str):
     return (sessions, None) if sessions else (None, f"no NYSE session between {start} and {end}")
 
 
+def _one_line_errors(parser: argparse.ArgumentParser, command: str) -> None:
+    """The parser's own mistakes (a missing or malformed option) in one line instead of usage and error."""
+    def error(message: str):
+        print(f"turbomode {command}: {message} (turbomode {command} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = error
+
+
 def backtest(args: argparse.Namespace) -> int:
     """Run the live strategies over history (the strategy_backtest asset) and print the table."""
     import polars as pl
@@ -431,11 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     backtest_parser.add_argument("--from", dest="start", required=True, help="first session, e.g. 2026-01-02")
     backtest_parser.add_argument("--to", dest="end", required=True, help="last session")
     backtest_parser.set_defaults(handler=backtest)
+    _one_line_errors(backtest_parser, "backtest")
     replay_parser = commands.add_parser("replay", help="run a past session's paper-trading ticks minute by minute")
     replay_parser.add_argument("--session", required=True, help="the session, e.g. 2026-11-20")
     replay_parser.add_argument("--every", type=int, default=1, help="tick every N minutes (default 1)")
     replay_parser.add_argument("--strategies", help="strategy ids joined by commas (default: every enabled one)")
     replay_parser.set_defaults(handler=replay)
+    _one_line_errors(replay_parser, "replay")
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -189,6 +189,12 @@ def test_turbomode_backtest_answers_mistakes_in_one_line(tmp_path, monkeypatch, 
             assert turbomode(argv) == 2
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and message in err, (argv, err)
+        for argv, message in [(["backtest", "all", "--from", "2026-11-02"], "the following arguments are required: --to"),
+                              (["replay", "--session", "2026-11-20", "--every", "five"], "invalid int value: 'five'")]:
+            with pytest.raises(SystemExit) as exited:
+                turbomode(argv)
+            err = capsys.readouterr().err
+            assert exited.value.code == 2 and err.count("\n") == 1 and message in err, (argv, err)
     finally:
         get_settings.cache_clear()
 
