@@ -324,8 +324,8 @@ def backtest(args: argparse.Namespace) -> int:
     import polars as pl
     from dagster import DagsterInstance, materialize
 
-    from turbomode_pipeline.assets.strategy_backtest import NOT_BACKTESTED, selected_strategies, strategy_backtest
-    from turbomode_pipeline.definitions import defs
+    from turbomode_pipeline.assets.strategy_backtest import NO_SIGNALS, selected_strategies, strategy_backtest
+    from turbomode_pipeline.definitions import resources
     from turbomode_pipeline.resources.ledger import Ledger
     from turbomode_pipeline.settings import get_settings
 
@@ -340,19 +340,20 @@ def backtest(args: argparse.Namespace) -> int:
         chosen = selected_strategies(ledger, ids)
     except ValueError as error:
         return _one_line("backtest", str(error))
-    if chosen.filter(~pl.col("type").is_in(list(NOT_BACKTESTED))).is_empty():
-        return _one_line("backtest", f"{', '.join(chosen['id'])}: {'; '.join(NOT_BACKTESTED.values())}")
+    doors = resources(settings)  # built from the settings read now, as the code location builds its own
+    if (chosen["type"] == "turbomode_signals").all() and not doors["warehouse"].has_table("signal_history"):
+        return _one_line("backtest", f"{', '.join(chosen['id'])}: {NO_SIGNALS}")
     started = time.perf_counter()
     result = materialize(
-        [strategy_backtest], resources=defs.resources, instance=DagsterInstance.get(), raise_on_error=False,
-        run_config={**QUIET, "ops": {"strategy_backtest": {"config": {
+        [strategy_backtest], resources=doors, instance=DagsterInstance.get(), raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, "ops": {"strategy_backtest": {"config": {
             "start": str(sessions[0]), "end": str(sessions[-1]), "strategy_ids": ids}}}},
     )
     if not result.success:
         print(f"turbomode backtest: {_failure_message(result, 'strategy_backtest', time.perf_counter() - started, ['strategy_backtest'], sessions[0], sessions[-1], None).splitlines()[0]}", file=sys.stderr)
         return 1
     metadata = result.asset_materializations_for_node("strategy_backtest")[0].metadata
-    summary = defs.resources["warehouse"].query(
+    summary = doors["warehouse"].query(
         "SELECT strategy_id, symbol, timeframe_minutes AS tf, round_trips AS trips, orders_rejected AS rejected, "
         "round(hit_rate, 3) AS hit_rate, round(pnl, 2) AS pnl, round(total_return, 4) AS return, round(sharpe, 2) AS sharpe, "
         "round(max_drawdown, 4) AS max_drawdown, round(exposure, 3) AS exposure FROM strategy_backtest "
@@ -375,7 +376,7 @@ def replay(args: argparse.Namespace) -> int:
 
     from turbomode_pipeline import clock
     from turbomode_pipeline.calendar import is_session, session_close
-    from turbomode_pipeline.definitions import defs
+    from turbomode_pipeline.definitions import resources
     from turbomode_pipeline.live.replay import replay_session
     from turbomode_pipeline.resources.ledger import Ledger
     from turbomode_pipeline.settings import get_settings
@@ -397,7 +398,8 @@ def replay(args: argparse.Namespace) -> int:
     unknown = sorted(set(ids or []) - set(strategies.strategies()["id"]))
     if unknown:
         return _one_line("replay", f"no strategy with id {', '.join(unknown)} in live_strategies")
-    live = {name: defs.resources[name] for name in ("market_data", "universe", "live_warehouse", "trading_clock")}
+    doors = resources(settings)
+    live = {name: doors[name] for name in ("market_data", "universe", "live_warehouse", "trading_clock")}
     print(f"replaying {session} every {args.every} min ({settings.market_data} bars, local paper broker)")
     result = replay_session(session, args.every, live, strategies, settings.data_dir / "replay", settings.paper_starting_cash,
                             settings.slippage_bps, settings.commission_per_share, ids)

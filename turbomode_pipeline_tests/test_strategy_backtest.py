@@ -25,6 +25,7 @@ from turbomode_pipeline.resources.market_data import AlpacaMarketData, Simulated
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.schemas import SIGNAL_HISTORY, SignalHistory, conform
 from turbomode_pipeline.settings import DEFAULT_UNIVERSE, get_settings
 from turbomode_pipeline_tests.alpaca_emulator import KEY_ID, SECRET, AlpacaEmulator
 from turbomode_pipeline_tests.servers import chromium_page
@@ -82,6 +83,45 @@ def test_donchian_backtest_trades_exactly_at_the_strategy_tests_entry_and_exit()
     assert live == list(zip(trades["bar_time"], trades["side"], strict=True))
 
 
+def test_the_signal_follower_buys_in_the_band_sells_at_the_target_and_when_its_signal_expires():
+    closes = [100.0] * 5 + [105.0] * 5 + [111.0] * 3 + [100.0] * 7
+    bars = minute_series(closes, symbol="NVDA")
+    signals = pl.DataFrame({"id": ["2026-11-19-NVDA"], "symbol": ["NVDA"], "signal_type": ["BUY"], "confidence": [0.7],
+                            "target_price": [110.0], "stop_loss": [95.0], "created_at": [START - timedelta(hours=12)],
+                            "expires_at": [START + timedelta(minutes=16)], "trading_session": [START.date()]})
+    strategy = {"id": "s", "type": "turbomode_signals", "symbol": "NVDA", "allocation": 10_000.0, "params": {}}
+    result = backtest_strategy(strategy, bars, RiskLimits(), Costs(), signals)
+    trades = result.trades
+    minutes = [int((t - START).total_seconds() // 60) for t in trades["bar_time"]]
+    # bar 0 in the 95..110 band; 111 >= target at bar 10; back in the band at 13; the tick at 14:46 no longer sees it
+    assert list(zip(minutes, trades["side"], strict=True)) == [(0, "buy"), (10, "sell"), (13, "buy"), (15, "sell")]
+    assert trades["decision"][3] == "the scanner's signal is no longer active" and trades["approved"].all()
+    held, live = 0.0, []
+    for i in range(1, len(closes) + 1):  # the live decide, bar by bar, with what the tick would see active
+        now = START + timedelta(minutes=i)
+        active = signals.filter(pl.col("expires_at") > now)
+        decision = decide("turbomode_signals", bars.head(i), {}, held, active)
+        if decision.action != "hold":
+            live.append((decision.bar_time, decision.action))
+            held = trades["qty"][0] if decision.action == "buy" else 0.0
+    assert live == list(zip(trades["bar_time"], trades["side"], strict=True))
+
+def write_signal(warehouse: Warehouse, market_data: SimulatedMarketData, universe: pl.DataFrame) -> None:
+    """One scanner BUY signal for NVDA from the scan of 2026-11-16 (the newest scan on the 17th), a 1% band around
+    that close, expiring at the close of the 19th; and one for AMD that nothing follows."""
+    scan = date(2026, 11, 16)
+    bars = market_data.daily_bars([scan], universe).filter(pl.col("symbol").is_in(["AMD", "NVDA"])).sort("symbol")
+    signals = bars.select(
+        pl.format("{}-{}", pl.col("session"), pl.col("symbol")).alias("id"), "session", "symbol",
+        pl.lit("BUY").alias("signal_type"), pl.lit(0.7).alias("confidence"), pl.col("close").alias("entry_price"),
+        (pl.col("close") * 1.01).alias("target_price"), (pl.col("close") * 0.99).alias("stop_loss"), "sector",
+        pl.lit(datetime(2026, 11, 17, 5, 30, tzinfo=UTC)).alias("created_at"),
+        pl.lit(datetime(2026, 11, 19, 21, 0, tzinfo=UTC)).alias("expires_at"), pl.lit(False).alias("is_active"),
+        pl.lit("stacked_ensemble").alias("model_name"), pl.lit("1").alias("model_version"), pl.lit("run").alias("mlflow_run_id"),
+    )
+    warehouse.replace_partitions(SIGNAL_HISTORY, conform(signals, SignalHistory), [scan])
+
+
 @pytest.fixture(scope="module")
 def backtested(tmp_path_factory):
     """strategy_backtest materialised over three simulated sessions for two minute strategies and a daily one."""
@@ -95,6 +135,7 @@ def backtested(tmp_path_factory):
     resources = {"ledger": ledger, "market_data": SimulatedMarketData(seed=SEED), "universe": Universe(path=str(universe)),
                  "warehouse": Warehouse(path=str(folder / "warehouse.duckdb")),
                  "reports": ReportStore(directory=str(folder / "reports"))}
+    write_signal(resources["warehouse"], resources["market_data"], resources["universe"].load())
     ids = ["aapl-donchian", "amd-keltner", "nvda-donchian-daily", "nvda-turbomode"]
     with CallRecorder() as recorder:
         result = materialize([strategy_backtest], resources=resources, instance=DagsterInstance.ephemeral(), run_config={
@@ -133,16 +174,21 @@ def test_the_warehouse_holds_trades_equity_and_a_summary_that_add_up(backtested)
     result, resources, _, _ = backtested
     warehouse = resources["warehouse"]
     summary = warehouse.query("SELECT * FROM strategy_backtest ORDER BY strategy_id")
-    assert summary["strategy_id"].to_list() == ["aapl-donchian", "amd-keltner", "nvda-donchian-daily"]
+    assert summary["strategy_id"].to_list() == ["aapl-donchian", "amd-keltner", "nvda-donchian-daily", "nvda-turbomode"]
     metadata = result.asset_materializations_for_node("strategy_backtest")[0].metadata
-    assert metadata["not_backtested"].value == [
-        "nvda-turbomode not backtested: follows the scanner's signal history, which this backtest does not replay yet"]
+    assert metadata["not_backtested"].value == []
+    follower = warehouse.query("SELECT * FROM strategy_backtest_trades WHERE strategy_id = 'nvda-turbomode' ORDER BY bar_time")
+    # bought on the 17th's first bar (the 16th's scan is the newest then); sold on the 18th's first bar at the latest,
+    # the 17th's scan having no NVDA signal
+    assert follower["bar_time"][0].astimezone(UTC) == datetime(2026, 11, 17, 14, 30, tzinfo=UTC)
+    assert follower["decision"][0].startswith("scanner BUY signal 2026-11-16-NVDA")
+    assert follower["side"][-1] == "sell" and follower["bar_time"][-1].astimezone(UTC) <= datetime(2026, 11, 18, 14, 30, tzinfo=UTC)
     daily = summary.filter(pl.col("strategy_id") == "nvda-donchian-daily").row(0, named=True)
     assert daily["timeframe_minutes"] == 1440 and daily["bars"] == daily["sessions"] == 3
-    assert summary.filter(pl.col("timeframe_minutes") == 1)["bars"].to_list() == [3 * 390, 3 * 390]
+    assert summary.filter(pl.col("timeframe_minutes") == 1)["bars"].to_list() == [3 * 390] * 3
     closes = SimulatedMarketData(seed=SEED).daily_bars([date.fromisoformat(SESSIONS[1])],
                                                         resources["universe"].load()).select("symbol", "close")
-    for row in summary.iter_rows(named=True):  # three strategies
+    for row in summary.iter_rows(named=True):  # four strategies
         trades = warehouse.query("SELECT * FROM strategy_backtest_trades WHERE backtest_id = ? AND fill_time IS NOT NULL",
                                  [row["backtest_id"]])
         equity = warehouse.query("SELECT * FROM strategy_backtest_equity WHERE backtest_id = ? ORDER BY session",
@@ -171,7 +217,7 @@ def test_the_html_report_shows_the_warehouses_numbers_and_its_equity_plot_loads(
     assert shown.startswith(prefix) and f'src="data:image/png;base64,{shown[len(prefix):-1]}"' in path.read_text()
     for row in resources["warehouse"].query("SELECT strategy_id, pnl FROM strategy_backtest").iter_rows(named=True):
         assert row["strategy_id"] in text and f"{row['pnl']:.3f}" in text
-    assert "nvda-turbomode not backtested" in text
+    assert "nvda-turbomode" in text
 
 
 def test_turbomode_backtest_answers_mistakes_in_one_line(tmp_path, monkeypatch, capsys):
@@ -195,6 +241,9 @@ def test_turbomode_backtest_answers_mistakes_in_one_line(tmp_path, monkeypatch, 
                 turbomode(argv)
             err = capsys.readouterr().err
             assert exited.value.code == 2 and err.count("\n") == 1 and message in err, (argv, err)
+        assert turbomode(["backtest", "nvda-turbomode", "--from", "2026-11-16", "--to", "2026-11-20"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "nvda-turbomode: the warehouse has no signal_history" in err, err
     finally:
         get_settings.cache_clear()
 
@@ -210,7 +259,9 @@ def cli_env(tmp_path: Path) -> dict:
 
 def test_turbomode_backtest_prints_the_table_the_warehouse_holds(tmp_path):
     env = cli_env(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "turbomode_pipeline", "backtest", "aapl-donchian,amd-ichimoku",
+    ledger = Ledger(path=str(tmp_path / "data" / "trading.sqlite"))
+    ledger.add_strategy("zzzz-keltner", "keltner_channel", "ZZZZ", 1_000.0)
+    done = subprocess.run([sys.executable, "-m", "turbomode_pipeline", "backtest", "aapl-donchian,amd-ichimoku,zzzz-keltner",
                            "--from", SESSIONS[0], "--to", SESSIONS[1]], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = Warehouse(path=str(tmp_path / "data" / "warehouse.duckdb")).query(
@@ -220,6 +271,7 @@ def test_turbomode_backtest_prints_the_table_the_warehouse_holds(tmp_path):
     for strategy_id, pnl in summary.rows():
         row = next(line for line in lines if f" {strategy_id} " in line)
         assert f" {pnl} " in row or f" {pnl:g} " in row, (row, pnl)
+    assert lines[-2] == "zzzz-keltner not backtested: ZZZZ is not in the universe file"
     assert lines[-1] == f"report: {tmp_path / 'data' / 'reports' / f'strategy_backtest_{SESSIONS[0]}_{SESSIONS[1]}.html'}"
 
 

@@ -9,7 +9,7 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 
 from turbomode_pipeline import clock
-from turbomode_pipeline.calendar import session_open, sessions_between
+from turbomode_pipeline.calendar import session_open, sessions_before, sessions_between
 from turbomode_pipeline.core.strategy_backtest import DAILY, Costs, backtest_strategy
 from turbomode_pipeline.core.strategy_backtest_html import equity_png, render_report
 from turbomode_pipeline.live.trading import risk_limits
@@ -30,7 +30,7 @@ from turbomode_pipeline.schemas import (
 from turbomode_pipeline.settings import get_settings
 
 col = pl.col
-NOT_BACKTESTED = {"turbomode_signals": "follows the scanner's signal history, which this backtest does not replay yet"}
+NO_SIGNALS = "the warehouse has no signal_history to follow (materialise scanner_signals first)"
 
 
 class StrategyBacktestConfig(Config):
@@ -58,6 +58,21 @@ def history_bars(market_data: MarketDataSource, universe: pl.DataFrame, symbols:
                          schema={"session": pl.Date, "time": pl.Datetime("us", "UTC")})
     bars = market_data.daily_bars(sessions, wanted)
     return bars.join(opens, on="session").select("symbol", "time", "open", "high", "low", "close", "volume")
+
+
+def scanner_signals_for(warehouse: Warehouse, symbols: list[str], sessions: list[date]) -> pl.DataFrame | None:
+    """The scanner's signals of `symbols` for each of `sessions`, as a live tick in that session sees them: those of
+    the scan of the session before (`trading_session` is the session they are the newest scan for); None when the
+    warehouse has no signal_history."""
+    if not warehouse.has_table("signal_history"):
+        return None
+    scans = [*sessions_before(sessions[0], 1), *sessions[:-1]]
+    mapping = pl.DataFrame({"session": scans, "trading_session": sessions}, schema={"session": pl.Date, "trading_session": pl.Date})
+    found = warehouse.query(
+        "SELECT id, session, symbol, signal_type, confidence, target_price, stop_loss, created_at, expires_at "
+        "FROM signal_history WHERE symbol IN (SELECT unnest(?)) AND session BETWEEN ? AND ?", [symbols, scans[0], scans[-1]])
+    return found.join(mapping, on="session").drop("session").with_columns(
+        col("created_at", "expires_at").dt.convert_time_zone("UTC"))
 
 
 def _range(config: StrategyBacktestConfig) -> list[date]:
@@ -92,11 +107,14 @@ def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestCo
     except ValueError as error:
         raise Failure(description=f"strategy_backtest: {error}") from None
     known_symbols = set(universe.load()["symbol"])
-    notes = [f"{row['id']} not backtested: {NOT_BACKTESTED[row['type']]}"
-             for row in chosen.filter(col("type").is_in(list(NOT_BACKTESTED))).iter_rows(named=True)]
+    followers = chosen.filter(col("type") == "turbomode_signals")
+    signals = scanner_signals_for(warehouse, followers["symbol"].unique().to_list(), sessions) if followers.height else None
+    skipped = ["turbomode_signals"] if followers.height and signals is None else []
+    notes = [f"{row['id']} not backtested: {NO_SIGNALS}"
+             for row in chosen.filter(col("type").is_in(skipped)).iter_rows(named=True)]
     notes += [f"{row['id']} not backtested: {row['symbol']} is not in the universe file"
               for row in chosen.filter(~col("symbol").is_in(list(known_symbols))).iter_rows(named=True)]
-    runnable = chosen.filter(~col("type").is_in(list(NOT_BACKTESTED)) & col("symbol").is_in(list(known_symbols)))
+    runnable = chosen.filter(~col("type").is_in(skipped) & col("symbol").is_in(list(known_symbols)))
     if runnable.is_empty():
         raise Failure(description="strategy_backtest: nothing to backtest. " + "; ".join(notes))
     runnable = runnable.with_columns(col("params").map_elements(
@@ -110,7 +128,7 @@ def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestCo
     summaries, trades, equities = [], [], []
     for strategy in runnable.iter_rows(named=True):  # one per strategy (nine by default)
         spec = {**strategy, "params": json.loads(strategy["params"])}
-        result = backtest_strategy(spec, bars[strategy["daily"]], limits, costs)
+        result = backtest_strategy(spec, bars[strategy["daily"]], limits, costs, signals)
         backtest_id = f"{strategy['id']}:{sessions[0]}..{sessions[-1]}"
         if not result.summary["bars"]:
             notes.append(f"{strategy['id']}: the market data source has no bars of {strategy['symbol']} in the range")
