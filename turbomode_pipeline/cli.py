@@ -294,7 +294,7 @@ def _one_line(command: str, message: str) -> int:
     return 2
 
 
-def _session_range(command: str, first: str, last: str):
+def _session_range(first: str, last: str):
     """The NYSE sessions first..last, or the one-line reason there are none."""
     from datetime import date
 
@@ -330,7 +330,7 @@ def backtest(args: argparse.Namespace) -> int:
     from turbomode_pipeline.settings import get_settings
 
     settings = get_settings()
-    sessions, problem = _session_range("backtest", args.start, args.end)
+    sessions, problem = _session_range(args.start, args.end)
     if problem:
         return _one_line("backtest", problem)
     ledger = Ledger(path=str(settings.ledger_path))
@@ -350,7 +350,9 @@ def backtest(args: argparse.Namespace) -> int:
             "start": str(sessions[0]), "end": str(sessions[-1]), "strategy_ids": ids}}}},
     )
     if not result.success:
-        print(f"turbomode backtest: {_failure_message(result, 'strategy_backtest', time.perf_counter() - started, ['strategy_backtest'], sessions[0], sessions[-1], None).splitlines()[0]}", file=sys.stderr)
+        failure = _failure_message(result, "strategy_backtest", time.perf_counter() - started, ["strategy_backtest"],
+                                   sessions[0], sessions[-1], None)
+        print(f"turbomode backtest: {failure.splitlines()[0]}", file=sys.stderr)  # the step, the run and the reason
         return 1
     metadata = result.asset_materializations_for_node("strategy_backtest")[0].metadata
     summary = doors["warehouse"].query(
