@@ -16,7 +16,7 @@ from turbomode_pipeline.assets.strategy_backtest import history_bars, strategy_b
 from turbomode_pipeline.cli import main as turbomode
 from turbomode_pipeline.core.fills import next_open_fills
 from turbomode_pipeline.core.risk import RiskLimits, review
-from turbomode_pipeline.core.strategies import decide, decide_on_bar, indicator_signals
+from turbomode_pipeline.core.strategies import decide, decide_on_bar, follow_signals, indicator_signals
 from turbomode_pipeline.core.strategy_backtest import Costs, backtest_strategy
 from turbomode_pipeline.live.trading import TradingClock, live_trading_job
 from turbomode_pipeline.resources.broker import LocalPaperBroker
@@ -106,6 +106,7 @@ def test_the_signal_follower_buys_in_the_band_sells_at_the_target_and_when_its_s
             held = trades["qty"][0] if decision.action == "buy" else 0.0
     assert live == list(zip(trades["bar_time"], trades["side"], strict=True))
 
+
 def write_signal(warehouse: Warehouse, market_data: SimulatedMarketData, universe: pl.DataFrame) -> None:
     """One scanner BUY signal for NVDA from the scan of 2026-11-16 (the newest scan on the 17th), a 1% band around
     that close, expiring at the close of the 19th; and one for AMD that nothing follows."""
@@ -124,7 +125,8 @@ def write_signal(warehouse: Warehouse, market_data: SimulatedMarketData, univers
 
 @pytest.fixture(scope="module")
 def backtested(tmp_path_factory):
-    """strategy_backtest materialised over three simulated sessions for two minute strategies and a daily one."""
+    """strategy_backtest materialised over three simulated sessions: two minute strategies, a daily one and the
+    scanner follower, with the Python functions the run called."""
     get_settings.cache_clear()
     folder = tmp_path_factory.mktemp("strategy_backtest")
     universe = folder / "universe.csv"
@@ -165,6 +167,7 @@ def test_a_live_tick_decides_and_fills_the_backtests_first_trade_through_the_sam
                 instance=DagsterInstance.ephemeral(), resources=live)
             assert run.success
     assert SHARED <= recorder.called and SHARED <= backtest_called  # one code path: decision, risk, fill
+    assert follow_signals.__code__ in backtest_called  # what the tick's decide calls for turbomode_signals
     fills = ledger.query("SELECT side, qty, price, filled_at FROM fills")
     assert fills.rows() == [("buy", first["qty"][0], first["filled_price"][0],
                              first["fill_time"][0].astimezone(UTC).isoformat())]
