@@ -39,6 +39,7 @@ from turbomode_pipeline_tests.alpaca_emulator import KEY_ID, SECRET
 
 REPO = Path(__file__).resolve().parents[1]
 TICK_SYMBOLS = ("AAPL", "AMD", "NVDA")
+ANSWER = "soak-answer "
 LOCK_WORDS = ("Could not set lock", "lock on file", "database is locked", "Conflicting lock")
 
 
@@ -94,6 +95,11 @@ def _failure(result) -> str | None:
     return " <- ".join(e.message.strip() for e in (error, error.cause) if e is not None)
 
 
+def _say(answer: dict) -> None:
+    """One answer to the driver; marked, since libraries print to stdout too."""
+    print(ANSWER + json.dumps(answer), flush=True)
+
+
 def nightly_worker(config_json: str) -> None:
     """Reads a session per line; runs that night's chain; answers a JSON line."""
     from dagster import DagsterInstance, materialize
@@ -106,11 +112,11 @@ def nightly_worker(config_json: str) -> None:
     instance = DagsterInstance.get()
     for line in sys.stdin:
         session = line.strip()
-        print(json.dumps({"started": session}), flush=True)
+        _say({"started": session})
         result = materialize([daily_bars, daily_features, scanner_signals], resources=resources, instance=instance,
                              partition_key=session, raise_on_error=False)
-        print(json.dumps({"session": session, "ok": result.success, "error": _failure(result),
-                          "warnings": _warnings(instance, result.run_id)}), flush=True)
+        _say({"session": session, "ok": result.success, "error": _failure(result),
+              "warnings": _warnings(instance, result.run_id)})
 
 
 def tick_worker(config_json: str) -> None:
@@ -128,16 +134,16 @@ def tick_worker(config_json: str) -> None:
     instance = DagsterInstance.get()
     for line in sys.stdin:
         minute = line.strip()
-        print(json.dumps({"started": minute}), flush=True)
+        _say({"started": minute})
         due = ledger.due_strategies(datetime.fromisoformat(minute))
         if not due:
-            print(json.dumps({"minute": minute, "ok": True, "skipped": True, "warnings": []}), flush=True)
+            _say({"minute": minute, "ok": True, "skipped": True, "warnings": []})
             continue
         run_config = {"ops": {"live_trading_tick": {"config": {"tick_time": minute, "strategy_ids": due}}}}
         result = live_trading_job.execute_in_process(run_config=run_config, instance=instance, resources=resources,
                                                      raise_on_error=False)
-        print(json.dumps({"minute": minute, "ok": result.success, "error": _failure(result),
-                          "warnings": _warnings(instance, result.run_id)}), flush=True)
+        _say({"minute": minute, "ok": result.success, "error": _failure(result),
+              "warnings": _warnings(instance, result.run_id)})
 
 
 class Worker:
@@ -160,10 +166,10 @@ class Worker:
         return json.loads(self._line())
 
     def _line(self) -> str:
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"worker died: {self.log_path.read_text()[-3000:]}")
-        return line
+        while line := self.process.stdout.readline():
+            if line.startswith(ANSWER):
+                return line.removeprefix(ANSWER)
+        raise RuntimeError(f"worker died: {self.log_path.read_text()[-3000:]}")
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
