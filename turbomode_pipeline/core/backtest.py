@@ -1,0 +1,259 @@
+"""The scanner on history, after costs: a sector-neutral long-short portfolio of its scores, and its
+signals traded as signals. Vectorised polars over every symbol and session.
+
+Long-short: at each session's close a tranche is formed: within each sector (at least 2 scored
+names), long the k names with the highest score and short the k with the lowest, k = max(1, n //
+quantiles); a name tied across the boundary is in neither leg, so a constant score takes no
+position. Each traded sector's legs are equal-weighted and every traded sector gets the same
+weight, so a tranche is +1 long and -1 short, dollar- and sector-neutral. A tranche is held for H
+sessions with constant weights (overlapping daily tranches, Jegadeesh-Titman): the book at the
+close of t is the mean of the tranches formed at t-H+1..t, each 1/H of capital. On day t it earns
+sum_i W[i, t-1] * r[i, t] (close-to-close returns); rebalancing at the close of t trades
+turnover[t] = sum_i |W[i, t] - W[i, t-1]| = sum_i |w[i, t] - w[i, t-H]| / H, each side paying
+`cost_bps` of the traded notional. The first H sessions are the build-up (fewer tranches held).
+
+Signals as trades: each BUY/SELL of signal_outcomes entered at its entry price and closed as
+signal_outcomes grades it (target, stop or expiry), equal notional, paying `cost_bps` on entry and
+on exit; its P&L is realised at its exit session. Capital is the peak number of trades open at
+once, each trade sized 1/peak of it, so the book is never over-committed; equity is not compounded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from turbomode_pipeline.core.scanner import forward_returns
+
+TRADING_DAYS = 252
+col = pl.col
+
+
+@dataclass(frozen=True)
+class Costs:
+    bps_per_side: float
+
+    @property
+    def rate(self) -> float:
+        return self.bps_per_side / 1e4
+
+
+def session_index(bars: pl.DataFrame) -> pl.DataFrame:
+    """session, i: the bars' sessions in order, numbered from 0."""
+    return bars.select("session").unique().sort("session").with_row_index("i").with_columns(col("i").cast(pl.Int64))
+
+
+def daily_returns(bars: pl.DataFrame) -> pl.DataFrame:
+    """session, symbol, r: each symbol's close-to-close return (none on its first bar)."""
+    return (
+        bars.select("session", "symbol", "close").sort("symbol", "session")
+        .with_columns(r=col("close") / col("close").shift(1).over("symbol") - 1)
+        .drop_nulls("r").select("session", "symbol", "r")
+    )
+
+
+def tranche_weights(scores: pl.DataFrame, quantiles: int) -> pl.DataFrame:
+    """session, symbol, sector, w: the tranche formed at each session's close (see the module's docstring)."""
+    group = ["session", "sector"]
+    n = pl.len().over(group)
+    k = pl.max_horizontal(pl.lit(1, pl.UInt32), n // quantiles)
+    side = (
+        pl.when((n >= 2) & (col("score").rank("min").over(group) > n - k)).then(1)
+        .when((n >= 2) & (col("score").rank("max").over(group) <= k)).then(-1)
+        .otherwise(0)
+    )
+    legs = (
+        scores.select("session", "symbol", "sector", col("probability_up").alias("score"))
+        .with_columns(side=side).filter(col("side") != 0)
+        .filter((col("side") == 1).any().over(group) & (col("side") == -1).any().over(group))
+    )
+    return legs.select(
+        "session", "symbol", "sector",
+        w=col("side") / pl.len().over("session", "sector", "side") / col("sector").n_unique().over("session"),
+    )
+
+
+def long_short(scores: pl.DataFrame, bars: pl.DataFrame, horizon: int, quantiles: int, costs: Costs) -> pl.DataFrame:
+    """One row per session from the first scored session through the last: the long-short book's
+    gross return, turnover, cost and net return, its gross exposure, long and short names, and the
+    equal-weight benchmark (every name scored the session before, rebalanced daily, no costs).
+
+    `scores`: session, symbol, sector, probability_up. `bars`: session, symbol, close, through the
+    last scored session at least."""
+    index = session_index(bars)
+    returns = daily_returns(bars).join(index, on="session")
+    tranches = tranche_weights(scores, quantiles).join(index, on="session").rename({"i": "f"})
+    first, last = tranches["f"].min(), scores.join(index, on="session")["i"].max()
+    if first is None:
+        first = scores.join(index, on="session")["i"].min()
+    book = (  # W[i, t]: the book held from the close of t
+        tranches.with_columns(t=pl.int_ranges(col("f"), col("f") + horizon)).explode("t")
+        .filter(col("t") <= last)
+        .group_by("t", "symbol").agg(W=col("w").sum() / horizon)
+    )
+    earned = (
+        book.with_columns(day=col("t") + 1)
+        .join(returns.select(col("i").alias("day"), "symbol", "r"), on=["day", "symbol"], how="left")
+        .group_by("day").agg(gross_ret=(col("W") * col("r").fill_null(0.0)).sum())
+    )
+    held = book.group_by("t").agg(
+        exposure=col("W").abs().sum(), longs=(col("W") > 0).sum().cast(pl.Int64),
+        shorts=(col("W") < 0).sum().cast(pl.Int64),
+    )
+    old = tranches.select(col("f") + horizon, "symbol", w_old="w")
+    traded = (
+        tranches.select("f", "symbol", "w").join(old, on=["f", "symbol"], how="full", coalesce=True)
+        .filter(col("f") <= last)
+        .group_by("f").agg(turnover=(col("w").fill_null(0.0) - col("w_old").fill_null(0.0)).abs().sum() / horizon)
+    )
+    scored = scores.select("session", "symbol").join(index, on="session").select(col("i") + 1, "symbol")
+    benchmark = scored.join(returns, on=["i", "symbol"]).group_by("i").agg(benchmark_ret=col("r").mean())
+    days = index.filter(col("i").is_between(first, last))
+    return (
+        days.join(earned.rename({"day": "i"}), on="i", how="left")
+        .join(traded.rename({"f": "i"}), on="i", how="left")
+        .join(held.rename({"t": "i"}), on="i", how="left")
+        .join(benchmark, on="i", how="left")
+        .with_columns(pl.col("gross_ret", "turnover", "exposure", "benchmark_ret").fill_null(0.0),
+                      pl.col("longs", "shorts").fill_null(0))
+        .with_columns(cost=col("turnover") * costs.rate)
+        .with_columns(net_ret=col("gross_ret") - col("cost"))
+        .sort("i")
+        .select("session", "gross_ret", "turnover", "cost", "net_ret", "exposure", "longs", "shorts", "benchmark_ret")
+    )
+
+
+def signal_trades(outcomes: pl.DataFrame, costs: Costs) -> pl.DataFrame:
+    """signal_outcomes' rows as trades: `cost` (entry and exit) and `net_ret` = ret - cost, per unit of notional."""
+    return outcomes.with_columns(cost=pl.lit(2 * costs.rate)).with_columns(net_ret=col("ret") - col("cost"))
+
+
+def trades_curve(trades: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """Per session from the first entry to the last exit: trades closed, their P&L (sum of net_ret,
+    in trade notionals), trades open, and the return on capital (peak open trades)."""
+    index = session_index(sessions)
+    located = (
+        trades.join(index, on="session").rename({"i": "entry"})
+        .join(index.rename({"session": "exit_session", "i": "exit"}), on="exit_session")
+    )
+    if located.is_empty():
+        return pl.DataFrame(schema={"session": pl.Date, "closed": pl.Int64, "pnl": pl.Float64, "open": pl.Int64,
+                                    "ret": pl.Float64})
+    days = index.filter(col("i").is_between(located["entry"].min(), located["exit"].max()))
+    exits = located.group_by("exit").agg(closed=pl.len().cast(pl.Int64), pnl=col("net_ret").sum())
+    moves = pl.concat([
+        located.select(i=col("entry") + 1, d=pl.lit(1, pl.Int64)), located.select(i=col("exit") + 1, d=pl.lit(-1, pl.Int64)),
+    ]).group_by("i").agg(col("d").sum())
+    frame = (
+        days.join(exits.rename({"exit": "i"}), on="i", how="left").join(moves, on="i", how="left").sort("i")
+        .with_columns(pl.col("closed", "d").fill_null(0), col("pnl").fill_null(0.0))
+        .with_columns(open=col("d").cum_sum())
+    )
+    capital = max(int(frame["open"].max()), 1)
+    return frame.select("session", "closed", "pnl", "open", ret=col("pnl") / capital)
+
+
+def curve(returns: pl.DataFrame, column: str, compound: bool = True) -> pl.DataFrame:
+    """session, ret, equity, drawdown: equity from 1 (compounded, or summed for fixed-size trades)."""
+    equity = (1 + col(column)).cum_prod() if compound else 1 + col(column).cum_sum()
+    return (
+        returns.select("session", ret=col(column)).with_columns(equity=equity)
+        .with_columns(drawdown=col("equity") / col("equity").cum_max() - 1)
+    )
+
+
+def performance(curve_frame: pl.DataFrame) -> dict[str, float]:
+    """Annualised return (mean x 252) and volatility, Sharpe, its t-statistic, max drawdown."""
+    r = curve_frame["ret"]
+    n = r.len()
+    mean = float(r.mean()) if n else 0.0
+    std = float(r.std()) if n > 1 else 0.0
+    std = std if std and math.isfinite(std) else 0.0
+    sharpe = mean / std * math.sqrt(TRADING_DAYS) if std > 0 else 0.0
+    return {
+        "days": float(n),
+        "ann_return": mean * TRADING_DAYS,
+        "ann_vol": std * math.sqrt(TRADING_DAYS),
+        "sharpe": sharpe,
+        "t_stat": mean / std * math.sqrt(n) if std > 0 else 0.0,
+        "max_drawdown": float(curve_frame["drawdown"].min()) if n else 0.0,
+    }
+
+
+def quantile_of(column: str, quantiles: int, over: list[str] | None = None) -> pl.Expr:
+    """1..quantiles by rank (ties share their average rank), within `over`."""
+    rank = col(column).rank("average")
+    count = pl.len()
+    if over:
+        rank, count = rank.over(over), count.over(over)
+    return (rank * quantiles / count).ceil().clip(1, quantiles).cast(pl.Int32)
+
+
+def returns_by_score_quantile(scores: pl.DataFrame, bars: pl.DataFrame, horizon: int, quantiles: int) -> pl.DataFrame:
+    """quantile, observations, mean_ret (H-session forward return), mean_excess (less the session's
+    sector mean): scores bucketed within each session and sector, as alphalens' by-group quantiles."""
+    graded = scores.join(forward_returns(bars, horizon), on=["session", "symbol"])
+    return (
+        graded.with_columns(
+            quantile=quantile_of("probability_up", quantiles, ["session", "sector"]),
+            excess=col("fwd_ret") - col("fwd_ret").mean().over("session", "sector"),
+        )
+        .group_by("quantile").agg(observations=pl.len().cast(pl.Int64), mean_ret=col("fwd_ret").mean(),
+                                  mean_excess=col("excess").mean())
+        .sort("quantile")
+    )
+
+
+def trades_by_confidence_quantile(trades: pl.DataFrame, quantiles: int) -> pl.DataFrame:
+    """quantile, observations, mean_ret (net), mean_excess (net less the mean trade): trades bucketed by confidence."""
+    return (
+        trades.with_columns(quantile=quantile_of("confidence", quantiles))
+        .group_by("quantile").agg(observations=pl.len().cast(pl.Int64), mean_ret=col("net_ret").mean())
+        .with_columns(mean_excess=col("mean_ret") - trades["net_ret"].mean())
+        .sort("quantile")
+    )
+
+
+def monotone(by_quantile: pl.DataFrame) -> bool:
+    """Whether mean_ret rises (weakly) from the lowest quantile to the highest."""
+    values = by_quantile.sort("quantile")["mean_ret"].to_numpy()
+    return bool(values.size > 1 and np.all(np.diff(values) >= 0))
+
+
+def long_short_summary(daily: pl.DataFrame, horizon: int) -> tuple[dict, dict]:
+    """(long-short, benchmark) performance with turnover (mean daily), hit rate (share of positive
+    days among days with a book) and average holding (2 x mean exposure / mean turnover, in sessions)."""
+    book = daily.filter(col("exposure") > 0)
+    turnover = float(daily["turnover"].mean() or 0.0)
+    exposure = float(daily["exposure"].mean() or 0.0)
+    long_short_stats = {
+        **performance(curve(daily, "net_ret")),
+        "turnover": turnover,
+        "hit_rate": float((book["net_ret"] > 0).mean()) if book.height else 0.0,
+        "avg_holding": 2 * exposure / turnover if turnover > 0 else 0.0,
+        "observations": float(daily.height),
+    }
+    benchmark_stats = {
+        **performance(curve(daily, "benchmark_ret")),
+        "turnover": 0.0,
+        "hit_rate": float((daily["benchmark_ret"] > 0).mean()) if daily.height else 0.0,
+        "avg_holding": 1.0,
+        "observations": float(daily.height),
+    }
+    return long_short_stats, benchmark_stats
+
+
+def trades_summary(trades: pl.DataFrame, daily: pl.DataFrame) -> dict:
+    """The signals as trades: performance of the capital's daily return, turnover (notional traded
+    per day over capital), hit rate (share of trades with net_ret > 0), average days held."""
+    capital = max(int(daily["open"].max() or 0), 1) if daily.height else 1
+    return {
+        **performance(curve(daily, "ret", compound=False)),
+        "turnover": 2 * trades.height / capital / daily.height if daily.height else 0.0,
+        "hit_rate": float((trades["net_ret"] > 0).mean()) if trades.height else 0.0,
+        "avg_holding": float(trades["days_held"].mean()) if trades.height else 0.0,
+        "observations": float(trades.height),
+    }
