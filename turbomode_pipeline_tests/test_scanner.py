@@ -11,6 +11,7 @@ from dagster import AssetCheckSeverity, AssetKey, AssetSelection, Definitions, b
 from turbomode_pipeline.assets.features import BARRIERS, daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
+from turbomode_pipeline.assets.signal_backtest import signal_backtest
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.automation.scanner import (
     latest_due_scan,
@@ -199,7 +200,7 @@ def test_overnight_scanner_scans_the_day_and_grades_the_session_whose_horizon_en
     tuesday = pd.Timestamp("2025-06-10 23:30", tz=tz).to_pydatetime()
     requests = overnight_scanner(build_schedule_context(instance=instance, scheduled_execution_time=tuesday))
     assert [(r.partition_key, r.asset_selection) for r in requests] == [
-        ("2025-06-10", [scanner_signals.key]), ("2025-05-27", [signal_outcomes.key]),
+        ("2025-06-10", [scanner_signals.key]), ("2025-05-27", [signal_outcomes.key, signal_backtest.key]),
     ]
     saturday = pd.Timestamp("2025-06-14 23:30", tz=tz).to_pydatetime()
     skipped = overnight_scanner(build_schedule_context(instance=instance, scheduled_execution_time=saturday))

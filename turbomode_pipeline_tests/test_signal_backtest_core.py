@@ -1,4 +1,4 @@
-"""core/backtest.py on hand-made scores and price paths whose answers are known."""
+"""core/signal_backtest.py on hand-made scores and price paths whose answers are known."""
 
 from datetime import date, timedelta
 
@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from turbomode_pipeline.core import backtest
-from turbomode_pipeline.core.backtest import Costs
+from turbomode_pipeline.core import signal_backtest as backtest
+from turbomode_pipeline.core.signal_backtest import Costs
 
 H, Q = 3, 5
 

@@ -158,7 +158,7 @@ def trades_curve(trades: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
 
 def curve(returns: pl.DataFrame, column: str, compound: bool = True) -> pl.DataFrame:
     """session, ret, equity, drawdown: equity from 1 (compounded, or summed for fixed-size trades)."""
-    equity = (1 + col(column)).cum_prod() if compound else 1 + col(column).cum_sum()
+    equity = (1 + col("ret")).cum_prod() if compound else 1 + col("ret").cum_sum()
     return (
         returns.select("session", ret=col(column)).with_columns(equity=equity)
         .with_columns(drawdown=col("equity") / col("equity").cum_max() - 1)
