@@ -76,52 +76,49 @@ def tranche_weights(scores: pl.DataFrame, quantiles: int) -> pl.DataFrame:
     )
 
 
+def _dense(frame: pl.DataFrame, value: str, rows: pl.DataFrame, columns: pl.DataFrame) -> np.ndarray:
+    """frame's `value` as a (sessions x symbols) matrix, NaN where absent."""
+    located = frame.join(rows, on="session").join(columns, on="symbol")
+    matrix = np.full((rows.height, columns.height), np.nan)
+    matrix[located["i"].to_numpy(), located["j"].to_numpy()] = located[value].to_numpy()
+    return matrix
+
+
 def long_short(scores: pl.DataFrame, bars: pl.DataFrame, horizon: int, quantiles: int, costs: Costs) -> pl.DataFrame:
     """One row per session from the first scored session through the last: the long-short book's
     gross return, turnover, cost and net return, its gross exposure, long and short names, and the
     equal-weight benchmark (every name scored the session before, rebalanced daily, no costs).
 
     `scores`: session, symbol, sector, probability_up. `bars`: session, symbol, close, through the
-    last scored session at least."""
+    last scored session at least. The book is a (sessions x symbols) matrix: vectorised numpy."""
     index = session_index(bars)
-    returns = daily_returns(bars).join(index, on="session")
-    tranches = tranche_weights(scores, quantiles).join(index, on="session").rename({"i": "f"})
-    first, last = tranches["f"].min(), scores.join(index, on="session")["i"].max()
-    if first is None:
-        first = scores.join(index, on="session")["i"].min()
-    book = (  # W[i, t]: the book held from the close of t
-        tranches.with_columns(t=pl.int_ranges(col("f"), col("f") + horizon)).explode("t")
-        .filter(col("t") <= last)
-        .group_by("t", "symbol").agg(W=col("w").sum() / horizon)
-    )
-    earned = (
-        book.with_columns(day=col("t") + 1)
-        .join(returns.select(col("i").alias("day"), "symbol", "r"), on=["day", "symbol"], how="left")
-        .group_by("day").agg(gross_ret=(col("W") * col("r").fill_null(0.0)).sum())
-    )
-    held = book.group_by("t").agg(
-        exposure=col("W").abs().sum(), longs=(col("W") > 0).sum().cast(pl.Int64),
-        shorts=(col("W") < 0).sum().cast(pl.Int64),
-    )
-    old = tranches.select(col("f") + horizon, "symbol", w_old="w")
-    traded = (
-        tranches.select("f", "symbol", "w").join(old, on=["f", "symbol"], how="full", coalesce=True)
-        .filter(col("f") <= last)
-        .group_by("f").agg(turnover=(col("w").fill_null(0.0) - col("w_old").fill_null(0.0)).abs().sum() / horizon)
-    )
-    scored = scores.select("session", "symbol").join(index, on="session").select(col("i") + 1, "symbol")
-    benchmark = scored.join(returns, on=["i", "symbol"]).group_by("i").agg(benchmark_ret=col("r").mean())
-    days = index.filter(col("i").is_between(first, last))
+    names = pl.concat([bars.select("symbol"), scores.select("symbol")]).unique().sort("symbol").with_row_index("j")
+    names = names.with_columns(col("j").cast(pl.Int64))
+    scored_sessions = scores.join(index, on="session")["i"]
+    first, last = int(scored_sessions.min()), int(scored_sessions.max())
+    tranche = np.nan_to_num(_dense(tranche_weights(scores, quantiles), "w", index, names))  # w[f, j]
+    returns = _dense(daily_returns(bars), "r", index, names)  # r[t, j]: close t-1 to close t
+    padded = np.vstack([np.zeros((horizon - 1, names.height)), tranche])
+    book = np.lib.stride_tricks.sliding_window_view(padded, horizon, axis=0).sum(axis=-1) / horizon  # W[t, j]
+    held = np.vstack([np.zeros((1, names.height)), book[:-1]])  # the book earning on day t: W[t - 1]
+    gross = (held * np.nan_to_num(returns)).sum(axis=1)
+    turnover = np.abs(np.diff(np.vstack([np.zeros((1, names.height)), book]), axis=0)).sum(axis=1)
+    was_scored = np.vstack([np.zeros((1, names.height), bool), ~np.isnan(_dense(scores, "probability_up", index, names))[:-1]])
+    in_benchmark = was_scored & ~np.isnan(returns)
+    counted = in_benchmark.sum(axis=1)
+    benchmark = np.where(in_benchmark, returns, 0.0).sum(axis=1) / np.maximum(counted, 1)
+    days = slice(first, last + 1)
     return (
-        days.join(earned.rename({"day": "i"}), on="i", how="left")
-        .join(traded.rename({"f": "i"}), on="i", how="left")
-        .join(held.rename({"t": "i"}), on="i", how="left")
-        .join(benchmark, on="i", how="left")
-        .with_columns(pl.col("gross_ret", "turnover", "exposure", "benchmark_ret").fill_null(0.0),
-                      pl.col("longs", "shorts").fill_null(0))
+        index.slice(first, last - first + 1)
+        .with_columns(
+            gross_ret=pl.Series(gross[days]), turnover=pl.Series(turnover[days]),
+            exposure=pl.Series(np.abs(book[days]).sum(axis=1)),
+            longs=pl.Series((book[days] > 0).sum(axis=1).astype(np.int64)),
+            shorts=pl.Series((book[days] < 0).sum(axis=1).astype(np.int64)),
+            benchmark_ret=pl.Series(benchmark[days]),
+        )
         .with_columns(cost=col("turnover") * costs.rate)
         .with_columns(net_ret=col("gross_ret") - col("cost"))
-        .sort("i")
         .select("session", "gross_ret", "turnover", "cost", "net_ret", "exposure", "longs", "shorts", "benchmark_ret")
     )
 
