@@ -156,3 +156,39 @@ def test_returns_by_score_quantile_rise_with_a_perfect_score():
     assert table["quantile"].to_list() == [1, 2, 3, 4, 5] and table["observations"].to_list() == [32] * 5
     assert backtest.monotone(table) and not backtest.monotone(table.with_columns(mean_ret=-pl.col("mean_ret")))
     assert table["mean_excess"].sum() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_quantile_returns_and_turnover_agree_with_alphalens():
+    import alphalens
+    import pandas as pd
+
+    rng = np.random.default_rng(17)
+    sectors = ["A"] * 10 + ["B"] * 10 + ["C"] * 10  # equal sectors: every long (short) name weighs 1/6
+    bars = panel(rng.normal(0, 0.02, (70, 30)), sectors)
+    scores = scores_from(bars, pl.lit(0.0), 59).with_columns(probability_up=pl.Series(rng.random(60 * 30)))
+    horizon = 5
+    ours = backtest.returns_by_score_quantile(scores, bars, horizon, 5)
+    daily = backtest.long_short(scores, bars, horizon, 5, Costs(0.0))
+
+    prices = bars.pivot("symbol", index="session", values="close").to_pandas().set_index("session")
+    prices.index = pd.DatetimeIndex(prices.index)
+    factor = scores.to_pandas().assign(date=lambda f: pd.DatetimeIndex(f["session"])).set_index(["date", "symbol"])
+    factor.index.names = ["date", "asset"]
+    data = alphalens.utils.get_clean_factor_and_forward_returns(
+        factor["probability_up"], prices, groupby=factor["sector"], binning_by_group=True, quantiles=5,
+        periods=(horizon,), filter_zscore=None, max_loss=1.0,
+    )
+    column = data.columns[0]  # the 5-period forward return
+    raw, _ = alphalens.performance.mean_return_by_quantile(data, demeaned=False)
+    adjusted, _ = alphalens.performance.mean_return_by_quantile(data, demeaned=True, group_adjust=True)
+    np.testing.assert_allclose(ours["mean_ret"].to_numpy(), raw[column].to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(ours["mean_excess"].to_numpy(), adjusted[column].to_numpy(), atol=1e-12)
+    assert ours["observations"].to_list() == data.groupby("factor_quantile").size().to_list()
+
+    # turnover: a leg of K equal weights that replaces a share s of its names over H sessions trades 2s of it
+    top = alphalens.performance.quantile_turnover(data["factor_quantile"], 5, period=horizon)
+    bottom = alphalens.performance.quantile_turnover(data["factor_quantile"], 1, period=horizon)
+    expected = (2 * (top + bottom) / horizon).dropna()
+    ours_by_day = dict(zip(pd.DatetimeIndex(daily["session"].to_pandas()), daily["turnover"].to_numpy(), strict=True))
+    assert len(expected) == 60 - horizon
+    np.testing.assert_allclose([ours_by_day[day] for day in expected.index], expected.to_numpy(), rtol=1e-12)
