@@ -192,3 +192,18 @@ def test_quantile_returns_and_turnover_agree_with_alphalens():
     ours_by_day = dict(zip(pd.DatetimeIndex(daily["session"].to_pandas()), daily["turnover"].to_numpy(), strict=True))
     assert len(expected) == 60 - horizon
     np.testing.assert_allclose([ours_by_day[day] for day in expected.index], expected.to_numpy(), rtol=1e-12)
+
+
+def test_the_average_holding_of_a_book_that_never_nets_is_the_horizon():
+    # ten names, one long and one short a session, five patterns in turn: any H + 1 = 4 tranches in a row are
+    # disjoint, so after the build-up the book holds gross 2 and trades 4 / H a day: holding = 2 x 2 / (4 / H) = H
+    rng = np.random.default_rng(19)
+    bars = panel(rng.normal(0, 0.02, (40, 10)), ["A"] * 10)
+    pattern = (pl.col("session").rank("dense").cast(pl.Int64) - 1) % 5
+    symbol = pl.col("symbol").str.slice(1).cast(pl.Int64)
+    score = pl.when(symbol == 2 * pattern).then(1.0).when(symbol == 2 * pattern + 1).then(0.0).otherwise(0.5)
+    daily = backtest.long_short(scores_from(bars, score, 35), bars, H, 10, Costs(5.0))
+    np.testing.assert_allclose(daily["exposure"].to_numpy()[H - 1:], 2.0, rtol=1e-12)
+    np.testing.assert_allclose(daily["turnover"].to_numpy()[H:], 4 / H, rtol=1e-12)
+    stats, _ = backtest.long_short_summary(daily, H)
+    assert stats["avg_holding"] == pytest.approx(H, rel=1e-12)

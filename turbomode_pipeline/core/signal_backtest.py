@@ -222,15 +222,17 @@ def monotone(by_quantile: pl.DataFrame) -> bool:
 
 def long_short_summary(daily: pl.DataFrame, horizon: int) -> tuple[dict, dict]:
     """(long-short, benchmark) performance with turnover (mean daily), hit rate (share of positive
-    days among days with a book) and average holding (2 x mean exposure / mean turnover, in sessions)."""
+    days among days with a book) and average holding (2 x mean exposure / mean turnover, in sessions,
+    after the H-session build-up, when the book both buys and sells)."""
     book = daily.filter(col("exposure") > 0)
     turnover = float(daily["turnover"].mean() or 0.0)
-    exposure = float(daily["exposure"].mean() or 0.0)
+    built = daily.slice(horizon) if daily.height > horizon else daily
+    built_turnover = float(built["turnover"].mean() or 0.0)
     long_short_stats = {
         **performance(curve(daily, "net_ret")),
         "turnover": turnover,
         "hit_rate": float((book["net_ret"] > 0).mean()) if book.height else 0.0,
-        "avg_holding": 2 * exposure / turnover if turnover > 0 else 0.0,
+        "avg_holding": 2 * float(built["exposure"].mean() or 0.0) / built_turnover if built_turnover > 0 else 0.0,
         "observations": float(daily.height),
     }
     benchmark_stats = {
