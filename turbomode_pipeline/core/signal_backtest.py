@@ -29,6 +29,7 @@ import polars as pl
 from turbomode_pipeline.core.scanner import forward_returns
 
 TRADING_DAYS = 252
+NETTED = 1e-12  # a weight this small is a long and a short of the same name cancelling in floating point
 col = pl.col
 
 
@@ -113,8 +114,8 @@ def long_short(scores: pl.DataFrame, bars: pl.DataFrame, horizon: int, quantiles
         .with_columns(
             gross_ret=pl.Series(gross[days]), turnover=pl.Series(turnover[days]),
             exposure=pl.Series(np.abs(book[days]).sum(axis=1)),
-            longs=pl.Series((book[days] > 0).sum(axis=1).astype(np.int64)),
-            shorts=pl.Series((book[days] < 0).sum(axis=1).astype(np.int64)),
+            longs=pl.Series((book[days] > NETTED).sum(axis=1).astype(np.int64)),
+            shorts=pl.Series((book[days] < -NETTED).sum(axis=1).astype(np.int64)),
             benchmark_ret=pl.Series(benchmark[days]),
         )
         .with_columns(cost=col("turnover") * costs.rate)
