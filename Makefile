@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONWARNINGS := ignore::UserWarning
 
-.PHONY: env demo test system-deps ui bench mlflow clean
+.PHONY: env demo test system-deps ui bench soak mlflow clean
 
 env: .venv/.synced-bytecode
 
@@ -41,6 +41,11 @@ mlflow: env  ## MLflow UI (runs, registered models) on http://127.0.0.1:5000
 
 bench: env  ## benchmarks: printed tables with ratios against baselines
 	$(RUN) python -m turbomode_pipeline_tests.bench
+
+soak: env  ## a simulated trading week, every market minute, with two kill -9s and a slow night; prints sizes
+	set -o pipefail; TEST_SOAK_SESSIONS=5 TEST_SOAK_EVERY=1 $(RUN) pytest -s -q -p no:cacheprovider --timeout 3600 \
+	  turbomode_pipeline_tests/test_soak.py | grep -E '^soak \||passed|failed|Error'
+
 
 clean:  ## forget the data and the Dagster instance's history (keeps dagster.yaml)
 	rm -rf data/*.duckdb data/*.wal dagster_home/history dagster_home/schedules dagster_home/storage dagster_home/logs

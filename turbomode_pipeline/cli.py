@@ -305,6 +305,132 @@ def _drift_summary(warehouse) -> str:
     return f"\ndrift report: {report['report_path'][0]}\nper-sector status:\n{table}"
 
 
+def _one_line(command: str, message: str) -> int:
+    print(f"turbomode {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _session_range(first: str, last: str):
+    """The NYSE sessions first..last, or the one-line reason there are none."""
+    from datetime import date
+
+    from turbomode_pipeline.calendar import sessions_between
+
+    try:
+        start, end = date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError as error:
+        return None, f"--from and --to must be dates like 2026-01-30: {error}"
+    if start > end:
+        return None, f"--from {start} is after --to {end}"
+    sessions = sessions_between(start, end)
+    return (sessions, None) if sessions else (None, f"no NYSE session between {start} and {end}")
+
+
+def _one_line_errors(parser: argparse.ArgumentParser, command: str) -> None:
+    """The parser's own mistakes (a missing or malformed option) in one line instead of usage and error."""
+    def error(message: str):
+        print(f"turbomode {command}: {message} (turbomode {command} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = error
+
+
+def backtest(args: argparse.Namespace) -> int:
+    """Run the live strategies over history (the strategy_backtest asset) and print the table."""
+    import polars as pl
+    from dagster import DagsterInstance, materialize
+
+    from turbomode_pipeline.assets.strategy_backtest import NO_SIGNALS, selected_strategies, strategy_backtest
+    from turbomode_pipeline.definitions import resources
+    from turbomode_pipeline.resources.ledger import Ledger
+    from turbomode_pipeline.settings import get_settings
+
+    settings = get_settings()
+    sessions, problem = _session_range(args.start, args.end)
+    if problem:
+        return _one_line("backtest", problem)
+    ledger = Ledger(path=str(settings.ledger_path))
+    ledger.seed_strategies(str(settings.strategies_file))
+    ids = [] if args.strategy == "all" else [part.strip() for part in args.strategy.split(",") if part.strip()]
+    try:
+        chosen = selected_strategies(ledger, ids)
+    except ValueError as error:
+        return _one_line("backtest", str(error))
+    doors = resources(settings)  # built from the settings read now, as the code location builds its own
+    if (chosen["type"] == "turbomode_signals").all() and not doors["warehouse"].has_table("signal_history"):
+        return _one_line("backtest", f"{', '.join(chosen['id'])}: {NO_SIGNALS}")
+    started = time.perf_counter()
+    result = materialize(
+        [strategy_backtest], resources=doors, instance=DagsterInstance.get(), raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, "ops": {"strategy_backtest": {"config": {
+            "start": str(sessions[0]), "end": str(sessions[-1]), "strategy_ids": ids}}}},
+    )
+    if not result.success:
+        failure = _failure_message(result, "strategy_backtest", time.perf_counter() - started, ["strategy_backtest"],
+                                   sessions[0], sessions[-1], None)
+        print(f"turbomode backtest: {failure.splitlines()[0]}", file=sys.stderr)  # the step, the run and the reason
+        return 1
+    metadata = result.asset_materializations_for_node("strategy_backtest")[0].metadata
+    summary = doors["warehouse"].query(
+        "SELECT strategy_id, symbol, timeframe_minutes AS tf, round_trips AS trips, orders_rejected AS rejected, "
+        "round(hit_rate, 3) AS hit_rate, round(pnl, 2) AS pnl, round(total_return, 4) AS return, round(sharpe, 2) AS sharpe, "
+        "round(max_drawdown, 4) AS max_drawdown, round(exposure, 3) AS exposure FROM strategy_backtest "
+        "WHERE backtest_id IN (SELECT unnest(?)) ORDER BY strategy_id",
+        [[f"{sid}:{sessions[0]}..{sessions[-1]}" for sid in metadata["strategies"].value]],
+    )
+    print(f"strategy backtest {sessions[0]}..{sessions[-1]} ({len(sessions)} sessions, {settings.market_data} bars) "
+          f"in {time.perf_counter() - started:.1f} s")
+    with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        print(summary)
+    for note in metadata["not_backtested"].value:
+        print(note)
+    print(f"report: {metadata['report_path'].value}")
+    return 0
+
+
+def replay(args: argparse.Namespace) -> int:
+    """Run the paper-trading ticks of a past session, minute by minute, into a ledger of the replay's own."""
+    from datetime import date
+
+    from turbomode_pipeline import clock
+    from turbomode_pipeline.calendar import is_session, session_close
+    from turbomode_pipeline.definitions import resources
+    from turbomode_pipeline.live.replay import replay_session
+    from turbomode_pipeline.resources.ledger import Ledger
+    from turbomode_pipeline.settings import get_settings
+
+    try:
+        session = date.fromisoformat(args.session)
+    except ValueError as error:
+        return _one_line("replay", f"--session must be a date like 2026-01-30: {error}")
+    if not is_session(session):
+        return _one_line("replay", f"{session} is not an NYSE session")
+    if session_close(session) > clock.now():
+        return _one_line("replay", f"{session} has not closed yet (it closes {session_close(session):%Y-%m-%d %H:%M} UTC)")
+    if args.every < 1:
+        return _one_line("replay", f"--every must be at least 1 minute, got {args.every}")
+    settings = get_settings()
+    strategies = Ledger(path=str(settings.ledger_path))
+    strategies.seed_strategies(str(settings.strategies_file))
+    ids = [part.strip() for part in args.strategies.split(",")] if args.strategies else None
+    unknown = sorted(set(ids or []) - set(strategies.strategies()["id"]))
+    if unknown:
+        return _one_line("replay", f"no strategy with id {', '.join(unknown)} in live_strategies")
+    doors = resources(settings)
+    live = {name: doors[name] for name in ("market_data", "universe", "live_warehouse", "trading_clock")}
+    print(f"replaying {session} every {args.every} min ({settings.market_data} bars, local paper broker)")
+    result = replay_session(session, args.every, live, strategies, settings.data_dir / "replay", settings.paper_starting_cash,
+                            settings.slippage_bps, settings.commission_per_share, ids)
+    print(f"{result.ticks} ticks in {result.seconds:.1f} s ({result.seconds / max(result.ticks, 1):.2f} s a tick)"
+          + (f"; {len(result.failed)} failed, first at {result.failed[0]}" if result.failed else ""))
+    report = result.report
+    print(f"orders {report['orders']}, rejections {report['rejections']}, P&L {report['pnl_total']:,.2f}"
+          + (f", equity at the close {report['equity_close']:,.2f}" if "equity_close" in report else ""))
+    print(f"P&L by strategy:\n{report['pnl_by_strategy']}")
+    print(f"ledger: {result.ledger_path}")
+    return 1 if result.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="turbomode", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -328,6 +454,19 @@ def main(argv: list[str] | None = None) -> int:
     status_parser = commands.add_parser("status", help="each asset's newest partition and gaps, signals, schedules, "
                                         "champions; exit 1 when stale")
     status_parser.set_defaults(handler=status)
+    backtest_parser = commands.add_parser("backtest", help="run live strategies over history and print P&L, Sharpe, "
+                                          "drawdown, exposure")
+    backtest_parser.add_argument("strategy", help="a strategy id, several joined by commas, or all")
+    backtest_parser.add_argument("--from", dest="start", required=True, help="first session, e.g. 2026-01-02")
+    backtest_parser.add_argument("--to", dest="end", required=True, help="last session")
+    backtest_parser.set_defaults(handler=backtest)
+    _one_line_errors(backtest_parser, "backtest")
+    replay_parser = commands.add_parser("replay", help="run a past session's paper-trading ticks minute by minute")
+    replay_parser.add_argument("--session", required=True, help="the session, e.g. 2026-11-20")
+    replay_parser.add_argument("--every", type=int, default=1, help="tick every N minutes (default 1)")
+    replay_parser.add_argument("--strategies", help="strategy ids joined by commas (default: every enabled one)")
+    replay_parser.set_defaults(handler=replay)
+    _one_line_errors(replay_parser, "replay")
     args = parser.parse_args(argv)
     return args.handler(args)
 

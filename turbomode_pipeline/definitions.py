@@ -28,6 +28,7 @@ from turbomode_pipeline.live.trading import TradingClock, live_trading_job, live
 from turbomode_pipeline.resources.broker import AlpacaPaperBroker, LocalPaperBroker, PaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.assets.drift import drift_report
+from turbomode_pipeline.assets.strategy_backtest import strategy_backtest
 from turbomode_pipeline.automation.alerts import failed_check_alerts, run_failure_alerts
 from turbomode_pipeline.automation.drift import drift_monitoring, drift_monitoring_job, drift_retrain_sensor
 from turbomode_pipeline.automation.maintenance import weekly_maintenance, weekly_maintenance_job
@@ -106,8 +107,7 @@ def resources(settings: Settings) -> dict:
 defs = Definitions(
     assets=[
         daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes, signal_backtest,
-        drift_report,
-        paper_trading_report,
+        drift_report, paper_trading_report, strategy_backtest,
     ],
     asset_checks=[daily_bars_fresh, scanner_signals_fresh],
     jobs=[

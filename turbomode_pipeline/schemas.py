@@ -664,3 +664,114 @@ ACTIVE_SIGNALS_AT = f"SELECT * REPLACE (true AS is_active) FROM signal_history W
 def mark_active(now: datetime) -> str:
     moment = f"TIMESTAMPTZ '{now.isoformat()}'"  # ours, formatted from a datetime: no outside text
     return f"UPDATE signal_history SET is_active = ({ACTIVE.format(now=moment)})"
+
+
+# The live strategies backtested on history (issue 14, item 2): one backtest_id per strategy and range,
+# "<strategy_id>:<first session>..<last session>", replaced as a whole when it is run again.
+class StrategyBacktestSummary(FiniteModel):
+    backtest_id: str
+    strategy_id: str
+    type: str
+    symbol: str
+    timeframe_minutes: pl.Int64
+    first_session: date
+    last_session: date
+    sessions: pl.Int64
+    bars: pl.Int64
+    orders_filled: pl.Int64
+    orders_rejected: pl.Int64
+    round_trips: pl.Int64
+    hit_rate: float = pa.Field(nullable=True)
+    commission: float
+    starting_equity: float
+    final_equity: float
+    pnl: float
+    total_return: float
+    sharpe: float = pa.Field(nullable=True)
+    max_drawdown: float
+    exposure: float
+    slippage_bps: float
+    report_path: str
+    created_at: datetime
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["backtest_id"]
+
+
+class StrategyBacktestTrades(FiniteModel):
+    backtest_id: str
+    strategy_id: str
+    symbol: str
+    bar_time: datetime
+    side: str = pa.Field(isin=["buy", "sell"])
+    price: float
+    decision: str
+    qty: float
+    approved: bool
+    risk_reason: str
+    fill_time: datetime = pa.Field(nullable=True)
+    filled_price: float = pa.Field(nullable=True)
+    commission: float
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["backtest_id", "bar_time", "side"]
+
+
+class StrategyBacktestEquity(FiniteModel):
+    backtest_id: str
+    strategy_id: str
+    session: date
+    equity: float
+    position: float
+    exposure: float
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["backtest_id", "session"]
+
+
+STRATEGY_BACKTEST = Table(
+    name="strategy_backtest",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS strategy_backtest (
+        backtest_id VARCHAR NOT NULL, strategy_id VARCHAR NOT NULL, type VARCHAR NOT NULL, symbol VARCHAR NOT NULL,
+        timeframe_minutes BIGINT NOT NULL, first_session DATE NOT NULL, last_session DATE NOT NULL,
+        sessions BIGINT NOT NULL, bars BIGINT NOT NULL, orders_filled BIGINT NOT NULL, orders_rejected BIGINT NOT NULL,
+        round_trips BIGINT NOT NULL, hit_rate DOUBLE, commission DOUBLE NOT NULL, starting_equity DOUBLE NOT NULL,
+        final_equity DOUBLE NOT NULL, pnl DOUBLE NOT NULL, total_return DOUBLE NOT NULL, sharpe DOUBLE,
+        max_drawdown DOUBLE NOT NULL, exposure DOUBLE NOT NULL, slippage_bps DOUBLE NOT NULL,
+        report_path VARCHAR NOT NULL, created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+        PRIMARY KEY (backtest_id)
+    )""",
+    partition_column="backtest_id",
+    key_columns=("backtest_id",),
+)
+STRATEGY_BACKTEST_TRADES = Table(
+    name="strategy_backtest_trades",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS strategy_backtest_trades (
+        backtest_id VARCHAR NOT NULL, strategy_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL,
+        bar_time TIMESTAMP WITH TIME ZONE NOT NULL, side VARCHAR NOT NULL, price DOUBLE NOT NULL,
+        decision VARCHAR NOT NULL, qty DOUBLE NOT NULL, approved BOOLEAN NOT NULL, risk_reason VARCHAR NOT NULL,
+        fill_time TIMESTAMP WITH TIME ZONE, filled_price DOUBLE, commission DOUBLE NOT NULL,
+        PRIMARY KEY (backtest_id, bar_time, side)
+    )""",
+    partition_column="backtest_id",
+    key_columns=("backtest_id", "bar_time", "side"),
+)
+STRATEGY_BACKTEST_EQUITY = Table(
+    name="strategy_backtest_equity",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS strategy_backtest_equity (
+        backtest_id VARCHAR NOT NULL, strategy_id VARCHAR NOT NULL, session DATE NOT NULL, equity DOUBLE NOT NULL,
+        position DOUBLE NOT NULL, exposure DOUBLE NOT NULL,
+        PRIMARY KEY (backtest_id, session)
+    )""",
+    partition_column="backtest_id",
+    key_columns=("backtest_id", "session"),
+)

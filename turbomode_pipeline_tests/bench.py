@@ -640,11 +640,94 @@ def signal_backtest(repeat: int = 3) -> None:
     )
 
 
+def strategy_backtest_year() -> None:
+    """A one-year minute-bar backtest of the nine indicator strategies (AAPL, AMD, NVDA), bars and backtest apart."""
+    import json
+    from datetime import date
+
+    import polars as pl
+
+    from turbomode_pipeline.calendar import sessions_between
+    from turbomode_pipeline.core.risk import RiskLimits
+    from turbomode_pipeline.core.strategy_backtest import Costs, backtest_strategy
+    from turbomode_pipeline.resources.ledger import Ledger
+    from turbomode_pipeline.settings import DEFAULT_STRATEGIES
+
+    universe = pl.read_csv(DEFAULT_UNIVERSE).filter(pl.col("symbol").is_in(["AAPL", "AMD", "NVDA"]))
+    sessions = sessions_between(date(2025, 12, 1), date(2026, 11, 30))
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = Ledger(path=f"{tmp}/trading.sqlite")
+        ledger.seed_strategies(str(DEFAULT_STRATEGIES))
+        strategies = ledger.strategies().filter(pl.col("type") != "turbomode_signals")
+    started = time.perf_counter()
+    bars = SimulatedMarketData().minute_bars(sessions, universe)
+    loaded = time.perf_counter() - started
+    results, each = [], []
+    for strategy in strategies.iter_rows(named=True):  # nine
+        spec = {**strategy, "params": json.loads(strategy["params"])}
+        each.append(timed(lambda spec=spec: results.append(backtest_strategy(spec, bars, RiskLimits(), Costs()))))
+    decisions = sum(result.trades.height for result in results)
+    table(
+        f"strategy backtest, {strategies.height} strategies, {len(sessions)} sessions of minute bars ({bars.height:,} bars)",
+        [
+            ("simulated minute bars", f"{loaded:.2f} s"),
+            ("nine backtests", f"{sum(each):.2f} s"),
+            ("slowest strategy", f"{max(each):.2f} s"),
+            ("buy/sell decisions reviewed", f"{decisions:,}"),
+            ("per decision", f"{sum(each) / max(decisions, 1) * 1000:.2f} ms"),
+        ],
+    )
+
+
+def replay_ticks() -> None:
+    """`turbomode replay`'s tick: a live_trading_job run per minute (execute_in_process) beside run_tick called directly."""
+    import logging
+    from datetime import date
+
+    import polars as pl
+
+    from turbomode_pipeline.core.risk import RiskLimits
+    from turbomode_pipeline.live.replay import replay_session, tick_times
+    from turbomode_pipeline.live.tick import run_tick
+    from turbomode_pipeline.live.trading import TradingClock
+    from turbomode_pipeline.resources.broker import LocalPaperBroker
+    from turbomode_pipeline.resources.ledger import Ledger
+    from turbomode_pipeline.settings import DEFAULT_STRATEGIES
+
+    session, every = date(2026, 11, 20), 13  # 31 of the session's 390 ticks
+    with tempfile.TemporaryDirectory() as tmp:
+        universe_path = f"{tmp}/universe.csv"
+        pl.read_csv(DEFAULT_UNIVERSE).write_csv(universe_path)
+        strategies = Ledger(path=f"{tmp}/trading.sqlite")
+        strategies.seed_strategies(str(DEFAULT_STRATEGIES))
+        live = {"market_data": SimulatedMarketData(), "universe": Universe(path=universe_path), "trading_clock": TradingClock(),
+                "live_warehouse": Warehouse(path=f"{tmp}/warehouse.duckdb", lock_timeout_s=1.0)}
+        replayed = replay_session(session, every, live, strategies, Path(tmp) / "replay", 100_000.0, 5.0, 0.0, progress=None)
+        ledger = Ledger(path=f"{tmp}/direct.sqlite")
+        ledger.seed_strategies(str(DEFAULT_STRATEGIES))
+        ids = ledger.strategies()["id"].to_list()
+        tick = dict(ledger=ledger, broker=LocalPaperBroker(ledger_path=ledger.path), market_data=SimulatedMarketData(),
+                    universe=pl.read_csv(DEFAULT_UNIVERSE), warehouse=live["live_warehouse"], limits=RiskLimits(),
+                    kill_switch=False, log=logging.getLogger("bench"))
+        times = tick_times(session, every)
+        direct = timed(lambda: [run_tick(now, ids, **tick) for now in times])
+    full = len(tick_times(session, 1))
+    table(
+        f"replay of {session}, {replayed.ticks} ticks of {full}, 10 strategies",
+        [
+            ("per tick, live_trading_job run", f"{replayed.seconds / replayed.ticks:.3f} s"),
+            ("per tick, run_tick directly", f"{direct / len(times):.3f} s"),
+            (f"whole session ({full} ticks), job runs", f"{replayed.seconds / replayed.ticks * full:.0f} s"),
+        ],
+    )
+
+
 SECTIONS = {
     "live_tick": live_tick, "bars_backfill": bars_backfill, "feature_engine": feature_engine,
     "features_backfill_cli": features_backfill_cli, "model_training": model_training,
     "model_training_random_walk": lambda: model_training(predictability=0.0), "instance_storage": instance_storage,
-    "scanner_scan": scanner_scan, "signal_backtest": signal_backtest,
+    "scanner_scan": scanner_scan, "strategy_backtest_year": strategy_backtest_year, "replay_ticks": replay_ticks,
+    "signal_backtest": signal_backtest,
 }
 
 

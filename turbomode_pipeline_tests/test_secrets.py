@@ -5,11 +5,14 @@ temporary DAGSTER_HOME (the shipped SQLite config, and the shipped PostgreSQL co
 throwaway server) and the loopback emulator, once successfully and once failing, then reads
 every table of the instance's databases (zlib-compressed snapshot blobs decompressed, as
 Dagster stores them), every file under DAGSTER_HOME and the data folder, and the alert the
-run-failure sensor writes for the failed run. MLflow is not part of these runs: no job that
-sees the keys logs to it.
+run-failure sensor writes for the failed run. A second test trains a sector's models through the
+same code location with the canary keys in its environment, and reads every file of the MLflow
+store (the tracking database, params and tags, every artifact).
 """
 
+import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -155,3 +158,31 @@ def test_a_canary_secret_is_in_no_table_no_log_and_no_alert(tmp_path, monkeypatc
     assert leaks(data, (KEY, SECRET)) == []  # the warehouse, the ledger, alerts.log
     snapshots = [table for table, value in values if "APCA_API_SECRET_KEY" in value]
     assert snapshots, "the job snapshot names the variable it reads the secret from"
+
+
+def test_a_canary_secret_is_in_no_mlflow_param_tag_or_artifact(tmp_path, trained_models):
+    """`sector_models` for one sector through `dagster asset materialize`, the keys in the environment."""
+    from turbomode_pipeline_tests.conftest import FAST_TRAINING
+    from turbomode_pipeline_tests.servers import REPO, instance_home
+
+    home = instance_home(tmp_path, REPO / "dagster_home" / "dagster.yaml")
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(trained_models.warehouse_path, data / "warehouse.duckdb")  # its training samples
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "TURBOMODE_", "DAGSTER_", "MLFLOW_"))} | {
+        "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(data), "TURBOMODE_UNIVERSE": str(trained_models.universe_path),
+        "APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET, "TURBOMODE_MARKET_DATA": "alpaca",
+        "TURBOMODE_BROKER": "alpaca", "APCA_API_DATA_URL": "http://127.0.0.1:9", "APCA_API_BASE_URL": "http://127.0.0.1:9",
+    }
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    trained = subprocess.run(
+        [dagster, "asset", "materialize", "-m", "turbomode_pipeline.definitions", "--select", "sector_models",
+         "--partition", "energy", "--config-json", json.dumps(FAST_TRAINING)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    mlflow_files = [p for p in data.rglob("*") if p.is_file() and ("mlflow" in p.name or "mlartifacts" in p.parts)]
+    assert any(p.name == "mlflow.db" for p in mlflow_files) and len(mlflow_files) > 6  # params, models, reliability
+    assert leaks(data, (KEY, SECRET)) == []  # mlflow.db's every table, every artifact, the warehouse
+    assert leaks(home, (KEY, SECRET)) == []
+    assert KEY not in trained.stdout + trained.stderr and SECRET not in trained.stdout + trained.stderr

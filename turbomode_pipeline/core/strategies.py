@@ -123,12 +123,17 @@ def decide(strategy_type: str, bars: pl.DataFrame, params: dict, held_qty: float
         return Decision("hold", None, None, "no bars yet")
     if strategy_type == "turbomode_signals":
         return follow_signals(resample(bars, int(params.get("timeframe_minutes", 1))), held_qty, signals)
-    last = indicator_signals(strategy_type, bars, params).row(-1, named=True)
-    if last["entry"] and held_qty <= 0:
-        return Decision("buy", last["time"], last["close"], f"{strategy_type} entry at {last['close']:.2f}")
-    if last["exit"] and held_qty > 0:
-        return Decision("sell", last["time"], last["close"], f"{strategy_type} exit at {last['close']:.2f}")
-    return Decision("hold", last["time"], last["close"], "no entry or exit on the newest bar")
+    return decide_on_bar(strategy_type, indicator_signals(strategy_type, bars, params).row(-1, named=True), held_qty)
+
+
+def decide_on_bar(strategy_type: str, bar: dict, held_qty: float) -> Decision:
+    """An indicator strategy's decision on one bar of `indicator_signals` (a row as a dict), given what it holds.
+    The live tick calls it on the newest bar; the strategy backtest on every entry or exit bar of a history."""
+    if bar["entry"] and held_qty <= 0:
+        return Decision("buy", bar["time"], bar["close"], f"{strategy_type} entry at {bar['close']:.2f}")
+    if bar["exit"] and held_qty > 0:
+        return Decision("sell", bar["time"], bar["close"], f"{strategy_type} exit at {bar['close']:.2f}")
+    return Decision("hold", bar["time"], bar["close"], "no entry or exit on the newest bar")
 
 
 def follow_signals(bars: pl.DataFrame, held_qty: float, signals: pl.DataFrame | None) -> Decision:

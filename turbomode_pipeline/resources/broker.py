@@ -16,6 +16,7 @@ import polars as pl
 from dagster import ConfigurableResource
 
 from turbomode_pipeline.calendar import xnys
+from turbomode_pipeline.core.fills import next_open_fills
 from turbomode_pipeline.core.trading_url import UnsafeTradingUrl, check_trading_url
 from turbomode_pipeline.resources.alpaca_http import ResponseError, harden
 from turbomode_pipeline.resources.ledger import Ledger
@@ -191,21 +192,12 @@ class LocalPaperBroker(PaperBroker):
         if pending.is_empty():
             return
         minute = pl.col("submitted_at").str.to_datetime(time_zone="UTC").dt.truncate("1m")
-        due = (
-            pending.with_columns(minute.alias("time"))
-            .sort("time")
-            .join_asof(bars.select("symbol", "time", "open").sort("time"), on="time", by="symbol", strategy="forward", check_sortedness=False,
-                       suffix="_bar")
-            .filter(pl.col("open").is_not_null())
-        )
+        due = next_open_fills(pending.with_columns(minute.alias("time")), bars, self.slippage_bps, self.commission_per_share)
         if due.is_empty():
             return
-        slip = pl.when(pl.col("side") == "buy").then(1 + self.slippage_bps / 1e4).otherwise(1 - self.slippage_bps / 1e4)
         filled = due.select(
             "client_order_id", "id", "symbol", "side", "qty", pl.lit("filled").alias("status"), "submitted_at",
-            (pl.col("open") * slip).round(4).alias("filled_price"),
-            pl.col("time").dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").alias("filled_at"),
-            (pl.col("qty") * self.commission_per_share).alias("commission"),
+            "filled_price", pl.col("fill_time").dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").alias("filled_at"), "commission",
         )
         ledger.append("paper_orders", filled)
 
