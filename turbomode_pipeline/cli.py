@@ -83,6 +83,7 @@ def demo(args: argparse.Namespace) -> int:
         from turbomode_pipeline.definitions import defs
 
         print(_drift_summary(defs.resources["warehouse"]))
+        print(_backtest_summary(defs.resources["warehouse"]))
     return 0
 
 
@@ -164,8 +165,8 @@ def _scan(sessions) -> None:
     print(f"\nscanner_signals: {len(scanned)} sessions {scanned[0]}..{scanned[-1]}, champions loaded from MLflow")
     _run_job("scanner_job", str(scanned[0]), str(scanned[-1]), assets=["scanner_signals"])
     graded = scanned[: -BARRIERS.horizon]
-    outcomes = _run_job("scanner_job", str(graded[0]), str(graded[-1]), assets=["signal_outcomes"])
-    quality = outcomes.asset_materializations_for_node("signal_outcomes")[0].metadata
+    outcomes = _run_job("scanner_job", str(graded[0]), str(graded[-1]), assets=["signal_outcomes", "signal_backtest"])
+    quality = outcomes.asset_materializations_for_node("signal_outcomes")[-1].metadata  # the windows: on the last
     print(f"signal quality over the last {len(graded)} graded sessions: "
           + ", ".join(f"{k} {quality[f'{k}_20d'].value:.3f}" for k in ("ic_mean", "icir", "rank_ic_mean", "rank_icir"))
           + f", target hit rate {quality['hit_rate_overall_20d'].value:.1%}")
@@ -274,6 +275,21 @@ def status(args: argparse.Namespace) -> int:
     )
     print(render(report))
     return 1 if report.stale else 0
+
+
+def _backtest_summary(warehouse) -> str:
+    """The signal backtest as of its newest session: the long-short book's numbers and the report."""
+    row = warehouse.query(
+        "SELECT * FROM signal_backtest_summary WHERE strategy = 'long_short' "
+        "AND as_of = (SELECT max(as_of) FROM signal_backtest_summary)"
+    ).row(0, named=True)
+    return (
+        f"\nsignal backtest as of {row['as_of']} ({row['days']} sessions {row['first_session']}..{row['last_session']}, "
+        f"{row['cost_bps']:g} bps per side):\n"
+        f"long-short Sharpe {row['sharpe']:.2f} (t {row['t_stat']:.2f}), annualised return "
+        f"{100 * row['ann_return']:.2f}%, max drawdown {100 * row['max_drawdown']:.2f}%\n"
+        f"backtest report: {row['report_path']}"
+    )
 
 
 def _drift_summary(warehouse) -> str:

@@ -15,6 +15,7 @@ from turbomode_pipeline.automation.market_data import (
 from turbomode_pipeline.automation.models import model_training, model_training_job
 from turbomode_pipeline.automation.run_health import dead_run_sensor
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
+from turbomode_pipeline.assets.signal_backtest import signal_backtest
 from turbomode_pipeline.automation.scanner import (
     overnight_scanner,
     scanner_automation_sensor,
@@ -105,8 +106,8 @@ def resources(settings: Settings) -> dict:
 
 defs = Definitions(
     assets=[
-        daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes, drift_report,
-        paper_trading_report, strategy_backtest,
+        daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes, signal_backtest,
+        drift_report, paper_trading_report, strategy_backtest,
     ],
     asset_checks=[daily_bars_fresh, scanner_signals_fresh],
     jobs=[

@@ -446,6 +446,211 @@ DRIFT_FEATURES = Table(
 )
 
 
+# The scanner's signal backtest (issue 14). Per session: the long-short book's day and the signals
+# entered that session as trades; per as-of session (the last partition of a run): the curves,
+# the summary and the returns by quantile over the whole graded history up to it.
+BACKTEST_STRATEGIES = ["long_short", "benchmark", "signals"]
+
+
+class SignalBacktestDaily(FiniteModel):
+    session: date  # the day: return from the previous close to this one; the book rebalanced at this close
+    gross_ret: float
+    turnover: float = pa.Field(ge=0)
+    cost: float = pa.Field(ge=0)
+    net_ret: float
+    exposure: float = pa.Field(ge=0)  # gross, sum of |weights|, held from this close
+    longs: pl.Int64
+    shorts: pl.Int64
+    benchmark_ret: float  # equal weight, every name scored the session before
+    quantiles: pl.Int32
+    cost_bps: float
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["session"]
+
+
+SIGNAL_BACKTEST_DAILY = Table(
+    name="signal_backtest_daily",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS signal_backtest_daily (
+        session DATE NOT NULL,
+        gross_ret DOUBLE NOT NULL,
+        turnover DOUBLE NOT NULL,
+        cost DOUBLE NOT NULL,
+        net_ret DOUBLE NOT NULL,
+        exposure DOUBLE NOT NULL,
+        longs BIGINT NOT NULL,
+        shorts BIGINT NOT NULL,
+        benchmark_ret DOUBLE NOT NULL,
+        quantiles INTEGER NOT NULL,
+        cost_bps DOUBLE NOT NULL,
+        PRIMARY KEY (session)
+    )""",
+    partition_column="session",
+    key_columns=("session",),
+)
+
+
+class SignalBacktestTrades(FiniteModel):
+    id: str  # signal_history.id
+    session: date  # entry: the signal's session, at its entry price
+    symbol: str
+    sector: str
+    signal_type: str = pa.Field(isin=SIGNAL_TYPES)
+    confidence: float
+    outcome: str = pa.Field(isin=["target", "stop", "expired"])
+    exit_session: date
+    days_held: pl.Int32 = pa.Field(ge=1)
+    ret: float  # signal_outcomes.ret
+    cost: float = pa.Field(ge=0)  # both sides, per unit of notional
+    net_ret: float
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["id"]
+
+
+SIGNAL_BACKTEST_TRADES = Table(
+    name="signal_backtest_trades",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS signal_backtest_trades (
+        id VARCHAR NOT NULL,
+        session DATE NOT NULL,
+        symbol VARCHAR NOT NULL,
+        sector VARCHAR NOT NULL,
+        signal_type VARCHAR NOT NULL,
+        confidence DOUBLE NOT NULL,
+        outcome VARCHAR NOT NULL,
+        exit_session DATE NOT NULL,
+        days_held INTEGER NOT NULL,
+        ret DOUBLE NOT NULL,
+        cost DOUBLE NOT NULL,
+        net_ret DOUBLE NOT NULL,
+        PRIMARY KEY (id)
+    )""",
+    partition_column="session",
+    key_columns=("id",),
+)
+
+
+class SignalBacktestCurves(FiniteModel):
+    as_of: date
+    strategy: str = pa.Field(isin=BACKTEST_STRATEGIES)
+    session: date
+    ret: float
+    equity: float
+    drawdown: float = pa.Field(le=0)
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["as_of", "strategy", "session"]
+
+
+SIGNAL_BACKTEST_CURVES = Table(
+    name="signal_backtest_curves",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS signal_backtest_curves (
+        as_of DATE NOT NULL,
+        strategy VARCHAR NOT NULL,
+        session DATE NOT NULL,
+        ret DOUBLE NOT NULL,
+        equity DOUBLE NOT NULL,
+        drawdown DOUBLE NOT NULL,
+        PRIMARY KEY (as_of, strategy, session)
+    )""",
+    partition_column="as_of",
+    key_columns=("as_of", "strategy", "session"),
+)
+
+
+class SignalBacktestSummary(FiniteModel):
+    as_of: date
+    strategy: str = pa.Field(isin=BACKTEST_STRATEGIES)
+    first_session: date
+    last_session: date
+    days: pl.Int64
+    ann_return: float
+    ann_vol: float
+    sharpe: float
+    t_stat: float
+    max_drawdown: float = pa.Field(le=0)
+    turnover: float
+    hit_rate: float
+    avg_holding: float
+    observations: pl.Int64  # days (long_short, benchmark) or trades (signals)
+    quantiles: pl.Int32
+    cost_bps: float
+    report_path: str
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["as_of", "strategy"]
+
+
+SIGNAL_BACKTEST_SUMMARY = Table(
+    name="signal_backtest_summary",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS signal_backtest_summary (
+        as_of DATE NOT NULL,
+        strategy VARCHAR NOT NULL,
+        first_session DATE NOT NULL,
+        last_session DATE NOT NULL,
+        days BIGINT NOT NULL,
+        ann_return DOUBLE NOT NULL,
+        ann_vol DOUBLE NOT NULL,
+        sharpe DOUBLE NOT NULL,
+        t_stat DOUBLE NOT NULL,
+        max_drawdown DOUBLE NOT NULL,
+        turnover DOUBLE NOT NULL,
+        hit_rate DOUBLE NOT NULL,
+        avg_holding DOUBLE NOT NULL,
+        observations BIGINT NOT NULL,
+        quantiles INTEGER NOT NULL,
+        cost_bps DOUBLE NOT NULL,
+        report_path VARCHAR NOT NULL,
+        PRIMARY KEY (as_of, strategy)
+    )""",
+    partition_column="as_of",
+    key_columns=("as_of", "strategy"),
+)
+
+
+class SignalBacktestQuantiles(FiniteModel):
+    as_of: date
+    strategy: str = pa.Field(isin=["long_short", "signals"])  # by score quantile, or trades by confidence quantile
+    quantile: pl.Int32 = pa.Field(ge=1)
+    observations: pl.Int64
+    mean_ret: float
+    mean_excess: float
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["as_of", "strategy", "quantile"]
+
+
+SIGNAL_BACKTEST_QUANTILES = Table(
+    name="signal_backtest_quantiles",
+    ddl="""
+    CREATE TABLE IF NOT EXISTS signal_backtest_quantiles (
+        as_of DATE NOT NULL,
+        strategy VARCHAR NOT NULL,
+        quantile INTEGER NOT NULL,
+        observations BIGINT NOT NULL,
+        mean_ret DOUBLE NOT NULL,
+        mean_excess DOUBLE NOT NULL,
+        PRIMARY KEY (as_of, strategy, quantile)
+    )""",
+    partition_column="as_of",
+    key_columns=("as_of", "strategy", "quantile"),
+)
+
+
 ACTIVE = "session = (SELECT max(session) FROM scanner_scores) AND expires_at > {now}"
 # The view is for people at a duckdb prompt (the wall clock); the product reads ACTIVE_SIGNALS_AT
 # with clock.now(), so a test that sets the clock sees the signals active at that time.

@@ -83,6 +83,9 @@ class Settings:
     # total deadlines of the Alpaca market data source (issue 13): per request, and per run of the source
     alpaca_request_deadline_s: float = 120.0
     alpaca_run_deadline_s: float = 1800.0
+    # the scanner's signal backtest (issue 14): score quantiles of the long-short book, costs per side
+    backtest_quantiles: int = 5
+    backtest_cost_bps: float = 5.0
 
     @property
     def warehouse_path(self) -> Path:
@@ -170,6 +173,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
         raise ValueError("must be at least 1")
+    return value
+
+
+def _quantiles(raw: str) -> int:
+    value = int(raw)
+    if value < 2:
+        raise ValueError("must be at least 2: a long and a short quantile")
     return value
 
 
@@ -268,6 +278,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ui_base_url=_text("TURBOMODE_UI_BASE_URL", env, "http://127.0.0.1:3000").rstrip("/"),
         alpaca_request_deadline_s=_parsed("TURBOMODE_ALPACA_REQUEST_DEADLINE_S", env, 120.0, _positive_float, "seconds > 0"),
         alpaca_run_deadline_s=_parsed("TURBOMODE_ALPACA_RUN_DEADLINE_S", env, 1800.0, _positive_float, "seconds > 0"),
+        backtest_quantiles=_parsed("TURBOMODE_BACKTEST_QUANTILES", env, 5, _quantiles, "a whole number >= 2"),
+        backtest_cost_bps=_parsed("TURBOMODE_BACKTEST_COST_BPS", env, 5.0, _non_negative_float, "basis points >= 0"),
     )
     if settings.drift_psi_warn >= settings.drift_psi_drift:
         raise SettingsError(

@@ -61,9 +61,15 @@ def test_a_partition_lands_in_the_warehouse_with_metadata(resources, instance, w
 
 
 def test_a_range_is_one_run_that_replaces_exactly_its_partitions(resources, instance, warehouse):
-    assert materialize_bars(resources, instance, tags=range_tags("2024-03-01", "2024-03-28")).success
+    result = materialize_bars(resources, instance, tags=range_tags("2024-03-01", "2024-03-28"))
+    assert result.success
     before = table(warehouse)
     assert before["session"].n_unique() == 20  # March 2024 up to the 28th: 20 sessions, Good Friday is the 29th
+    events = result.asset_materializations_for_node("daily_bars")
+    assert [e.partition for e in events] == sorted(before["session"].cast(pl.String).unique().to_list())
+    # each partition its own numbers (44 rows), not the run's 880
+    assert all(e.metadata["dagster/row_count"].value == 44 and e.metadata["symbols"].value == 44 for e in events)
+    assert ["preview" in e.metadata for e in events] == [False] * 19 + [True]
     assert len(instance.get_runs()) == 1
     assert materialized_keys(instance) == set(before["session"].cast(pl.String).unique().to_list())
 

@@ -93,6 +93,13 @@ def test_the_demos_whole_chain_passes_at(moment, tmp_path):
         assert next_step in out
     saturday = newest + timedelta(days=(5 - newest.weekday()) % 7)
     assert (tmp_path / "data" / "reports" / f"drift_report_{saturday}.html").exists()
+    # it ends with the signal backtest: the long-short book's Sharpe, annualised return, max drawdown and its report
+    last_lines = out.rstrip().splitlines()[-2:]
+    assert re.fullmatch(r"long-short Sharpe -?\d+\.\d\d \(t -?\d+\.\d\d\), annualised return -?\d+\.\d\d%, "
+                        r"max drawdown -?\d+\.\d\d%", last_lines[0]), last_lines
+    report = Path(last_lines[1].removeprefix("backtest report: "))
+    assert report.parent == tmp_path / "data" / "reports" and report.name.startswith("signal_backtest_")
+    assert report.exists()
 
 
 def test_a_failed_demo_step_names_itself_its_reason_and_the_retry_command_and_still_ends_with_next_steps(tmp_path):

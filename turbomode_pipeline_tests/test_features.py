@@ -102,9 +102,17 @@ def test_an_injected_infinity_fails_the_check_and_writes_nothing(bars_in_warehou
 
 def test_training_samples_label_every_symbol_once_the_horizon_exists(bars_in_warehouse, resources, instance, warehouse):
     first, last = sessions_before(DAY, 20)[0], DAY
-    assert run([daily_features, training_samples], resources, instance, tags=range_tags(str(first), str(last))).success
+    result = run([daily_features, training_samples], resources, instance, tags=range_tags(str(first), str(last)))
+    assert result.success
     samples = table(warehouse, "SELECT * FROM training_samples ORDER BY session, symbol")
     assert samples.height == 21 * 44
+    for asset in ("daily_features", "training_samples"):  # each partition its own 44 rows, not the run's 924
+        events = result.asset_materializations_for_node(asset)
+        assert len(events) == 21 and all(e.metadata["dagster/row_count"].value == 44 for e in events)
+    for event in result.asset_materializations_for_node("training_samples"):
+        own = samples.filter(pl.col("session").cast(pl.String) == event.partition)
+        assert event.metadata["label_up_share"].value == pytest.approx(own["label"].mean(), rel=1e-3)
+        assert sum(event.metadata[f"barrier_{b}"].value for b in ("lower", "time", "upper")) == 44
     assert set(samples["barrier"]) <= {"upper", "lower", "time"}
     assert samples.filter(pl.col("barrier") == "upper")["ret"].min() > 0
     assert samples.filter(pl.col("barrier") == "lower")["ret"].max() < 0

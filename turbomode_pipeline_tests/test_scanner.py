@@ -11,6 +11,7 @@ from dagster import AssetCheckSeverity, AssetKey, AssetSelection, Definitions, b
 from turbomode_pipeline.assets.features import BARRIERS, daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
+from turbomode_pipeline.assets.signal_backtest import signal_backtest
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.automation.scanner import (
     latest_due_scan,
@@ -61,11 +62,15 @@ def test_signals_match_their_schema_semantics_and_lineage(trained_models, pipeli
     SignalHistory.validate(signals)
     assert scores.height == 5 * 44 and signals.height > 0
     assert set(signals["signal_type"]) == {"BUY", "SELL"}
-    metadata = result.asset_materializations_for_node("scanner_signals")[0].metadata
-    newest = signals.filter(pl.col("session") == sessions[-1])
-    assert metadata["buy_signals_latest"].value == (newest["signal_type"] == "BUY").sum()
-    assert metadata["sell_signals_latest"].value == (newest["signal_type"] == "SELL").sum()
-    assert "buy_sell_by_session" in metadata
+    events = result.asset_materializations_for_node("scanner_signals")
+    assert [event.partition for event in events] == [str(day) for day in sessions]
+    for event in events:  # each partition of the range run carries its own numbers, not the run's
+        own = signals.filter(pl.col("session") == date.fromisoformat(event.partition))
+        assert event.metadata["dagster/row_count"].value == own.height
+        assert event.metadata["buy_signals"].value == (own["signal_type"] == "BUY").sum()
+        assert event.metadata["sell_signals"].value == (own["signal_type"] == "SELL").sum()
+        assert event.metadata["symbols_scored"].value == 44
+        assert ("buy_sell_by_session" in event.metadata) == (event.partition == str(sessions[-1]))
     two_sided = next(e for e in result.get_asset_check_evaluations() if e.check_name == "signals_two_sided")
     assert two_sided.severity == AssetCheckSeverity.WARN  # a warning: a one-sided session is still written
 
@@ -199,7 +204,7 @@ def test_overnight_scanner_scans_the_day_and_grades_the_session_whose_horizon_en
     tuesday = pd.Timestamp("2025-06-10 23:30", tz=tz).to_pydatetime()
     requests = overnight_scanner(build_schedule_context(instance=instance, scheduled_execution_time=tuesday))
     assert [(r.partition_key, r.asset_selection) for r in requests] == [
-        ("2025-06-10", [scanner_signals.key]), ("2025-05-27", [signal_outcomes.key]),
+        ("2025-06-10", [scanner_signals.key]), ("2025-05-27", [signal_outcomes.key, signal_backtest.key]),
     ]
     saturday = pd.Timestamp("2025-06-14 23:30", tz=tz).to_pydatetime()
     skipped = overnight_scanner(build_schedule_context(instance=instance, scheduled_execution_time=saturday))
@@ -220,7 +225,11 @@ def test_signal_outcomes_grade_a_month_of_signals_and_report_ic(trained_models, 
     expired = outcomes.filter(pl.col("outcome") == "expired")
     assert (expired["days_held"] == BARRIERS.horizon).all()
 
-    metadata = result.asset_materializations_for_node("signal_outcomes")[0].metadata
+    events = result.asset_materializations_for_node("signal_outcomes")
+    assert [event.partition for event in events][-1] == str(graded_last) and "hit_rate_20d" not in events[0].metadata
+    for event in events:  # each partition: its own graded signals
+        assert event.metadata["dagster/row_count"].value == (outcomes["session"].cast(pl.String) == event.partition).sum()
+    metadata = events[-1].metadata  # the 20- and 60-session windows, as of the run's last session
     assert "| sector" in metadata["hit_rate_20d"].value and "BUY" in metadata["hit_rate_60d"].value
     scores = table(warehouse, f"SELECT * FROM scanner_scores WHERE session >= DATE '{trained_models.sessions[-20 - BARRIERS.horizon]}'")
     bars = table(warehouse, "SELECT session, symbol, close FROM daily_bars ORDER BY symbol, session").to_pandas()
@@ -229,9 +238,10 @@ def test_signal_outcomes_grade_a_month_of_signals_and_report_ic(trained_models, 
     ic = joined.groupby("session").apply(lambda df: df["probability_up"].corr(df["fwd"]))  # qlib's calc_ic
     rank_ic = joined.groupby("session").apply(lambda df: df["probability_up"].corr(df["fwd"], method="spearman"))
     assert len(ic) == 20
-    assert metadata["ic_mean_20d"].value == pytest.approx(ic.mean())
-    assert metadata["icir_20d"].value == pytest.approx(ic.mean() / ic.std())
-    assert metadata["rank_icir_20d"].value == pytest.approx(rank_ic.mean() / rank_ic.std())
+    assert metadata["ic_mean_20d"].value == pytest.approx(ic.mean(), rel=1e-3)  # rounded to 4 significant digits
+    assert events[-1].metadata["ic"].value == pytest.approx(ic.iloc[-1], rel=1e-3)  # the session's own, rounded
+    assert metadata["icir_20d"].value == pytest.approx(ic.mean() / ic.std(), rel=1e-3)
+    assert metadata["rank_icir_20d"].value == pytest.approx(rank_ic.mean() / rank_ic.std(), rel=1e-3)
     assert metadata["sessions_60d"].value == 25  # only 25 sessions were scanned
 
 

@@ -14,6 +14,7 @@ def test_defaults_need_no_environment():
     assert settings.universe_path == DEFAULT_UNIVERSE
     assert settings.alpaca_data_feed == "iex"
     assert settings.warehouse_path == Path("./data").resolve() / "warehouse.duckdb"
+    assert (settings.backtest_quantiles, settings.backtest_cost_bps) == (5, 5.0)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,8 @@ def test_defaults_need_no_environment():
         ("TURBOMODE_CATCHUP_SESSIONS", "0"),
         ("ALPACA_DATA_FEED", "otc"),
         ("APCA_API_DATA_URL", "127.0.0.1:8080"),
+        ("TURBOMODE_BACKTEST_QUANTILES", "1"),
+        ("TURBOMODE_BACKTEST_COST_BPS", "-1"),
     ],
 )
 def test_an_invalid_value_fails_at_load_naming_the_variable(name, value):

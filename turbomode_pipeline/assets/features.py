@@ -9,12 +9,12 @@ from dagster import (
     BackfillPolicy,
     Failure,
     MaterializeResult,
-    MetadataValue,
     TimeWindowPartitionMapping,
     asset,
 )
 
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
+from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.calendar import daily_sessions, sessions_after, sessions_before
 from turbomode_pipeline.core.feature_rules import FEATURE_RULES
@@ -78,18 +78,12 @@ def daily_features(context: AssetExecutionContext, warehouse: Warehouse):
     if failures:
         raise refuse("daily_features", failures, sessions)
     rows = warehouse.replace_partitions(DAILY_FEATURES, conform(features, DailyFeatures), sessions)
-    latest = features.filter(pl.col("session") == sessions[-1])
-    yield MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "sessions": len(sessions),
-            "features": len(FEATURES),
-            "symbols": features["symbol"].n_unique(),
-            "null_share_latest_session": MetadataValue.float(
-                float(latest.select(pl.mean_horizontal(pl.col(FEATURES).is_null().mean())).item() or 0.0)
-            ),
-        }
-    )
+    attach(context, by_session(features, **{
+        "dagster/row_count": pl.len(), "symbols": pl.col("symbol").n_unique(),
+        "null_share": pl.mean_horizontal(pl.col(FEATURES).is_null().mean()).first(),
+    }), context.partition_keys, missing={"dagster/row_count": 0, "symbols": 0})
+    log_run(context, "daily_features", rows=rows, sessions=len(sessions))
+    yield MaterializeResult(metadata={"features": len(FEATURES)})
 
 
 def label_consistency(samples: pl.DataFrame, **_) -> pl.DataFrame:
@@ -157,13 +151,10 @@ def training_samples(context: AssetExecutionContext, warehouse: Warehouse):
     if failures:
         raise refuse("training_samples", failures, sessions)
     rows = warehouse.replace_partitions(TRAINING_SAMPLES, conform(samples, TrainingSamples), sessions)
-    balance = samples.group_by("barrier").len().sort("barrier")
-    yield MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "sessions": len(sessions),
-            "label_up_share": MetadataValue.float(float(samples["label"].mean() or 0.0)),
-            **{f"barrier_{row['barrier']}": row["len"] for row in balance.iter_rows(named=True)},
-            "horizon_sessions": BARRIERS.horizon,
-        }
-    )
+    barriers = {f"barrier_{name}": (pl.col("barrier") == name).sum() for name in ("lower", "time", "upper")}
+    attach(context, by_session(samples, **{
+        "dagster/row_count": pl.len(), "label_up_share": pl.col("label").mean().cast(pl.Float64), **barriers,
+    }), context.partition_keys, missing={"dagster/row_count": 0})
+    log_run(context, "training_samples", rows=rows, sessions=len(sessions),
+            label_up_share=float(samples["label"].mean() or 0.0))
+    yield MaterializeResult(metadata={"horizon_sessions": BARRIERS.horizon})

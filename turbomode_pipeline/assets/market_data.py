@@ -6,6 +6,7 @@ import polars as pl
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from turbomode_pipeline import clock
+from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run
 from turbomode_pipeline.calendar import daily_sessions
 from turbomode_pipeline.core.bar_rules import RULES
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
@@ -46,17 +47,16 @@ def daily_bars(
     if failures:
         raise refuse("daily_bars", failures, sessions)
     rows = warehouse.replace_partitions(DAILY_BARS, conform(bars, DailyBars), sessions)
-    yield MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "sessions": len(sessions),
-            "first_session": str(sessions[0]),
-            "last_session": str(sessions[-1]),
-            "symbols": bars["symbol"].n_unique(),
-            "source": bars["source"].first() if rows else "none",
-            "preview": MetadataValue.md(bars.tail(5).drop("ingested_at").to_pandas().to_markdown(index=False)),
-        }
+    # each partition its own rows and symbols; the run's totals in its log (see assets/partition_metadata.py)
+    attach(context, by_session(bars, **{"dagster/row_count": pl.len(), "symbols": pl.col("symbol").n_unique()}),
+           context.partition_keys, missing={"dagster/row_count": 0, "symbols": 0})
+    context.add_asset_metadata(
+        {"preview": MetadataValue.md(bars.filter(pl.col("session") == sessions[-1]).tail(5).drop("ingested_at")
+                                     .to_pandas().to_markdown(index=False))},
+        partition_key=context.partition_keys[-1],
     )
+    log_run(context, "daily_bars", rows=rows, sessions=len(sessions), symbols=bars["symbol"].n_unique())
+    yield MaterializeResult(metadata={"source": bars["source"].first() if rows else "none"})
 
 
 def _prior_closes(warehouse: Warehouse, first_session: date) -> pl.DataFrame | None:

@@ -24,6 +24,7 @@ from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
 from turbomode_pipeline.assets.features import BARRIERS, daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
+from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run, readable
 from turbomode_pipeline.calendar import daily_sessions, session_close, sessions_after, sessions_before
 from turbomode_pipeline.core import scanner
 from turbomode_pipeline.core.features import FEATURES, MODEL_FEATURES
@@ -188,29 +189,37 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     warehouse.replace_partitions(SCANNER_SCORES, conform(scores, ScannerScores), sessions)
     warehouse.execute(ACTIVE_SIGNALS_VIEW, mark_active(clock.now()))
     latest = found.filter(pl.col("session") == sessions[-1])
-    counts = dict(latest.group_by("signal_type").len().iter_rows())
     per_session = scanner.balance(found).with_columns(pl.col("session").cast(pl.String), pl.col("buy_share").round(3))
+    # each partition: its own signals, BUY/SELL and symbols scored (assets/partition_metadata.py)
+    own = by_session(scored, symbols_scored=pl.len()).join(
+        by_session(found, **{"dagster/row_count": pl.len(), "buy_signals": (pl.col("signal_type") == "BUY").sum(),
+                             "sell_signals": (pl.col("signal_type") == "SELL").sum(),
+                             "buy_share": (pl.col("signal_type") == "BUY").mean()}),
+        on="partition", how="left",
+    ).with_columns(pl.col("dagster/row_count", "buy_signals", "sell_signals").fill_null(0))
+    complete = by_session(features, rows=pl.len()).join(by_session(scored, scored=pl.len()), on="partition", how="left")
+    own = own.join(complete.select("partition", symbols_without_complete_features=pl.col("rows")
+                                   - pl.col("scored").fill_null(0)), on="partition", how="left")
+    attach(context, own, context.partition_keys, missing={"dagster/row_count": 0, "symbols_scored": 0})
+    context.add_asset_metadata({
+        "buy_sell_by_session": MetadataValue.md(per_session.tail(30).to_pandas().to_markdown(index=False)),
+        "top_signals": MetadataValue.md(
+            latest.sort("confidence", descending=True).head(10)
+            .select("symbol", "signal_type", pl.col("confidence", "entry_price", "target_price", "stop_loss").round(3))
+            .to_pandas().to_markdown(index=False)
+        ),
+    }, partition_key=context.partition_keys[-1])
+    log_run(context, "scanner_signals", signals=found.height, sessions=len(sessions),
+            buy_share=float((found["signal_type"] == "BUY").mean()) if found.height else float("nan"))
+    # the run's own facts, true of every partition it wrote: its models, threshold and timings
     yield MaterializeResult(
         metadata={
-            "dagster/row_count": found.height,
-            "sessions": len(sessions),
-            "symbols_scored": scored.filter(pl.col("session") == sessions[-1]).height,
-            "symbols_without_complete_features": features.height - scored.height,
-            "buy_signals_latest": counts.get("BUY", 0),
-            "sell_signals_latest": counts.get("SELL", 0),
-            "buy_sell_by_session": MetadataValue.md(per_session.tail(30).to_pandas().to_markdown(index=False)),
-            "buy_share": MetadataValue.float(float((found["signal_type"] == "BUY").mean()) if found.height else float("nan")),
             "sectors_without_champion": MetadataValue.json(without_champion),
             "threshold": threshold,
-            "scan_seconds": MetadataValue.float(scan_seconds),
-            "model_load_seconds": MetadataValue.float(sum(loading.values())),
+            "scan_seconds": MetadataValue.float(round(scan_seconds, 3)),
+            "model_load_seconds": MetadataValue.float(round(sum(loading.values()), 3)),
             "models": MetadataValue.md(
                 scored.select("sector", "model_name", "model_version", "mlflow_run_id").unique().sort("sector")
-                .to_pandas().to_markdown(index=False)
-            ),
-            "top_signals": MetadataValue.md(
-                latest.sort("confidence", descending=True).head(10)
-                .select("symbol", "signal_type", pl.col("confidence", "entry_price", "target_price", "stop_loss").round(3))
                 .to_pandas().to_markdown(index=False)
             ),
         }
@@ -258,7 +267,9 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
             )
         )
     signals = warehouse.query("SELECT * FROM signal_history WHERE session IN (SELECT unnest(?))", [sessions])
-    scores = warehouse.query("SELECT session, symbol, sector FROM scanner_scores WHERE session IN (SELECT unnest(?))", [sessions])
+    scores = warehouse.query(
+        "SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session IN (SELECT unnest(?))", [sessions]
+    )
     graded = scanner.relative_outcomes(
         scanner.outcomes(signals, bars.filter(pl.col("session") >= sessions[0]), BARRIERS.horizon),
         scores, bars, BARRIERS.horizon,
@@ -267,7 +278,19 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
     if failures:
         raise refuse("signal_outcomes", failures, sessions)
     rows = warehouse.replace_partitions(SIGNAL_OUTCOMES, conform(graded, SignalOutcomes), sessions)
-    yield MaterializeResult(metadata={"dagster/row_count": rows, **quality(warehouse, bars, sessions[-1])})
+    # each partition: its own graded signals, hit rate and the session's IC; the 20- and 60-session
+    # windows (as of the run's last session) on the last partition only
+    ic = scanner.daily_ic(scores, scanner.forward_returns(bars, BARRIERS.horizon))
+    own = by_session(graded, **{
+        "dagster/row_count": pl.len(), "buy_signals": (pl.col("signal_type") == "BUY").sum(),
+        "sell_signals": (pl.col("signal_type") == "SELL").sum(),
+        "hit_rate": (pl.col("outcome") == "target").mean(), "mean_ret": pl.col("ret").mean(),
+    }).join(ic.select(pl.col("session").cast(pl.String).alias("partition"), "ic", "rank_ic"), on="partition",
+            how="full", coalesce=True).with_columns(pl.col("dagster/row_count").fill_null(0))
+    attach(context, own, context.partition_keys, missing={"dagster/row_count": 0})
+    context.add_asset_metadata(quality(warehouse, bars, sessions[-1]), partition_key=context.partition_keys[-1])
+    log_run(context, "signal_outcomes", graded=rows, sessions=len(sessions))
+    yield MaterializeResult(metadata={"horizon_sessions": BARRIERS.horizon})
 
 
 def quality(warehouse: Warehouse, bars: pl.DataFrame, last: date) -> dict:
@@ -282,10 +305,11 @@ def quality(warehouse: Warehouse, bars: pl.DataFrame, last: date) -> dict:
         summary = scanner.ic_summary(scanner.daily_ic(scores, returns))
         metadata[f"hit_rate_{window}d"] = MetadataValue.md(rates.to_pandas().to_markdown(index=False))
         metadata[f"hit_rate_overall_{window}d"] = MetadataValue.float(
-            float((graded["outcome"] == "target").mean()) if graded.height else float("nan")
+            readable(float((graded["outcome"] == "target").mean())) if graded.height else float("nan")
         )
         right = graded["beat_sector"].drop_nulls() if graded.height else pl.Series([], dtype=pl.Boolean)
-        metadata[f"beat_sector_rate_{window}d"] = MetadataValue.float(float(right.mean()) if right.len() else float("nan"))
+        metadata[f"beat_sector_rate_{window}d"] = MetadataValue.float(
+            readable(float(right.mean())) if right.len() else float("nan"))
         for name, value in summary.items():
-            metadata[f"{name}_{window}d"] = MetadataValue.float(float("nan") if value is None else float(value))
+            metadata[f"{name}_{window}d"] = MetadataValue.float(float("nan") if value is None else readable(float(value)))
     return metadata

@@ -28,6 +28,7 @@ from dagster import (
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
+from turbomode_pipeline.assets.signal_backtest import signal_backtest
 from turbomode_pipeline.automation.market_data import desk_timezone, freshness_evaluation, held_sessions, session_gaps
 from turbomode_pipeline.calendar import daily_sessions, is_session, sessions_before, sessions_between
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseLockedError
@@ -39,9 +40,9 @@ FRESHNESS_CHECK = "scanner_signals_fresh"
 
 scanner_job = define_asset_job(
     "scanner_job",
-    selection=AssetSelection.assets(scanner_signals, signal_outcomes),
+    selection=AssetSelection.assets(scanner_signals, signal_outcomes, signal_backtest),
     partitions_def=daily_sessions(),
-    description="Scan a session for signals; grade the signals whose horizon ended.",
+    description="Scan a session for signals; grade the signals whose horizon ended and backtest the graded history.",
     tags=max_runtime(minutes=30),
 )
 
@@ -114,7 +115,7 @@ def scanner_freshness_sensor(context: SensorEvaluationContext, warehouse: Wareho
     execution_timezone=get_settings().timezone,
     job=scanner_job,
     default_status=DefaultScheduleStatus.RUNNING,
-    description="23:30: scan the day's session; grade the signals of the session whose horizon ended today.",
+    description="23:30: scan the day's session; grade (and backtest) the signals of the session whose horizon ended today.",
 )
 def overnight_scanner(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.astimezone(desk_timezone()).date()
@@ -124,6 +125,7 @@ def overnight_scanner(context: ScheduleEvaluationContext):
     return [
         RunRequest(run_key=f"scanner_signals:{day}", partition_key=day.isoformat(), asset_selection=[scanner_signals.key]),
         RunRequest(
-            run_key=f"signal_outcomes:{graded}", partition_key=graded.isoformat(), asset_selection=[signal_outcomes.key]
+            run_key=f"signal_outcomes:{graded}", partition_key=graded.isoformat(),
+            asset_selection=[signal_outcomes.key, signal_backtest.key],
         ),
     ]
