@@ -29,7 +29,7 @@ from turbomode_pipeline.resources.broker import AlpacaPaperBroker, LocalPaperBro
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.assets.drift import drift_report
 from turbomode_pipeline.assets.strategy_backtest import strategy_backtest
-from turbomode_pipeline.automation.alerts import failed_check_alerts, run_failure_alerts
+from turbomode_pipeline.automation.alerts import failed_check_alerts, halted_strategy_alerts, run_failure_alerts
 from turbomode_pipeline.automation.drift import drift_monitoring, drift_monitoring_job, drift_retrain_sensor
 from turbomode_pipeline.automation.maintenance import weekly_maintenance, weekly_maintenance_job
 from turbomode_pipeline.resources.alerts import AlertSender
@@ -120,7 +120,7 @@ defs = Definitions(
     ],
     sensors=[
         missed_sessions_sensor, scanner_freshness_sensor, scanner_automation_sensor, drift_retrain_sensor,
-        run_failure_alerts, failed_check_alerts, live_trading_sensor, dead_run_sensor,
+        run_failure_alerts, failed_check_alerts, halted_strategy_alerts, live_trading_sensor, dead_run_sensor,
     ],
     resources=resources(get_settings()),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one

@@ -7,6 +7,7 @@ the strategies and the risk limits see the position; a position nothing in the l
 halts its symbol's strategies with a message that says so.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterInstance, build_sensor_context
 
+from turbomode_pipeline.automation.alerts import halted_strategy_alerts
 from turbomode_pipeline.live.trading import TradingClock, live_trading_job
+from turbomode_pipeline.resources.alerts import AlertSender
 from turbomode_pipeline.resources.broker import AlpacaPaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
@@ -35,7 +38,7 @@ FIRST_MINUTE, LAST_MINUTE = 18, 30
 TICKS = """
 import sys
 from datetime import UTC, datetime, timedelta
-from dagster import DagsterInstance
+from dagster import DagsterInstance, build_sensor_context
 from turbomode_pipeline_tests.test_orphan_orders import live_resources, tick
 folder, url, first, last = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 resources = live_resources(folder, url)
@@ -134,3 +137,14 @@ def test_a_position_no_ledger_order_explains_halts_its_strategies_with_a_clear_m
     statuses = dict(resources["ledger"].query("SELECT id, status FROM live_strategies WHERE symbol = 'AMD'").rows())
     assert statuses == {s: f"halted: {reason}" for s in ("amd-donchian", "amd-ichimoku", "amd-keltner")}
     assert not [o for o in emulator.orders.values() if o["symbol"] == "AMD"]
+
+    # the halt reaches a person once, through the alert sender, not only the run's log
+    sender = AlertSender(log_path=str(tmp_path / "alerts.log"))
+    context = lambda cursor: build_sensor_context(  # noqa: E731
+        instance=DagsterInstance.ephemeral(), cursor=cursor, resources={"ledger": resources["ledger"], "alerts": sender})
+    first = halted_strategy_alerts(context(None))
+    again = halted_strategy_alerts(context(first.cursor))
+    alerts = [json.loads(line) for line in (tmp_path / "alerts.log").read_text().splitlines()]
+    assert sorted(a["summary"] for a in alerts) == [f"live strategy {s} (AMD) halted: {reason}"
+                                                    for s in ("amd-donchian", "amd-ichimoku", "amd-keltner")]
+    assert again.skip_reason.skip_message == "no newly halted strategy"

@@ -1,4 +1,4 @@
-"""Alerts: a failed run, or a failed freshness or blocking check, reaches a person.
+"""Alerts: a failed run, a failed freshness or blocking check, or a halted live strategy reaches a person.
 
 The checks sensor reads the instance's event log for check evaluations (those of runs and
 those the freshness sensor reports) and alerts on every failed one of severity ERROR.
@@ -6,6 +6,7 @@ those the freshness sensor reports) and alerts on every failed one of severity E
 
 import json
 
+import polars as pl
 from dagster import (
     AssetCheckSeverity,
     DefaultSensorStatus,
@@ -18,8 +19,9 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from turbomode_pipeline import clock
-from turbomode_pipeline.core.alerts import check_failure_alert, partition_of, run_failure_alert
+from turbomode_pipeline.core.alerts import check_failure_alert, partition_of, run_failure_alert, strategy_halt_alert
 from turbomode_pipeline.resources.alerts import AlertSender
+from turbomode_pipeline.resources.ledger import Ledger
 
 CHECK_HISTORY = 20  # failed evaluations per check looked at per tick
 
@@ -82,3 +84,24 @@ def _partition(instance, run_id: str, evaluation) -> str | None:
         return partition_of(run.tags)
     due = evaluation.metadata.get("latest_due_session")
     return str(due.value) if due is not None else None
+
+
+@sensor(
+    name="halted_strategy_alerts",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="A live strategy the tick halts (unexplained position, loss limit, kill switch): one alert per halt.",
+)
+def halted_strategy_alerts(context: SensorEvaluationContext, ledger: Ledger, alerts: AlertSender):
+    alerted = set(json.loads(context.cursor)) if context.cursor else set()
+    halted = ledger.strategies().filter(pl.col("status").str.starts_with("halted"))
+    now_halted = {f"{row['id']}|{row['status']}": row for row in halted.iter_rows(named=True)}  # a handful
+    sent = [
+        f"{row['id']}: {alerts.send(strategy_halt_alert(row['id'], row['symbol'], row['status'], alerts.ui_base_url, clock.now()))}"
+        for key, row in now_halted.items() if key not in alerted
+    ]
+    cursor = json.dumps(sorted(now_halted))  # a strategy resumed and halted again is alerted again
+    if not sent:
+        return SensorResult(skip_reason="no newly halted strategy", cursor=cursor)
+    context.log.info("; ".join(sent))
+    return SensorResult(cursor=cursor)

@@ -53,3 +53,17 @@ def check_failure_alert(
         "run_id": run_id or None,
         "ui_link": f"{ui_base_url}/runs/{run_id}" if run_id else f"{ui_base_url}/assets/{name}?view=checks",
     }
+
+
+def strategy_halt_alert(strategy_id: str, symbol: str, status: str, ui_base_url: str, at: datetime) -> dict:
+    """A live strategy the tick halted (a position nothing explains, the loss limit, the kill switch)."""
+    reason = status.removeprefix("halted: ")
+    return {
+        "kind": "strategy_halted",
+        "at": at.isoformat(),
+        "summary": f"live strategy {strategy_id} ({symbol}) halted: {reason}",
+        "strategy_id": strategy_id,
+        "symbol": symbol,
+        "error": reason,
+        "ui_link": f"{ui_base_url}/runs?q[]=job:live_trading_job",
+    }
