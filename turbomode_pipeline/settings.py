@@ -74,6 +74,8 @@ class Settings:
     drift_window_sessions: int = 20
     drift_one_sided_share: float = 0.85
     signal_retention_days: int = 730
+    # bars (issue 19): the share of the symbols listed in a session its bars must cover
+    min_coverage: float = 0.98
     live_run_retention_days: int = 7
     model_archive_weeks: int = 8
     alert_webhook: str | None = None
@@ -260,6 +262,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         drift_window_sessions=_parsed("TURBOMODE_DRIFT_WINDOW_SESSIONS", env, 20, _positive_int, "a whole number >= 1"),
         drift_one_sided_share=_parsed("TURBOMODE_DRIFT_ONE_SIDED_SHARE", env, 0.85, _fraction, "a number in [0, 1]"),
         signal_retention_days=_parsed("TURBOMODE_SIGNAL_RETENTION_DAYS", env, 730, _positive_int, "a whole number >= 1"),
+        min_coverage=_parsed("TURBOMODE_MIN_COVERAGE", env, 0.98, _fraction, "a number in [0, 1]"),
         live_run_retention_days=_parsed("TURBOMODE_LIVE_RUN_RETENTION_DAYS", env, 7, _positive_int, "a whole number >= 1"),
         model_archive_weeks=_parsed("TURBOMODE_MODEL_ARCHIVE_WEEKS", env, 8, _positive_int, "a whole number >= 1"),
         alert_webhook=_text("TURBOMODE_ALERT_WEBHOOK", env, None),

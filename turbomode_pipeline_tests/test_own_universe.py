@@ -100,3 +100,98 @@ def test_training_status_and_schedule_cover_only_the_universes_sectors_and_a_thi
     assert "sectors without a champion stacked model (not scanned): Utilities" in status.stdout
     champions = status.stdout.split("champion model versions:")[1].split("\n\n")[0]
     assert "Energy" in champions and "Utilities" in champions and "Financials" not in champions
+
+
+def test_a_listing_a_delisting_and_a_halt_pass_and_one_bad_session_fails_alone(tmp_path, instance, monkeypatch):
+    """22 symbols over March 2024 from the loopback Alpaca server: MSFT lists on the 11th, CVX's
+    last session is the 15th, AAPL misses the 13th (a halt), and the 20th lacks 3 symbols. Before,
+    the listing failed coverage on 6 sessions and the range wrote nothing."""
+    from datetime import date
+
+    from dagster import AssetCheckSeverity, materialize
+
+    from turbomode_pipeline.assets.market_data import daily_bars
+    from turbomode_pipeline.calendar import sessions_between
+    from turbomode_pipeline.resources.market_data import AlpacaMarketData, SimulatedMarketData
+    from turbomode_pipeline.resources.universe import Universe
+    from turbomode_pipeline.resources.warehouse import Warehouse
+    from turbomode_pipeline_tests.alpaca_emulator import KEY_ID, SECRET, AlpacaEmulator
+    from turbomode_pipeline_tests.conftest import materialized_keys, range_tags, small_universe, table
+
+    universe = pl.read_csv(small_universe(tmp_path, per_sector=2)).with_columns(
+        listed_from=pl.when(pl.col("symbol") == "MSFT").then(pl.lit("2024-03-11")),
+        listed_until=pl.when(pl.col("symbol") == "CVX").then(pl.lit("2024-03-15")),
+    )
+    universe.write_csv(tmp_path / "universe.csv")
+    assert universe.height == 22 and {"AAPL", "MSFT", "CVX", "XOM"} <= set(universe["symbol"])
+    sessions = sessions_between(date(2024, 3, 1), date(2024, 3, 28))
+    symbols = load_universe(tmp_path / "universe.csv")
+    vendor = SimulatedMarketData(seed=3).daily_bars(sessions, symbols)
+    bad_day, dropped = date(2024, 3, 20), ["JPM", "UNH", "XOM"]
+    served = vendor.filter(
+        ~((pl.col("symbol") == "MSFT") & (pl.col("session") < date(2024, 3, 11)))
+        & ~((pl.col("symbol") == "CVX") & (pl.col("session") > date(2024, 3, 15)))
+        & ~((pl.col("symbol") == "AAPL") & (pl.col("session") == date(2024, 3, 13)))
+        & ~((pl.col("session") == bad_day) & pl.col("symbol").is_in(dropped))
+    )
+    warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"), lock_timeout_s=2.0)
+    resources = {"warehouse": warehouse, "universe": Universe(path=str(tmp_path / "universe.csv"))}
+    # the bad day was written once before, from good data: the failed check must keep it
+    good = dict(resources, market_data=SimulatedMarketData(seed=3))
+    assert materialize([daily_bars], resources=good, instance=instance, partition_key=str(bad_day)).success
+    kept = table(warehouse)
+
+    with AlpacaEmulator(served) as emulator:
+        source = AlpacaMarketData(api_key=KEY_ID, secret_key=SECRET, data_url=emulator.url, backoff_s=0.01, timeout_s=5.0)
+        result = materialize(
+            [daily_bars], resources=dict(resources, market_data=source), instance=instance,
+            tags=range_tags(str(sessions[0]), str(sessions[-1])), raise_on_error=False,
+        )
+
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert (
+        # 19 sessions x 22 symbols, less MSFT before its listing (6), CVX after its delisting (8) and the halt (1)
+        "daily_bars wrote 19 of 20 sessions (403 rows); 1 session(s) not written, the warehouse keeps its previous "
+        "data of them: 2024-03-20 (universe_coverage)"
+    ) in failure, failure
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["universe_coverage"].description == (
+        "universe_coverage failed, 1 violation(s): 2024-03-20: coverage 85.7% of 21 symbols; missing 3: JPM, UNH, XOM"
+    )
+    halt = checks["listed_symbol_halted"]
+    assert not halt.passed and halt.severity == AssetCheckSeverity.WARN
+    assert halt.description == (
+        "listed_symbol_halted failed, 1 violation(s): AAPL 2024-03-13: no bar for one session while listed "
+        "(a halt?); the sessions around it have bars; not counted against coverage"
+    )
+    stored = table(warehouse)
+    written = [s for s in sessions if s != bad_day]
+    assert materialized_keys(instance) == {str(s) for s in sessions}  # the bad day's older, good materialisation
+    assert sorted(stored["session"].unique().to_list()) == sessions
+    assert stored.filter(pl.col("session") == bad_day).equals(kept)  # the last good data of the failing session
+    new = stored.filter(pl.col("session") != bad_day).select("session", "symbol")
+    assert new.sort("session", "symbol").equals(served.filter(pl.col("session").is_in(written)).select("session", "symbol").sort("session", "symbol"))
+    run_partitions = {
+        e.dagster_event.event_specific_data.materialization.partition
+        for e in instance.all_logs(result.run_id)
+        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
+    }
+    assert run_partitions == {str(s) for s in written}
+
+    # The threshold is a setting: at TURBOMODE_MIN_COVERAGE=0.85 the bad day's 85.7% passes and is written.
+    from turbomode_pipeline.settings import get_settings
+
+    monkeypatch.setenv("TURBOMODE_MIN_COVERAGE", "0.85")
+    get_settings.cache_clear()
+    try:
+        with AlpacaEmulator(served) as emulator:
+            source = AlpacaMarketData(api_key=KEY_ID, secret_key=SECRET, data_url=emulator.url, backoff_s=0.01, timeout_s=5.0)
+            again = materialize(
+                [daily_bars], resources=dict(resources, market_data=source), instance=instance,
+                partition_key=str(bad_day), raise_on_error=False,
+            )
+    finally:
+        get_settings.cache_clear()
+    assert again.success
+    assert table(warehouse).filter(pl.col("session") == bad_day).height == 21 - 3
