@@ -195,3 +195,50 @@ def test_a_listing_a_delisting_and_a_halt_pass_and_one_bad_session_fails_alone(t
         get_settings.cache_clear()
     assert again.success
     assert table(warehouse).filter(pl.col("session") == bad_day).height == 21 - 3
+
+
+def test_research_mode_judges_freshness_and_status_at_the_history_end(trained_models, tmp_path, monkeypatch):
+    """A history that ended 30 sessions ago, complete to its end: with TURBOMODE_HISTORY_END the
+    freshness checks pass and `turbomode status` exits 0, each saying it judged at that end."""
+    from dagster import DagsterInstance, materialize
+
+    from turbomode_pipeline.assets.features import daily_features
+    from turbomode_pipeline.assets.market_data import daily_bars
+    from turbomode_pipeline.assets.scanner import scanner_signals
+    from turbomode_pipeline.automation.market_data import freshness
+    from turbomode_pipeline.automation.scanner import scanner_freshness
+    from turbomode_pipeline.clock import now
+    from turbomode_pipeline.settings import get_settings
+    from turbomode_pipeline_tests.conftest import range_tags
+
+    end = trained_models.sessions[-30]
+    recent = trained_models.sessions[-39:-29]  # the last 10 sessions of the history
+    assert recent[-1] == end
+    env = deployment_env(tmp_path, trained_models.universe_path) | {
+        "MLFLOW_TRACKING_URI": trained_models.registry.tracking_uri,
+        "TURBOMODE_MLFLOW_ARTIFACTS": trained_models.registry.artifact_root,
+    }
+    resources = trained_models.resources(tmp_path)
+    instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
+    tags = range_tags(str(recent[0]), str(end))
+    assert materialize([daily_bars, daily_features], resources=resources, instance=instance, tags=tags).success
+    assert materialize([scanner_signals], resources=resources, instance=instance, tags=tags).success
+
+    monkeypatch.setenv("TURBOMODE_HISTORY_END", str(end))
+    get_settings.cache_clear()
+    try:
+        bars_ok, bars_message, _ = freshness(instance, resources["warehouse"], now())
+        scan_ok, scan_message, _ = scanner_freshness(instance, resources["warehouse"], now())
+    finally:
+        get_settings.cache_clear()
+    note = f"research mode: the history ends on {end} (TURBOMODE_HISTORY_END), judged as of that end, not the wall clock"
+    assert bars_ok and bars_message == f"{note}: daily_bars holds the last 10 due sessions, through {end}"
+    assert scan_ok and scan_message == f"{note}: scanner_signals holds the newest due session {end}"
+
+    research = subprocess.run(
+        [str(CONSOLE_SCRIPT), "status"], env=env | {"TURBOMODE_HISTORY_END": str(end)},
+        capture_output=True, text=True, timeout=180,
+    )
+    assert research.returncode == 0, research.stdout + research.stderr
+    assert f"{note}: due sessions, partition ages and active signals are counted at its end" in research.stdout
+    assert "OK: every nightly asset holds its recent sessions and every model has a champion" in research.stdout

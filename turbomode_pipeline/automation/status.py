@@ -14,7 +14,7 @@ from dagster import AssetKey, DagsterInstance, RunsFilter
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.schemas import ACTIVE_SIGNALS_AT
-from turbomode_pipeline.automation.market_data import due_sessions
+from turbomode_pipeline.automation.market_data import due_sessions, judged_at, research_note
 from turbomode_pipeline.automation.scanner import latest_due_scan, unscanned
 from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline.core.model_zoo import MODEL_TYPES, STACKED
@@ -32,6 +32,7 @@ TRAILING = ("training_samples", "signal_outcomes")
 @dataclass
 class Status:
     now: datetime
+    research: str | None = None  # research mode's note: the status is judged at the history's end
     assets: list[dict] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     signals: pl.DataFrame | None = None
@@ -74,9 +75,10 @@ def _recent_sessions(asset: str, now: datetime) -> list[date]:
 
 def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegistry, schedules: list[str], now: datetime | None = None) -> Status:
     now = now or clock.now()
-    status = Status(now=now)
+    status = Status(now=now, research=research_note(now))
+    judged = judged_at(now)  # now, or the history's end in research mode
     for asset in (*NIGHTLY[:2], "training_samples", "scanner_signals", "signal_outcomes"):
-        row = _asset_row(instance, asset, _recent_sessions(asset, now), now)
+        row = _asset_row(instance, asset, _recent_sessions(asset, judged), judged)
         status.assets.append(row)
         if asset in NIGHTLY and row["_missing"]:
             status.stale.append(f"{asset} is missing session(s) {', '.join(map(str, row['_missing']))}")
@@ -87,7 +89,7 @@ def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegi
     status.assets.append(models)
     try:
         status.signals = warehouse.query(
-            f"SELECT session, signal_type, count(*) AS signals FROM ({ACTIVE_SIGNALS_AT}) GROUP BY ALL ORDER BY ALL", [now]
+            f"SELECT session, signal_type, count(*) AS signals FROM ({ACTIVE_SIGNALS_AT}) GROUP BY ALL ORDER BY ALL", [judged]
         )
     except WarehouseError:
         status.signals = None
@@ -131,7 +133,10 @@ def render(status: Status) -> str:
                        tbl_hide_column_data_types=True, fmt_str_lengths=80)
     with config:
         assets = pl.DataFrame([{k: str(v) for k, v in row.items() if not k.startswith("_")} for row in status.assets])
-        lines = [f"TurboMode status at {status.now:%Y-%m-%d %H:%M %Z}", "", "assets:", str(assets), ""]
+        lines = [f"TurboMode status at {status.now:%Y-%m-%d %H:%M %Z}"]
+        if status.research:
+            lines.append(f"{status.research}: due sessions, partition ages and active signals are counted at its end")
+        lines += ["", "assets:", str(assets), ""]
         if status.signals is None or status.signals.is_empty():
             lines.append("active signals: none (no scan yet, or every signal of the newest scan expired)")
         else:
