@@ -97,6 +97,7 @@ def _demo_chain(session_count: int) -> bool:
     from turbomode_pipeline.automation.models import all_sectors_tags
     from turbomode_pipeline.core.features import FEATURES
     from turbomode_pipeline.definitions import defs
+    from turbomode_pipeline.partitions import SECTORS
     from turbomode_pipeline.settings import get_settings
 
     settings = get_settings()
@@ -110,7 +111,8 @@ def _demo_chain(session_count: int) -> bool:
     trained = len(sessions) >= MIN_TRAINING_SESSIONS
     if trained:
         fast = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120}}}}
-        print("sector_models: 11 sectors x 6 models, fast demo settings (smaller models, 3 folds, 120-session holdout)")
+        print(f"sector_models: the universe's {len(SECTORS)} sectors x 6 models, fast demo settings "
+              "(smaller models, 3 folds, 120-session holdout)")
         _run_job("model_training_job", *all_sectors_tags().values(), run_config=fast)
     else:
         print(f"sector_models: skipped: {len(sessions)} sessions are too few to train on; the features' 252-session "
@@ -188,11 +190,11 @@ def _model_summary(registry) -> str:
     import polars as pl
 
     from turbomode_pipeline.core.model_zoo import STACKED
-    from turbomode_pipeline.core.universe import GICS_SECTORS
+    from turbomode_pipeline.partitions import SECTORS
     from turbomode_pipeline.resources.model_registry import registered_name
 
     rows = []
-    for sector in GICS_SECTORS:
+    for sector in SECTORS:
         run = registry.champion_run(registered_name(sector, STACKED))
         metrics = run["metrics"] if run else {}
         rows.append({

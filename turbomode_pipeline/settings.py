@@ -74,6 +74,11 @@ class Settings:
     drift_window_sessions: int = 20
     drift_one_sided_share: float = 0.85
     signal_retention_days: int = 730
+    # bars (issue 19): the share of the symbols listed in a session its bars must cover
+    min_coverage: float = 0.98
+    # research mode (issue 19): the last session of a history that ends in the past; freshness
+    # and status judge against it, not the wall clock. None: the history runs to today.
+    history_end: date | None = None
     live_run_retention_days: int = 7
     model_archive_weeks: int = 8
     alert_webhook: str | None = None
@@ -152,6 +157,13 @@ def _history_start(raw: str) -> date:
     if not EARLIEST_HISTORY <= value <= today:
         raise ValueError(f"outside [{EARLIEST_HISTORY}, {today}]: the exchange calendar starts on {EARLIEST_HISTORY} "
                          "and a history cannot start in the future")
+    return value
+
+
+def _history_end(raw: str) -> date:
+    value = date.fromisoformat(raw)
+    if value > clock.now().date():
+        raise ValueError(f"after today ({clock.now().date()}): research mode is for a history that ended")
     return value
 
 
@@ -270,6 +282,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         drift_window_sessions=_parsed("TURBOMODE_DRIFT_WINDOW_SESSIONS", env, 20, _positive_int, "a whole number >= 1"),
         drift_one_sided_share=_parsed("TURBOMODE_DRIFT_ONE_SIDED_SHARE", env, 0.85, _fraction, "a number in [0, 1]"),
         signal_retention_days=_parsed("TURBOMODE_SIGNAL_RETENTION_DAYS", env, 730, _positive_int, "a whole number >= 1"),
+        min_coverage=_parsed("TURBOMODE_MIN_COVERAGE", env, 0.98, _fraction, "a number in [0, 1]"),
+        history_end=_parsed("TURBOMODE_HISTORY_END", env, None, _history_end, "a date YYYY-MM-DD, not in the future"),
         live_run_retention_days=_parsed("TURBOMODE_LIVE_RUN_RETENTION_DAYS", env, 7, _positive_int, "a whole number >= 1"),
         model_archive_weeks=_parsed("TURBOMODE_MODEL_ARCHIVE_WEEKS", env, 8, _positive_int, "a whole number >= 1"),
         alert_webhook=_text("TURBOMODE_ALERT_WEBHOOK", env, None),
@@ -301,6 +315,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             check_trading_url(settings.apca_api_base_url, settings.allow_live_trading)
         except UnsafeTradingUrl as error:
             raise SettingsError(str(error)) from None
+    if settings.history_end is not None and settings.history_end < settings.history_start:
+        raise SettingsError(
+            f"TURBOMODE_HISTORY_END={settings.history_end} is before TURBOMODE_HISTORY_START={settings.history_start}"
+        )
     try:  # at load, so `dagster definitions validate` and the daemon refuse a bad universe before any run
         load_universe(settings.universe_path)
     except UniverseError as error:

@@ -56,7 +56,8 @@ def test_a_partition_lands_in_the_warehouse_with_metadata(resources, instance, w
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
         "bars_match_schema": True, "ohlc_consistent": True, "prices_positive": True, "volume_non_negative": True,
-        "unique_session_symbol": True, "universe_coverage": True, "prices_not_frozen": True,
+        "unique_session_symbol": True, "universe_coverage": True, "listed_symbol_halted": True,
+        "prices_not_frozen": True,
     }
 
 

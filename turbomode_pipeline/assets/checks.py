@@ -18,6 +18,15 @@ def check_specs(asset: str, schema_check: str, rules: tuple[Rule, ...]) -> list[
     ]
 
 
+class CheckFailures(list):
+    """The messages of the failed blocking checks, and the sessions they name (`sessions`; None
+    when a finding is not a session's, such as a schema failure: then the whole batch failed)."""
+
+    def __init__(self, messages=(), sessions: dict | None = None):
+        super().__init__(messages)
+        self.sessions = sessions  # session -> the names of the rules it failed
+
+
 def evaluate(
     frame: pl.DataFrame, schema, schema_check: str, rules: tuple[Rule, ...], rule_frame: pl.DataFrame | None = None,
     **context,
@@ -33,9 +42,9 @@ def evaluate(
         yield AssetCheckResult(check_name=schema_check, passed=False, description=message)
         for rule in rules:
             yield AssetCheckResult(check_name=rule.name, passed=False, description="not evaluated: schema check failed")
-        return [message]
+        return CheckFailures([message], None)
     yield AssetCheckResult(check_name=schema_check, passed=True)
-    failures = []
+    failures = CheckFailures(sessions={})
     for rule in rules:
         found = rule.find(frame if rule_frame is None else rule_frame, **context)
         message = describe(rule, found)
@@ -53,6 +62,11 @@ def evaluate(
         )
         if rule.blocking and not found.is_empty():
             failures.append(message)
+            if failures.sessions is not None and "session" in found.columns and found["session"].null_count() == 0:
+                for session in found["session"].unique().to_list():
+                    failures.sessions.setdefault(session, []).append(rule.name)
+            else:
+                failures.sessions = None
     return failures
 
 

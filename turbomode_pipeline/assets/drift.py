@@ -33,7 +33,7 @@ from turbomode_pipeline.core.drift import (
 from turbomode_pipeline.core.drift_html import DriftReportData, render_report
 from turbomode_pipeline.core.features import RAW_FEATURES, WARMUP
 from turbomode_pipeline.core.model_zoo import STACKED
-from turbomode_pipeline.core.universe import GICS_SECTORS
+from turbomode_pipeline.partitions import SECTORS
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.warehouse import Warehouse
@@ -66,7 +66,7 @@ def thresholds() -> Thresholds:
 
 def _champions(registry: ModelRegistry) -> pl.DataFrame:
     rows = []
-    for sector in GICS_SECTORS:  # 11 registry look-ups
+    for sector in SECTORS:  # one registry look-up per sector of the universe
         champion = registry.champion_run(registered_name(sector, STACKED))
         if champion is not None:
             params = champion["params"]
@@ -222,7 +222,7 @@ def drift_report(
             "signals_one_sided": overall["one_sided"],
             "buy_signals": int(overall["buy"]),
             "sell_signals": int(overall["sell"]),
-            "sectors_without_champion": MetadataValue.json(sorted(set(GICS_SECTORS) - set(champions["sector"]))),
+            "sectors_without_champion": MetadataValue.json(sorted(set(SECTORS) - set(champions["sector"]))),
             "window": f"{window[0]}..{window[-1]}",
             "partial_week": partial,
             "week_sessions": MetadataValue.json([str(day) for day in so_far]),

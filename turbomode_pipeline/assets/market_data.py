@@ -3,7 +3,7 @@
 from datetime import date
 
 import polars as pl
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetMaterialization, BackfillPolicy, Failure, MaterializeResult, MetadataValue, asset
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run
@@ -14,6 +14,7 @@ from turbomode_pipeline.resources.market_data import MarketDataSource
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.schemas import DAILY_BARS, DailyBars, conform
+from turbomode_pipeline.settings import get_settings
 
 SCHEMA_CHECK = "bars_match_schema"
 FROZEN_LOOKBACK = 4
@@ -35,17 +36,23 @@ def daily_bars(
     """Daily OHLCV bars for every symbol of the universe, one partition per NYSE session.
 
     The bars are checked before anything is written: a failed blocking check fails the
-    run, stops every downstream asset and leaves the warehouse's previous data untouched.
+    run, stops every downstream asset and leaves the warehouse's previous data of the failing
+    sessions untouched. In a range run the sessions that pass every blocking check are written
+    (and recorded as materialised) before the run fails naming each failing session and its
+    rules: one bad day does not throw away ten good years.
     """
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     symbols = universe.load()
     bars = market_data.daily_bars(sessions, symbols).with_columns(ingested_at=pl.lit(clock.now()))
     failures = yield from evaluate(
         bars, DailyBars, SCHEMA_CHECK, RULES,
-        universe=symbols["symbol"].to_list(), sessions=sessions, prior=_prior_closes(warehouse, sessions[0]),
+        universe=symbols, sessions=sessions, prior=_prior_closes(warehouse, sessions[0]),
+        min_coverage=get_settings().min_coverage,
     )
-    if failures:
+    if failures and (failures.sessions is None or set(failures.sessions) >= set(sessions)):
         raise refuse("daily_bars", failures, sessions)
+    if failures:
+        raise _write_passing(context, warehouse, bars, sessions, failures)
     rows = warehouse.replace_partitions(DAILY_BARS, conform(bars, DailyBars), sessions)
     # each partition its own rows and symbols; the run's totals in its log (see assets/partition_metadata.py)
     attach(context, by_session(bars, **{"dagster/row_count": pl.len(), "symbols": pl.col("symbol").n_unique()}),
@@ -57,6 +64,27 @@ def daily_bars(
     )
     log_run(context, "daily_bars", rows=rows, sessions=len(sessions), symbols=bars["symbol"].n_unique())
     yield MaterializeResult(metadata={"source": bars["source"].first() if rows else "none"})
+
+
+def _write_passing(context: AssetExecutionContext, warehouse: Warehouse, bars: pl.DataFrame, sessions, failures) -> Failure:
+    """Write the sessions that passed, record each as materialised, and return the Failure naming the others."""
+    failed = failures.sessions
+    passing = [session for session in sessions if session not in failed]
+    rows = warehouse.replace_partitions(DAILY_BARS, conform(bars.filter(pl.col("session").is_in(passing)), DailyBars), passing)
+    for session in passing:
+        context.log_event(AssetMaterialization(asset_key=context.asset_key, partition=session.isoformat()))
+    named = "; ".join(f"{session} ({', '.join(rules)})" for session, rules in sorted(failed.items())[:20])
+    more = f" and {len(failed) - 20} more" if len(failed) > 20 else ""
+    return Failure(
+        description=(
+            f"daily_bars wrote {len(passing)} of {len(sessions)} sessions ({rows:,} rows); {len(failed)} session(s) not "
+            f"written, the warehouse keeps its previous data of them: {named}{more} | " + " | ".join(failures)
+        ),
+        metadata={
+            "written_sessions": len(passing),
+            "failed_sessions": MetadataValue.json({str(session): rules for session, rules in sorted(failed.items())}),
+        },
+    )
 
 
 def _prior_closes(warehouse: Warehouse, first_session: date) -> pl.DataFrame | None:

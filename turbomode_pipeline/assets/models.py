@@ -3,12 +3,15 @@
 from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
-from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, BackfillPolicy, Config, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AllPartitionMapping, AssetDep, AssetExecutionContext, BackfillPolicy, Config, Failure, MaterializeResult, MetadataValue,
+    asset,
+)
 
 from turbomode_pipeline.assets.features import BARRIERS, training_samples
 from turbomode_pipeline.core.features import MODEL_FEATURES
 from turbomode_pipeline.core.model_zoo import ModelSettings
-from turbomode_pipeline.core.training import train_sector
+from turbomode_pipeline.core.training import TooFewSamples, train_sector
 from turbomode_pipeline.partitions import SECTOR_PARTITIONS, sector_of
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.warehouse import Warehouse
@@ -54,7 +57,9 @@ def _samples(warehouse: Warehouse, sectors: list[str], label_target: str) -> pl.
 def sector_models(context: AssetExecutionContext, config: TrainingConfig, warehouse: Warehouse, model_registry: ModelRegistry):
     """Train, calibrate, evaluate and register the six models of each sector in the run.
 
-    Reads the warehouse read-only (no `warehouse` pool); sectors train in parallel threads.
+    Reads the warehouse read-only (no `warehouse` pool); sectors train in parallel threads. A
+    sector whose samples cannot fill the holdout and the folds is skipped with a warning naming
+    it (no new version, no champion), and the others train; the run fails only when none can.
     """
     sectors = [sector_of(key) for key in context.partition_keys]
     label_target = get_settings().label_target
@@ -68,13 +73,26 @@ def sector_models(context: AssetExecutionContext, config: TrainingConfig, wareho
     def train(sector: str):
         rows = samples.filter(pl.col("sector") == sector)
         context.log.info(f"{sector}: training 6 models on {rows.height:,} samples")
-        return train_sector(
-            sector, rows, features, horizon=BARRIERS.horizon,
-            holdout_sessions=config.holdout_sessions, settings=settings,
-        )
+        try:
+            return train_sector(
+                sector, rows, features, horizon=BARRIERS.horizon,
+                holdout_sessions=config.holdout_sessions, settings=settings,
+            )
+        except TooFewSamples as error:
+            return str(error)
 
     with ThreadPoolExecutor(max_workers=config.parallel_sectors) as pool:
-        trainings = list(pool.map(train, sectors))
+        outcomes = list(pool.map(train, sectors))
+    skipped = {sector: reason for sector, reason in zip(sectors, outcomes, strict=True) if isinstance(reason, str)}
+    for reason in skipped.values():
+        context.log.warning(f"skipped, no new version and no champion: {reason}; the other sectors train")
+    trainings = [outcome for outcome in outcomes if not isinstance(outcome, str)]
+    if not trainings:
+        raise Failure(
+            description=f"no sector could be trained: {'; '.join(skipped.values())}; "
+            "build training_samples over more sessions (the backtest_data job) or lower holdout_sessions",
+            metadata={"skipped_sectors": MetadataValue.json(skipped)},
+        )
     rows = model_registry.log_training(
         trainings, run_name=f"training {context.run_id[:8]}",
         tags={"dagster_run_id": context.run_id, "fast": str(config.fast), "label_target": label_target},
@@ -85,6 +103,8 @@ def sector_models(context: AssetExecutionContext, config: TrainingConfig, wareho
     return MaterializeResult(
         metadata={
             "models": len(rows),
+            "sectors_trained": MetadataValue.json([training.sector for training in trainings]),
+            "skipped_sectors": MetadataValue.json(skipped),
             "champions_promoted": champions.height,
             "label_target": label_target,
             "stacked_not_promoted": MetadataValue.json(

@@ -64,6 +64,24 @@ def due_at(session: date) -> datetime:
     return max(scheduled, session_close(session)) + GRACE
 
 
+def judged_at(now: datetime) -> datetime:
+    """The moment freshness is judged at: `now`, or in research mode (TURBOMODE_HISTORY_END in the
+    past) noon after the history's last session, when its bars and its scan were both due."""
+    end = get_settings().history_end
+    if end is None:
+        return now
+    last = sessions_between(end - timedelta(days=14), end)[-1]  # the last session on or before the end
+    return min(now, datetime.combine(last + timedelta(days=1), time(12, 0), tzinfo=desk_timezone()))
+
+
+def research_note(now: datetime) -> str | None:
+    """What research mode says wherever it judges freshness; None when it is off."""
+    end = get_settings().history_end
+    if end is None or judged_at(now) == now:
+        return None
+    return f"research mode: the history ends on {end} (TURBOMODE_HISTORY_END), judged as of that end, not the wall clock"
+
+
 def due_sessions(now: datetime, count: int) -> list[date]:
     """The `count` most recent sessions whose bars should exist at `now`, oldest first."""
     start = max(get_settings().history_start, now.date() - timedelta(days=count * 2 + 14))
@@ -115,11 +133,16 @@ def heal_request(gaps: list[date], attempt: int = 1) -> RunRequest:
 
 def freshness(instance: DagsterInstance, warehouse: Warehouse, now: datetime) -> tuple[bool, str, date | None]:
     """Whether the warehouse holds every due session of the catch-up window, the latest included."""
-    due = due_sessions(now, get_settings().catchup_sessions)
-    return freshness_verdict(due, held_sessions(instance, warehouse, due))
+    due = due_sessions(judged_at(now), get_settings().catchup_sessions)
+    return freshness_verdict(due, held_sessions(instance, warehouse, due), research_note(now))
 
 
-def freshness_verdict(due: list[date], held: set[date]) -> tuple[bool, str, date | None]:
+def freshness_verdict(due: list[date], held: set[date], note: str | None = None) -> tuple[bool, str, date | None]:
+    passed, message, latest = _verdict(due, held)
+    return passed, f"{note}: {message}" if note else message, latest
+
+
+def _verdict(due: list[date], held: set[date]) -> tuple[bool, str, date | None]:
     if not due:
         return True, "no session is due yet", None
     lacking = [day for day in due if day not in held]
@@ -174,13 +197,13 @@ def market_data_ingestion(context: ScheduleEvaluationContext):
 def missed_sessions_sensor(context: SensorEvaluationContext, warehouse: Warehouse):
     now = clock.now()
     cursor = json.loads(context.cursor) if context.cursor else {}
-    due = due_sessions(now, get_settings().catchup_sessions)
+    due = due_sessions(judged_at(now), get_settings().catchup_sessions)
     try:
         held = held_sessions(context.instance, warehouse, due)
     except WarehouseLockedError as error:
         return SensorResult(skip_reason=f"the warehouse is busy, gaps are read again next tick: {error}",
                             cursor=context.cursor)
-    passed, message, latest = freshness_verdict(due, held)
+    passed, message, latest = freshness_verdict(due, held, research_note(now))
     events = []
     if cursor.get("fresh") != [passed, str(latest)]:
         events.append(freshness_evaluation(daily_bars.key, FRESHNESS_CHECK, passed, message, latest))

@@ -1,4 +1,4 @@
-"""`model_training`: every sector's six models, Sundays at midnight, as one run."""
+"""`model_training`: the six models of every sector of the universe, Sundays at midnight, as one run."""
 
 from dagster import AssetSelection, DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, define_asset_job, schedule
 
@@ -28,7 +28,7 @@ def all_sectors_tags() -> dict[str, str]:
     execution_timezone=get_settings().timezone,
     job=model_training_job,
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Sunday 00:00: all 11 sectors x 6 models in one run.",
+    description="Sunday 00:00: every sector of the universe x 6 models in one run.",
 )
 def model_training(context: ScheduleEvaluationContext):
     week = context.scheduled_execution_time.strftime("%Y-%m-%d")

@@ -29,7 +29,9 @@ from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.assets.signal_backtest import signal_backtest
-from turbomode_pipeline.automation.market_data import desk_timezone, freshness_evaluation, held_sessions, session_gaps
+from turbomode_pipeline.automation.market_data import (
+    desk_timezone, freshness_evaluation, held_sessions, judged_at, research_note, session_gaps,
+)
 from turbomode_pipeline.calendar import daily_sessions, is_session, sessions_before, sessions_between
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseLockedError
 from turbomode_pipeline.settings import get_settings
@@ -74,15 +76,17 @@ def unscanned(instance: DagsterInstance, sessions: list[date], asset: str = "sca
 
 def scanner_freshness(instance: DagsterInstance, warehouse: Warehouse, now: datetime) -> tuple[bool, str, date | None]:
     """Whether the newest due session was scanned: materialised, and its scores are in the warehouse."""
-    day = latest_due_scan(now)
+    note = research_note(now)
+    prefix = f"{note}: " if note else ""
+    day = latest_due_scan(judged_at(now))
     if day is None:
-        return True, "no scan is due yet", None
+        return True, f"{prefix}no scan is due yet", None
     if not held_sessions(instance, warehouse, [day], "scanner_signals", "scanner_scores"):
         return False, (
-            f"no signals for session {day}: scanner_signals was due by {scan_due_at(day):%Y-%m-%d %H:%M %Z} "
+            f"{prefix}no signals for session {day}: scanner_signals was due by {scan_due_at(day):%Y-%m-%d %H:%M %Z} "
             "and has not run successfully for it"
         ), day
-    return True, f"scanner_signals holds the newest due session {day}", day
+    return True, f"{prefix}scanner_signals holds the newest due session {day}", day
 
 
 @asset_check(asset=scanner_signals, name=FRESHNESS_CHECK, description="the newest session was scanned by 00:30")

@@ -14,12 +14,11 @@ from dagster import AssetKey, DagsterInstance, RunsFilter
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.schemas import ACTIVE_SIGNALS_AT
-from turbomode_pipeline.automation.market_data import due_sessions
+from turbomode_pipeline.automation.market_data import due_sessions, judged_at, research_note
 from turbomode_pipeline.automation.scanner import latest_due_scan, unscanned
 from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline.core.model_zoo import MODEL_TYPES, STACKED
-from turbomode_pipeline.core.universe import GICS_SECTORS
-from turbomode_pipeline.partitions import SECTOR_PARTITIONS
+from turbomode_pipeline.partitions import SECTOR_BY_KEY, SECTORS
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseError
 
@@ -33,6 +32,7 @@ TRAILING = ("training_samples", "signal_outcomes")
 @dataclass
 class Status:
     now: datetime
+    research: str | None = None  # research mode's note: the status is judged at the history's end
     assets: list[dict] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     signals: pl.DataFrame | None = None
@@ -75,43 +75,49 @@ def _recent_sessions(asset: str, now: datetime) -> list[date]:
 
 def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegistry, schedules: list[str], now: datetime | None = None) -> Status:
     now = now or clock.now()
-    status = Status(now=now)
+    status = Status(now=now, research=research_note(now))
+    judged = judged_at(now)  # now, or the history's end in research mode
     for asset in (*NIGHTLY[:2], "training_samples", "scanner_signals", "signal_outcomes"):
-        row = _asset_row(instance, asset, _recent_sessions(asset, now), now)
+        row = _asset_row(instance, asset, _recent_sessions(asset, judged), judged)
         status.assets.append(row)
         if asset in NIGHTLY and row["_missing"]:
             status.stale.append(f"{asset} is missing session(s) {', '.join(map(str, row['_missing']))}")
     models = _asset_row(instance, "sector_models", [], now)
     trained = instance.get_materialized_partitions(AssetKey("sector_models"))
-    models["newest_partition"] = f"{len(trained)} of {len(SECTOR_PARTITIONS.get_partition_keys())} sectors"
+    trained = trained & set(SECTOR_BY_KEY)  # a sector dropped from the universe is not counted
+    models["newest_partition"] = f"{len(trained)} of {len(SECTORS)} sectors"
     status.assets.append(models)
     try:
         status.signals = warehouse.query(
-            f"SELECT session, signal_type, count(*) AS signals FROM ({ACTIVE_SIGNALS_AT}) GROUP BY ALL ORDER BY ALL", [now]
+            f"SELECT session, signal_type, count(*) AS signals FROM ({ACTIVE_SIGNALS_AT}) GROUP BY ALL ORDER BY ALL", [judged]
         )
     except WarehouseError:
         status.signals = None
     for name in schedules:
-        runs = instance.get_runs(RunsFilter(tags={"dagster/schedule_name": name}), limit=1)
-        last = runs[0] if runs else None
+        # Run records, not runs: the start time is the record's (a DagsterRun has none).
+        records = instance.get_run_records(RunsFilter(tags={"dagster/schedule_name": name}), limit=1)
+        last = records[0] if records else None
         started = datetime.fromtimestamp(last.start_time, UTC) if last and last.start_time else None
         status.schedules.append(
-            {"schedule": name, "last_run": last.run_id[:8] if last else "none",
-             "result": last.status.value if last else "-", "started": _ago(started, now) if last else "-"}
+            {"schedule": name, "last_run": last.dagster_run.run_id[:8] if last else "none",
+             "result": last.dagster_run.status.value if last else "-", "started": _ago(started, now) if last else "-"}
         )
     status.champions = _champions(registry)
     missing = [f"{row['sector']}/{m}" for row in status.champions.iter_rows(named=True) for m in MODEL_TYPES if row[m] == "-"]
     if missing:
-        status.stale.append(f"{len(missing)} of 66 models have no champion (e.g. {missing[0]}); train sector_models")
+        status.stale.append(
+            f"{len(missing)} of {status.champions.height * len(MODEL_TYPES)} models of the universe's "
+            f"{status.champions.height} sectors have no champion (e.g. {missing[0]}); train sector_models"
+        )
     return status
 
 
 def _champions(registry: ModelRegistry) -> pl.DataFrame:
-    """Champion version of each sector (rows) and model type (columns); '-' where there is none."""
+    """Champion version of each sector of the universe (rows) and model type (columns); '-' where there is none."""
     aliases = registry.aliases().filter(pl.col("alias") == "champion")
     versions = dict(zip(aliases["registered_model"], aliases["version"], strict=True))
     return pl.DataFrame(
-        [{"sector": s} | {m: versions.get(registered_name(s, m), "-") for m in MODEL_TYPES} for s in GICS_SECTORS]
+        [{"sector": s} | {m: versions.get(registered_name(s, m), "-") for m in MODEL_TYPES} for s in SECTORS]
     )
 
 
@@ -127,7 +133,10 @@ def render(status: Status) -> str:
                        tbl_hide_column_data_types=True, fmt_str_lengths=80)
     with config:
         assets = pl.DataFrame([{k: str(v) for k, v in row.items() if not k.startswith("_")} for row in status.assets])
-        lines = [f"TurboMode status at {status.now:%Y-%m-%d %H:%M %Z}", "", "assets:", str(assets), ""]
+        lines = [f"TurboMode status at {status.now:%Y-%m-%d %H:%M %Z}"]
+        if status.research:
+            lines.append(f"{status.research}: due sessions, partition ages and active signals are counted at its end")
+        lines += ["", "assets:", str(assets), ""]
         if status.signals is None or status.signals.is_empty():
             lines.append("active signals: none (no scan yet, or every signal of the newest scan expired)")
         else:

@@ -76,12 +76,19 @@ class SectorTraining:
     holdout: pl.DataFrame | None = None  # the holdout samples, every column: the promotion gate scores champions on it
 
 
+class TooFewSamples(ValueError):
+    """A sector's samples cannot fill the holdout and the walk-forward folds: it is skipped, not trained."""
+
+
 def make_split(sessions: list[date], holdout_sessions: int, folds: int, embargo: int = 0) -> Split:
     """Holdout = the last `holdout_sessions`; the sessions before it, less an embargo of `embargo`
     sessions (whose outcomes reach into the holdout), are cut into folds + 1 blocks, and each of
     the last `folds` blocks is a walk-forward test block (the calibration data)."""
     if len(sessions) < holdout_sessions * 2:
-        raise ValueError(f"{len(sessions)} sessions of samples are too few for a {holdout_sessions}-session holdout")
+        raise TooFewSamples(
+            f"{len(sessions)} sessions of samples are too few for a {holdout_sessions}-session holdout"
+            f" (at least {holdout_sessions * 2} are needed)"
+        )
     before = sessions[: -holdout_sessions - embargo] if embargo else sessions[:-holdout_sessions]
     edges = np.linspace(0, len(before), folds + 2).astype(int)
     blocks = [(before[edges[i]], before[edges[i + 1] - 1]) for i in range(1, folds + 1)]
@@ -168,7 +175,7 @@ def _walk_forward(samples, sessions, split, features, horizon, settings, sector,
     for start, end in split.folds:
         train, test = _fold(samples, sessions, start, end, embargo=horizon)
         if train.height < 200 or test["label"].n_unique() < 2:
-            raise ValueError(f"{sector}: the walk-forward block {start}..{end} has too few samples to train on")
+            raise TooFewSamples(f"{sector}: the walk-forward block {start}..{end} has too few samples to train on")
         x_train, y_train = _xy(train, features)
         x_test, y_test = _xy(test, features)
         fitted = _fit_base_models(x_train, y_train, settings, fit_seconds)
@@ -203,7 +210,10 @@ def train_sector(
     """
     samples = samples.sort("session", "symbol")
     sessions = samples["session"].unique().sort().to_list()
-    split = make_split(sessions, holdout_sessions, settings.folds, embargo=horizon)
+    try:
+        split = make_split(sessions, holdout_sessions, settings.folds, embargo=horizon)
+    except TooFewSamples as error:
+        raise TooFewSamples(f"{sector}: {error}") from None
     holdout = samples.filter(pl.col("session") >= split.holdout_start)
     x_holdout, y_holdout = _xy(holdout, features)
     upper_hit = (holdout["barrier"] == "upper").to_numpy()

@@ -32,6 +32,9 @@ class UniverseError(ValueError):
 
 
 REQUIRED_COLUMNS = ("symbol", "name", "sector")
+# Optional, per symbol: the first and the last session it trades (ISO dates; empty = always). A
+# symbol is expected in a session only while it is listed, so a listing or a delisting is no gap.
+LISTING_COLUMNS = ("listed_from", "listed_until")
 
 
 def _lines(frame: pl.DataFrame, detail: pl.Expr, limit: int = 5) -> str:
@@ -42,11 +45,12 @@ def _lines(frame: pl.DataFrame, detail: pl.Expr, limit: int = 5) -> str:
 
 
 def load_universe(path: Path) -> pl.DataFrame:
-    """Columns symbol, name, sector, sorted by symbol; fails naming the file, the offending lines and the rule."""
+    """Columns symbol, name, sector, listed_from, listed_until (dates, null = always listed),
+    sorted by symbol; fails naming the file, the offending lines and the rule."""
     if not Path(path).read_text().strip():
         raise UniverseError(f"{path}: empty file: expected the header symbol,name,sector and one row per stock")
     try:
-        frame = pl.read_csv(path, schema_overrides={c: pl.String for c in REQUIRED_COLUMNS})
+        frame = pl.read_csv(path, schema_overrides={c: pl.String for c in (*REQUIRED_COLUMNS, *LISTING_COLUMNS)})
     except pl.exceptions.PolarsError as error:
         raise UniverseError(f"{path}: not a readable CSV: {error}") from None
     missing = set(REQUIRED_COLUMNS) - set(frame.columns)
@@ -54,8 +58,12 @@ def load_universe(path: Path) -> pl.DataFrame:
         raise UniverseError(f"{path}: missing column(s) {sorted(missing)}")
     if frame.is_empty():
         raise UniverseError(f"{path}: header only: no stock rows after line 1")
+    listing = [
+        (pl.col(c).str.strip_chars() if c in frame.columns else pl.lit(None, dtype=pl.String)).alias(c)
+        for c in LISTING_COLUMNS
+    ]
     frame = frame.select(
-        pl.col("symbol").str.strip_chars().str.to_uppercase(), "name", pl.col("sector").str.strip_chars()
+        pl.col("symbol").str.strip_chars().str.to_uppercase(), "name", pl.col("sector").str.strip_chars(), *listing
     ).with_row_index("line", offset=2)
     empty = frame.filter((pl.col("symbol") == "") | pl.col("symbol").is_null())
     if empty.height:
@@ -72,4 +80,21 @@ def load_universe(path: Path) -> pl.DataFrame:
         raise UniverseError(
             f"{path}: unknown sector: {_lines(unknown, detail)}; known sectors are {', '.join(GICS_SECTORS)}"
         )
-    return frame.drop("line").sort("symbol")
+    return _listing_dates(path, frame).drop("line").sort("symbol")
+
+
+def _listing_dates(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
+    """listed_from / listed_until parsed as dates; fails naming the line and the value."""
+    parsed = frame.with_columns(
+        pl.col(c).replace("", None).str.to_date("%Y-%m-%d", strict=False).alias(f"_{c}") for c in LISTING_COLUMNS
+    )
+    for column in LISTING_COLUMNS:
+        bad = parsed.filter(pl.col(column).replace("", None).is_not_null() & pl.col(f"_{column}").is_null())
+        if bad.height:
+            detail = pl.format("{} {}='{}'", pl.col("symbol"), pl.lit(column), pl.col(column))
+            raise UniverseError(f"{path}: {column} is not a date YYYY-MM-DD: {_lines(bad, detail)}")
+    reversed_ = parsed.filter(pl.col("_listed_from") > pl.col("_listed_until"))
+    if reversed_.height:
+        detail = pl.format("{} listed_from {} is after listed_until {}", "symbol", "listed_from", "listed_until")
+        raise UniverseError(f"{path}: listing ends before it starts: {_lines(reversed_, detail)}")
+    return parsed.drop(LISTING_COLUMNS).rename({f"_{c}": c for c in LISTING_COLUMNS})
