@@ -121,8 +121,11 @@ def test_maintenance_prunes_the_planned_check_rows_of_old_finished_runs(resource
     """A range run leaves a PLANNED row per partition and check (each holding the planned event) for ever."""
     from dagster import AssetKey
 
+    from turbomode_pipeline.assets.market_data import daily_bars
     from turbomode_pipeline_tests.conftest import materialize_bars, range_tags
 
+    checks = len(list(daily_bars.check_specs))  # the blocking checks and the warnings
+    assert checks == 8
     assert materialize_bars(resources, instance, tags=range_tags("2024-03-04", "2024-03-08")).success
     assert materialize_bars(resources, instance, partition_key="2024-03-11").success  # not a range run
 
@@ -131,12 +134,12 @@ def test_maintenance_prunes_the_planned_check_rows_of_old_finished_runs(resource
             return sorted(conn.exec_driver_sql(
                 "SELECT execution_status, count(*) FROM asset_check_executions GROUP BY 1").fetchall())
 
-    assert check_rows() == [("PLANNED", 5 * 7 + 7), ("SUCCEEDED", 7 + 7)]  # evaluations are recorded without partition
+    assert check_rows() == [("PLANNED", 5 * checks + checks), ("SUCCEEDED", 2 * checks)]  # evaluated without partition
     registry = ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlartifacts"))
     pipeline = {"warehouse": warehouse, "model_registry": registry}
     assert maintain(instance, pipeline)["planned_check_rows_deleted"] == 0  # younger than the retention
     prune_now = {"ops": {"tidy_up": {"config": {"planned_check_retention_days": 0}}}}
-    assert maintain(instance, pipeline, prune_now)["planned_check_rows_deleted"] == 42
-    assert check_rows() == [("SUCCEEDED", 14)]  # every evaluated check kept
+    assert maintain(instance, pipeline, prune_now)["planned_check_rows_deleted"] == 6 * checks
+    assert check_rows() == [("SUCCEEDED", 2 * checks)]  # every evaluated check kept
     assert len(instance.get_materialized_partitions(AssetKey("daily_bars"))) == 6  # and every materialisation
     assert maintain(instance, pipeline, prune_now)["planned_check_rows_deleted"] == 0
