@@ -168,20 +168,13 @@ def test_the_html_report_renders_its_plots_in_headless_chromium(drifted):
     result, _, _ = drifted
     path = Path(result.asset_materializations_for_node("drift_report")[0].metadata["report_path"].value)
     assert path.parent.name == "reports" and path.name == "drift_report_2025-05-17.html"
-    from playwright.sync_api import sync_playwright
+    from turbomode_pipeline_tests.servers import chromium_page
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with chromium_page(width=1400) as page:
         page.goto(path.as_uri())
         widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
         text = page.inner_text("body")
         page.screenshot(path=str(path.with_suffix(".png")), full_page=True)
-        browser.close()
     assert len(widths) == 3 and all(width > 0 for width in widths)
     assert "Drifted sectors: Materials" in text
 

@@ -161,20 +161,13 @@ def test_the_html_report_shows_its_plots_and_the_warehouse_equity_curve(backtest
     warehouse, sessions, *_ = backtested
     path = Path(warehouse.query("SELECT report_path FROM signal_backtest_summary LIMIT 1").item())
     assert path.parent.name == "reports" and path.name == f"signal_backtest_{sessions[-1]}.html"
-    from playwright.sync_api import sync_playwright
+    from turbomode_pipeline_tests.servers import chromium_page
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with chromium_page(width=1400) as page:
         page.goto(path.as_uri())
         widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
         shown = json.loads(page.eval_on_selector("#equity-data", "element => element.textContent"))
         text = page.inner_text("body")
-        browser.close()
     assert len(widths) == 3 and all(width > 0 for width in widths)
     assert "Signal backtest as of" in text and "Sharpe" in text
     curves = warehouse.query("SELECT strategy, session, equity FROM signal_backtest_curves ORDER BY strategy, session")
