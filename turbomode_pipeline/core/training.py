@@ -115,6 +115,37 @@ def metrics(labels: np.ndarray, probability: np.ndarray, upper_hit: np.ndarray) 
     }
 
 
+def auc_standard_error(
+    sessions: np.ndarray, labels: np.ndarray, probability: np.ndarray, horizon: int, replicates: int = 200, seed: int = 0
+) -> float:
+    """Standard error of the ROC AUC by a bootstrap over blocks of `horizon` consecutive sessions.
+
+    Rows of one session share its market, and consecutive sessions' outcomes overlap for H
+    sessions, so resampling rows would understate the noise; resampling whole blocks keeps both.
+    Each replicate is a weight per row: how often its block was drawn."""
+    _, session_index = np.unique(sessions, return_inverse=True)
+    block = session_index // max(horizon, 1)
+    blocks = int(block.max()) + 1
+    draws = np.random.default_rng(seed).integers(0, blocks, size=(replicates, blocks))
+    drawn = np.zeros((replicates, blocks))
+    np.add.at(drawn, (np.arange(replicates)[:, None], draws), 1.0)
+    return float(np.nanstd(weighted_aucs(drawn[:, block], labels, probability), ddof=1))
+
+
+def weighted_aucs(weights: np.ndarray, labels: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """ROC AUC under each row of `weights` (replicates x samples), from one sort: for each distinct
+    score, the positives' weight there times the negatives' weight below it (half of those tied)."""
+    order = np.argsort(probability, kind="stable")
+    weights = weights[:, order]
+    positive = labels[order].astype(bool)
+    starts = np.flatnonzero(np.r_[True, np.diff(probability[order]) != 0])
+    positive_weight = np.add.reduceat(weights * positive, starts, axis=1)
+    negative_weight = np.add.reduceat(weights * ~positive, starts, axis=1)
+    below = np.cumsum(negative_weight, axis=1) - negative_weight
+    pairs = positive_weight.sum(axis=1) * negative_weight.sum(axis=1)
+    return (positive_weight * (below + 0.5 * negative_weight)).sum(axis=1) / np.where(pairs > 0, pairs, np.nan)
+
+
 def expected_calibration_error(labels: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
     """Sample-weighted mean |observed frequency - mean probability| over equal-width bins."""
     index = np.minimum((probability * bins).astype(int), bins - 1)
@@ -247,6 +278,7 @@ def train_sector(
         scores = {
             **_with_cv(metrics(y_holdout, probability, upper_hit), cv_auc[m]),
             **holdout_rank_ic(holdout, probability, horizon),
+            "roc_auc_se": auc_standard_error(holdout["session"].to_numpy(), y_holdout, probability, horizon),
             "raw_roc_auc": float(roc_auc_score(y_holdout, raw)),
             "calibration_slope": calibrators[m].slope,
             "fit_seconds": fit_seconds[m],
@@ -264,6 +296,7 @@ def train_sector(
     scores = {
         **metrics(y_holdout, probability, upper_hit),
         **holdout_rank_ic(holdout, probability, horizon),
+        "roc_auc_se": auc_standard_error(holdout["session"].to_numpy(), y_holdout, probability, horizon),
         "raw_roc_auc": float(roc_auc_score(y_holdout, raw)),
         "fit_seconds": time.perf_counter() - started,
     }

@@ -3,8 +3,9 @@
 One parent run per training, one nested run per sector and model type with its params,
 metrics, training window, feature importances (table and plot), signature and input
 example. Every model is registered as `turbomode-<sector-slug>-<model_type>`; a new version
-takes the alias `champion` only if it beats the current champion on the same holdout,
-otherwise `challenger`, with the reason recorded. Consumers load models by alias only.
+takes the alias `champion` by the gate of `core.promotion` (skill above the null band, then not
+worse than the champion by more than the noise; fast settings never block full ones), otherwise
+`challenger`, with the reason in the version's tags. Consumers load models by alias only.
 
 How a model is stored and loaded, and why that is safe: the sklearn flavour's pickle
 (`model.pkl`), whose sha256 is recorded as the version's `sha256` tag at registration, after
@@ -34,6 +35,7 @@ import numpy as np
 import polars as pl
 from dagster import ConfigurableResource
 
+from turbomode_pipeline.core.promotion import FAST, FULL, Contender, replaces_champion, significance_refusal
 from turbomode_pipeline.core.training import SectorTraining, TrainedModel
 from turbomode_pipeline.core.universe import sector_slug
 from turbomode_pipeline.settings import get_settings, is_uri
@@ -66,19 +68,6 @@ def _rank_ic_text(metrics: dict[str, float]) -> str:
     return (
         f"holdout rank IC {metrics['rank_ic']:+.4f} (overlap-adjusted t {metrics['rank_ic_t']:+.2f}, "
         f"null band +/-{2 * metrics['rank_ic_se']:.4f} at 2 standard errors)"
-    )
-
-
-def significance_refusal(metrics: dict[str, float], min_t: float) -> str | None:
-    """Why a version may not become champion: its holdout rank IC is not above zero by
-    `min_t` overlap-adjusted standard errors (the null band of a model without skill); else None."""
-    if "rank_ic_t" not in metrics:
-        return None
-    if metrics["rank_ic_t"] > min_t:
-        return None
-    return (
-        f"refused as champion: holdout rank IC {metrics['rank_ic']:+.4f} is not above zero by the null band "
-        f"(+/-{min_t * metrics['rank_ic_se']:.4f} = {min_t:g} overlap-adjusted standard errors; t {metrics['rank_ic_t']:+.2f})"
     )
 
 
@@ -122,6 +111,7 @@ class ModelRegistry(ConfigurableResource):
         `min_rank_ic_t`: the champion gate's null band in standard errors (default: the setting
         TURBOMODE_CHAMPION_MIN_RANK_IC_T)."""
         gate = get_settings().champion_min_rank_ic_t if min_rank_ic_t is None else min_rank_ic_t
+        settings = FAST if tags.get("fast") == "True" else FULL
         import mlflow
 
         client = self._client()
@@ -131,10 +121,13 @@ class ModelRegistry(ConfigurableResource):
             mlflow.log_params({"sectors": len(trainings), "model_types": len(trainings[0].models) if trainings else 0})
             for training in trainings:
                 for trained in training.models.values():
-                    rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained, gate))
+                    rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained, gate, settings))
         return rows
 
-    def _log_model(self, client, experiment_id: str, parent_id: str, training: SectorTraining, trained: TrainedModel, gate: float):
+    def _log_model(
+        self, client, experiment_id: str, parent_id: str, training: SectorTraining, trained: TrainedModel, gate: float,
+        settings: str,
+    ):
         import mlflow
         from mlflow.models import infer_signature
 
@@ -142,7 +135,7 @@ class ModelRegistry(ConfigurableResource):
         example = training.holdout.select(training.feature_names).head(5).to_pandas()
         with mlflow.start_run(
             experiment_id=experiment_id, run_name=name, nested=True, parent_run_id=parent_id,
-            tags={"sector": training.sector, "model_type": trained.model_type},
+            tags={"sector": training.sector, "model_type": trained.model_type, "settings": settings},
         ) as run:
             mlflow.log_params(
                 {
@@ -168,7 +161,8 @@ class ModelRegistry(ConfigurableResource):
             version = str(info.registered_model_version)
             digest = self._record_hash(client, name, version, trained.model)
             mlflow.set_tags({"model_sha256": digest})
-            alias, reason = self._promote(client, name, version, training, trained, gate)
+            client.set_model_version_tag(name, version, "settings", settings)
+            alias, reason = self._promote(client, name, version, trained, gate, settings)
             mlflow.set_tags({"promotion": alias, "promotion_reason": reason})
             client.set_model_version_tag(name, version, "promotion_reason", reason)
         return {
@@ -190,35 +184,31 @@ class ModelRegistry(ConfigurableResource):
         client.set_model_version_tag(name, version, SHA256_TAG, digest)
         return digest
 
-    def _promote(self, client, name: str, version: str, training: SectorTraining, trained: TrainedModel, gate: float):
-        """Champion only if its holdout rank IC is above zero by the null band and, when a champion
-        exists, its validated holdout AUC beats the champion's. The registered version is refit on
-        every labelled sample, the holdout included, so a champion is judged by the holdout metrics
-        its validated model logged, not by scoring it on a holdout it has learnt from."""
+    def _promote(self, client, name: str, version: str, trained: TrainedModel, gate: float, settings: str):
+        """The gate of `core.promotion`. The registered version is refit on every labelled sample,
+        the holdout included, so each version is judged by the holdout metrics its validated model
+        logged, not by scoring it on a holdout it has learnt from."""
         from mlflow.exceptions import MlflowException
 
-        try:
-            current = client.get_model_version_by_alias(name, CHAMPION)
-        except MlflowException:
-            current = None
         refused = significance_refusal(trained.metrics, gate)
         if refused:
             client.set_registered_model_alias(name, CHALLENGER, version)
             client.set_model_version_tag(name, version, "refused", refused)
             return CHALLENGER, refused
-        new_auc = trained.metrics["roc_auc"]
-        if current is None:
+        new = Contender(version, trained.metrics["roc_auc"], trained.metrics.get("roc_auc_se"), settings)
+        try:
+            current = client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
             client.set_registered_model_alias(name, CHAMPION, version)
-            return CHAMPION, f"first version: holdout AUC {new_auc:.4f}, {_rank_ic_text(trained.metrics)}"
-        champion_auc = float(client.get_run(current.run_id).data.metrics["holdout_roc_auc"])
-        if new_auc > champion_auc:
-            client.set_registered_model_alias(name, CHAMPION, version)
-            return CHAMPION, f"holdout AUC {new_auc:.4f} beats champion v{current.version} ({champion_auc:.4f}, its validated holdout)"
-        client.set_registered_model_alias(name, CHALLENGER, version)
-        return CHALLENGER, (
-            f"holdout AUC {new_auc:.4f} does not beat champion v{current.version} ({champion_auc:.4f}, its validated holdout); "
-            f"this version's holdout {training.split.holdout_start}..{training.split.holdout_end}"
+            return CHAMPION, f"first version: holdout AUC {new.auc:.4f}, {_rank_ic_text(trained.metrics)}"
+        metrics = client.get_run(current.run_id).data.metrics
+        champion = Contender(
+            str(current.version), float(metrics["holdout_roc_auc"]), metrics.get("holdout_roc_auc_se"),
+            (current.tags or {}).get("settings"),
         )
+        replaces, reason = replaces_champion(new, champion)
+        client.set_registered_model_alias(name, CHAMPION if replaces else CHALLENGER, version)
+        return (CHAMPION if replaces else CHALLENGER), reason
 
     def holdout_auc(self, name: str, alias: str, training: SectorTraining) -> float:
         from sklearn.metrics import roc_auc_score
