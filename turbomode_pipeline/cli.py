@@ -93,7 +93,7 @@ def _demo_chain(session_count: int) -> bool:
 
     from turbomode_pipeline import clock
     from turbomode_pipeline.automation.features import backfill_ranges
-    from turbomode_pipeline.automation.market_data import due_sessions
+    from turbomode_pipeline.automation.market_data import due_sessions, judged_at, research_note
     from turbomode_pipeline.automation.models import all_sectors_tags
     from turbomode_pipeline.core.features import FEATURES
     from turbomode_pipeline.definitions import defs
@@ -101,9 +101,11 @@ def _demo_chain(session_count: int) -> bool:
     from turbomode_pipeline.settings import get_settings
 
     settings = get_settings()
-    sessions = due_sessions(clock.now(), session_count)
+    sessions = due_sessions(judged_at(clock.now()), session_count)  # in research mode, the history's last sessions
     first, last = sessions[0].isoformat(), sessions[-1].isoformat()
     print(f"TurboMode demo: {settings.market_data} market data, {len(sessions)} sessions {first}..{last}")
+    if research_note(clock.now()):
+        print(research_note(clock.now()))
     _run_job("market_data_job", first, last)
     for start, end in backfill_ranges(DagsterInstance.get()):
         _run_job("backtest_data_job", start.isoformat(), end.isoformat())
@@ -194,11 +196,14 @@ def _model_summary(registry) -> str:
     from turbomode_pipeline.resources.model_registry import registered_name
 
     rows = []
+    registered = set(registry.aliases()["registered_model"])
     for sector in SECTORS:
-        run = registry.champion_run(registered_name(sector, STACKED))
+        name = registered_name(sector, STACKED)
+        run = registry.champion_run(name)
         metrics = run["metrics"] if run else {}
+        why = "refused: see promotion_reason" if name in registered else "skipped: too few samples, see the run's log"
         rows.append({
-            "sector": sector, "champion": run["version"] if run else "none (refused: see promotion_reason)",
+            "sector": sector, "champion": run["version"] if run else f"none ({why})",
             **{k: round(metrics[f"holdout_{k}"], 3) if run else None for k in ("roc_auc", "rank_ic", "rank_ic_t", "ece")},
         })
     with pl.Config(tbl_rows=20, tbl_cols=10, tbl_width_chars=160, tbl_hide_dataframe_shape=True, fmt_str_lengths=60):

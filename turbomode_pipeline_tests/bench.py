@@ -244,15 +244,15 @@ def model_training(predictability: float = 0.5) -> None:
     import polars as pl
 
     from turbomode_pipeline.core.features import MODEL_FEATURES, compute_features
-    from turbomode_pipeline.core.labels import triple_barrier
+    from turbomode_pipeline.core.labels import triple_barrier, without_sector_median
     from turbomode_pipeline.core.model_zoo import MODEL_TYPES
     from turbomode_pipeline.core.training import train_sector
 
     bars = ten_years_of_bars(predictability)
     features = compute_features(bars)
-    samples = triple_barrier(bars, features).select(
+    samples = without_sector_median(triple_barrier(bars, features).select(
         "session", "symbol", pl.col("beats_sector").alias("label"), "barrier", "t1", "fwd_ret"
-    ).join(features.select("session", "symbol", "sector", *MODEL_FEATURES), on=["session", "symbol"]).drop_nulls(list(MODEL_FEATURES))
+    ).join(features.select("session", "symbol", "sector", *MODEL_FEATURES), on=["session", "symbol"])).drop_nulls(list(MODEL_FEATURES))
     sectors = sorted(samples["sector"].unique().to_list())
     train = lambda sector: train_sector(  # noqa: E731
         sector, samples.filter(pl.col("sector") == sector), list(MODEL_FEATURES), horizon=10

@@ -7,10 +7,10 @@ small universe (4 symbols a sector) to stay cheap. At that size a sector's holdo
 independent outcomes for the champion gate's rank-IC test (it would pass one sector in eleven), so
 the gate asks only for a rank IC above zero: what is tested here is time, not the models.
 
-The whole chain runs at four of the eight moments (a weekday after the ingestion, the holiday,
-the Saturday after the short Friday, the Sunday the clocks go back); at all eight, the window
-the demo asks for (`due_sessions`, what `turbomode demo` calls) is checked against an
-independent XNYS in-process, which is where the other four differ.
+The whole chain runs at three of the eight moments (a weekday after the ingestion, the holiday,
+the Sunday the clocks go back; test_real_closes runs it a fourth time, in research mode); at all
+eight, the window the demo asks for (`due_sessions`, what `turbomode demo` calls) is checked
+against an independent XNYS in-process, which is where the other five differ.
 """
 
 import os
@@ -46,7 +46,7 @@ MOMENTS = {
     "dst-ends-sunday": "2026-11-01T01:30:00",
 }
 
-WHOLE_CHAIN = ("tuesday-after-22:45", "thanksgiving-after-23:30", "saturday-after-midnight", "dst-ends-sunday")
+WHOLE_CHAIN = ("tuesday-after-22:45", "thanksgiving-after-23:30", "dst-ends-sunday")
 
 
 def expected_newest_session(now: datetime) -> date:

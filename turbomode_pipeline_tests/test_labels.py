@@ -2,11 +2,12 @@
 
 from datetime import date
 
+import numpy as np
 import polars as pl
 import pytest
 
 from turbomode_pipeline.calendar import sessions_between
-from turbomode_pipeline.core.labels import Barriers, triple_barrier
+from turbomode_pipeline.core.labels import Barriers, beats_sector_median, triple_barrier, without_sector_median
 
 SESSIONS = sessions_between(date(2024, 3, 1), date(2024, 3, 28))  # 20 sessions; entry on the first
 
@@ -69,3 +70,23 @@ def test_sessions_without_a_full_horizon_are_not_labelled():
     atr = bars.select("session", "symbol", pl.lit(1.0).alias("atr_14"))
     labelled = triple_barrier(bars, atr, Barriers(horizon=10))["session"].to_list()
     assert labelled == SESSIONS[: 16 - 10]
+
+
+def test_without_the_sector_median_the_relative_label_is_one_half_whatever_the_sectors_size():
+    """Labelled 0, an odd sector's median stock pulls the base rate to (n - 1) / 2n: 2 of 5 stocks
+    beat the median, 0.4, and a model calibrated to it calls SELL on the whole sector (the real-closes
+    demo scanned 0 BUY / 87 SELL in a 5-stock sector). A one-stock sector keeps no sample."""
+    rng = np.random.default_rng(2)
+    sizes = {"A": 5, "B": 3, "C": 4, "D": 1}
+    rows = pl.DataFrame(
+        [{"session": day, "symbol": f"{sector}{i}", "sector": sector} for sector, n in sizes.items() for i in range(n)
+         for day in range(50)]
+    ).with_columns(fwd_ret=pl.Series(rng.normal(0, 0.02, sum(sizes.values()) * 50)))
+    labelled = rows.with_columns(beats_sector=beats_sector_median(pl.col("fwd_ret")))
+    assert labelled.group_by("sector").agg(pl.col("beats_sector").mean()).sort("sector")["beats_sector"].to_list() == [
+        0.4, 1 / 3, 0.5, 0.0
+    ]
+    kept = without_sector_median(labelled)
+    rates = dict(kept.group_by("sector").agg(pl.col("beats_sector").mean()).iter_rows())
+    assert rates == {"A": 0.5, "B": 0.5, "C": 0.5}
+    assert kept.height == 50 * (4 + 2 + 4)

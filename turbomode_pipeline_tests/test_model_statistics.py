@@ -33,7 +33,7 @@ import pytest
 from turbomode_pipeline.calendar import sessions_between
 
 from turbomode_pipeline.core.features import MODEL_FEATURES, compute_features
-from turbomode_pipeline.core.labels import triple_barrier
+from turbomode_pipeline.core.labels import triple_barrier, without_sector_median
 from turbomode_pipeline.core.leakage import calibration_in_the_large, chance_limit, leaks, null_spread
 from turbomode_pipeline.core.market_sim import SIM_EPOCH, simulate_daily_bars
 from turbomode_pipeline.core.model_zoo import MODEL_TYPES, STACKED, ModelSettings
@@ -64,12 +64,12 @@ def market_samples(seed: int, predictability: float, leak: bool = False) -> pl.D
     if leak:
         features = features.with_columns(pl.col("ret_1").shift(-1).over("symbol", order_by="session").alias(LEAK))
     names = [*MODEL_FEATURES, LEAK] if leak else list(MODEL_FEATURES)
-    return (
+    samples = (
         triple_barrier(bars, features)
         .select("session", "symbol", pl.col("beats_sector").alias("label"), "barrier", "t1", "fwd_ret")
         .join(features.select("session", "symbol", "sector", *names), on=["session", "symbol"])
-        .drop_nulls(names)
     )
+    return without_sector_median(samples).drop_nulls(names)  # as sector_models reads them
 
 
 def train_sectors(samples: pl.DataFrame) -> dict[str, SectorTraining]:

@@ -19,7 +19,7 @@ from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
-from turbomode_pipeline.automation.market_data import due_at
+from turbomode_pipeline.automation.market_data import due_at, judged_at
 from turbomode_pipeline.calendar import PARTITION_TZ, sessions_before, sessions_between
 from turbomode_pipeline.core.drift import (
     Thresholds,
@@ -164,7 +164,7 @@ def drift_report(
     """
     settings, limits = get_settings(), thresholds()
     end = week_ending(context.partition_key)
-    so_far = week_so_far(context.partition_key, clock.now())
+    so_far = week_so_far(context.partition_key, judged_at(clock.now()))  # research mode: the history's end
     if not so_far:
         raise Failure(description=f"the week {context.partition_key}..{end} has no session due yet: nothing to report")
     partial = so_far[-1] < sessions_between(date.fromisoformat(context.partition_key), end)[-1]

@@ -10,6 +10,7 @@ from dagster import (
 
 from turbomode_pipeline.assets.features import BARRIERS, training_samples
 from turbomode_pipeline.core.features import MODEL_FEATURES
+from turbomode_pipeline.core.labels import without_sector_median
 from turbomode_pipeline.core.model_zoo import ModelSettings
 from turbomode_pipeline.core.training import TooFewSamples, train_sector
 from turbomode_pipeline.partitions import SECTOR_PARTITIONS, sector_of
@@ -33,9 +34,9 @@ class TrainingConfig(Config):
 
 def _samples(warehouse: Warehouse, sectors: list[str], label_target: str) -> pl.DataFrame:
     """The learnt label (TURBOMODE_LABEL_TARGET) joined to the features known at entry; rows
-    with a missing feature dropped."""
+    with a missing feature dropped, and for the sector-relative label each sector's median stock."""
     columns = ", ".join(f"f.{name}" for name in MODEL_FEATURES)
-    return warehouse.query(
+    samples = warehouse.query(
         f"""
         SELECT s.session, s.symbol, s.sector, s.{LABEL_COLUMNS[label_target]} AS label, s.barrier, s.t1, s.fwd_ret,
                {columns}
@@ -43,7 +44,8 @@ def _samples(warehouse: Warehouse, sectors: list[str], label_target: str) -> pl.
         WHERE s.sector IN (SELECT unnest(?))
         """,
         [sectors],
-    ).drop_nulls(list(MODEL_FEATURES))
+    )
+    return (without_sector_median(samples) if label_target == "relative" else samples).drop_nulls(list(MODEL_FEATURES))
 
 
 @asset(

@@ -47,7 +47,8 @@ def _ago(moment: datetime | None, now: datetime) -> str:
     return f"{hours:.1f} h ago" if hours < 48 else f"{hours / 24:.1f} d ago"
 
 
-def _asset_row(instance: DagsterInstance, asset: str, recent: list[date], now: datetime) -> dict:
+def _asset_row(instance: DagsterInstance, asset: str, recent: list[date], now: datetime, wall: datetime) -> dict:
+    """`now` judges the partitions (the history's end in research mode); `wall` dates the writes."""
     key = AssetKey(asset)
     partitions = instance.get_materialized_partitions(key)
     event = instance.get_latest_materialization_event(key)
@@ -59,7 +60,7 @@ def _asset_row(instance: DagsterInstance, asset: str, recent: list[date], now: d
         "asset": asset,
         "newest_partition": newest or "none",
         "partition_age": "-" if age is None else f"{age} d",
-        "last_written": _ago(written, now),
+        "last_written": _ago(written, wall),
         f"missing_of_last_{RECENT}": ", ".join(map(str, missing)) if missing else "-",
         "_missing": missing,
     }
@@ -78,11 +79,11 @@ def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegi
     status = Status(now=now, research=research_note(now))
     judged = judged_at(now)  # now, or the history's end in research mode
     for asset in (*NIGHTLY[:2], "training_samples", "scanner_signals", "signal_outcomes"):
-        row = _asset_row(instance, asset, _recent_sessions(asset, judged), judged)
+        row = _asset_row(instance, asset, _recent_sessions(asset, judged), judged, now)
         status.assets.append(row)
         if asset in NIGHTLY and row["_missing"]:
             status.stale.append(f"{asset} is missing session(s) {', '.join(map(str, row['_missing']))}")
-    models = _asset_row(instance, "sector_models", [], now)
+    models = _asset_row(instance, "sector_models", [], now, now)
     trained = instance.get_materialized_partitions(AssetKey("sector_models"))
     trained = trained & set(SECTOR_BY_KEY)  # a sector dropped from the universe is not counted
     models["newest_partition"] = f"{len(trained)} of {len(SECTORS)} sectors"

@@ -90,6 +90,17 @@ def triple_barrier(bars: pl.DataFrame, atr: pl.DataFrame, barriers: Barriers = B
     ).sort("session", "symbol")
 
 
+def without_sector_median(samples: pl.DataFrame) -> pl.DataFrame:
+    """The samples without each (session, sector)'s median stock, for learning `beats_sector`.
+
+    With an odd number of stocks the middle one is its sector's median: it neither beats nor
+    trails it, and labelled 0 it pulls the base rate to (n - 1) / 2n (2 of 5 stocks = 0.4; 0 for a
+    one-stock sector), so a model calibrated to it calls SELL on the whole sector. Without it
+    the base rate is one half whatever n is."""
+    middle = pl.col("fwd_ret") == pl.col("fwd_ret").median().over("session", "sector")
+    return samples.filter(~middle)
+
+
 def beats_sector_median(forward_return: pl.Expr) -> pl.Expr:
     """1 where the return is above the median of its (session, sector), else 0 (Int8)."""
     return (forward_return > forward_return.median().over("session", "sector")).cast(pl.Int8)
