@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from dagster import DagsterInstance, materialize
@@ -324,6 +324,53 @@ def signal_quality(trainings, bars, predictability: float, horizon: int = 10) ->
             ("BUY / SELL newest session", f"{int((newest['probability'] >= threshold).sum())} / {int((newest['probability'] <= 1 - threshold).sum())}"),
             ("worst sector's stacked holdout ECE", f"{max(t.models[STACKED].metrics['ece'] for t in trainings):.4f}"),
         ],
+    )
+
+
+def real_closes() -> None:
+    """The 20 S&P 500 stocks of skfolio's dataset, 2012-2022 (bars derived from adjusted closes as
+    in test_real_closes, AMD listed late, RRC delisted and halted once), trained per sector with the
+    weekly run's settings and a 250-session holdout: the validated stacked model's holdout per sector."""
+    import polars as pl
+
+    from turbomode_pipeline.core.features import MODEL_FEATURES, compute_features
+    from turbomode_pipeline.core.labels import triple_barrier, without_sector_median
+    from turbomode_pipeline.core.model_zoo import STACKED
+    from turbomode_pipeline.core.training import TooFewSamples, overlap_adjusted_t, train_sector
+    from turbomode_pipeline.settings import load_settings
+    from turbomode_pipeline_tests.test_real_closes import real_closes as closes
+    from turbomode_pipeline_tests.test_real_closes import vendor_bars
+
+    bars = vendor_bars(closes(date(2012, 1, 3), date(2022, 12, 28)), date(2015, 6, 1), date(2021, 10, 29), date(2015, 3, 2))
+    features = compute_features(bars)
+    samples = without_sector_median(triple_barrier(bars, features).select(
+        "session", "symbol", pl.col("beats_sector").alias("label"), "barrier", "t1", "fwd_ret"
+    ).join(features.select("session", "symbol", "sector", *MODEL_FEATURES), on=["session", "symbol"])).drop_nulls(list(MODEL_FEATURES))
+    threshold, rows = load_settings({}).signal_threshold, []
+    for sector in sorted(bars["sector"].unique().to_list()):
+        symbols = bars.filter(pl.col("sector") == sector)["symbol"].n_unique()
+        try:
+            trained = train_sector(sector, samples.filter(pl.col("sector") == sector), list(MODEL_FEATURES), horizon=10, refit=False)
+        except TooFewSamples as error:
+            rows.append((f"{sector} ({symbols} stock{'s' * (symbols > 1)})", f"skipped: {error}"))
+            continue
+        model = trained.models[STACKED]
+        scored = trained.holdout.select("session", "fwd_ret").with_columns(p=pl.Series(model.holdout_probability))
+        daily = scored.group_by("session").agg(
+            ic=pl.corr("p", "fwd_ret"), rank_ic=pl.corr("p", "fwd_ret", method="spearman")
+        ).sort("session")
+        ic, rank_ic = (daily[c].drop_nans().drop_nulls() for c in ("ic", "rank_ic"))
+        buy, sell = int((scored["p"] >= threshold).sum()), int((scored["p"] <= 1 - threshold).sum())
+        rows.append((
+            f"{sector} ({symbols} stock{'s' * (symbols > 1)})",
+            f"AUC {model.metrics['roc_auc']:.3f} (se {model.metrics['roc_auc_se']:.3f}), {buy} BUY / {sell} SELL, "
+            f"IC {ic.mean():+.3f} (t {overlap_adjusted_t(ic, 10):+.2f}), rank IC {rank_ic.mean():+.3f} "
+            f"(t {overlap_adjusted_t(rank_ic, 10):+.2f}), ECE {model.metrics['ece']:.3f}",
+        ))
+    table(
+        f"real closes: 20 stocks 2012-2022, {samples.height:,} samples; validated stacked model on each sector's "
+        f"250-session holdout (threshold {threshold}; t overlap-adjusted for the 10-session horizon)",
+        rows,
     )
 
 
@@ -727,7 +774,7 @@ SECTIONS = {
     "features_backfill_cli": features_backfill_cli, "model_training": model_training,
     "model_training_random_walk": lambda: model_training(predictability=0.0), "instance_storage": instance_storage,
     "scanner_scan": scanner_scan, "strategy_backtest_year": strategy_backtest_year, "replay_ticks": replay_ticks,
-    "signal_backtest": signal_backtest,
+    "signal_backtest": signal_backtest, "real_closes": real_closes,
 }
 
 
