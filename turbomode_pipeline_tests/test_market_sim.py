@@ -123,3 +123,25 @@ def test_the_best_possible_score_is_zero_on_a_random_walk_and_ranks_a_predictabl
     walk = expected_idiosyncratic_return(UNIVERSE, GRID[: GRID.index(wanted[-1]) + 1], wanted, seed=7, predictability=0.0, horizon=10)
     assert walk.height == 50 * UNIVERSE.height and (walk["expected_idio"] == 0).all()
     assert 0.2 < best_possible_rank_ic(1.0) < 0.4
+
+
+def test_the_simulated_source_trades_a_symbol_only_while_it_is_listed():
+    """As a vendor's bars would: none before listed_from or after listed_until, and the listed
+    sessions' bars are the ones the unlisted universe gets (the price path does not change)."""
+    from turbomode_pipeline.resources.market_data import SimulatedMarketData
+
+    universe = load_universe(DEFAULT_UNIVERSE).head(3).with_columns(
+        listed_from=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(date(2024, 3, 1))),
+        listed_until=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit(date(2024, 2, 15))),
+    )
+    sessions = sessions_between(date(2024, 2, 1), date(2024, 3, 29))
+    source = SimulatedMarketData()
+    listed = source.daily_bars(sessions, universe)
+    always = source.daily_bars(sessions, universe.drop("listed_from", "listed_until"))
+    first, second, third = universe["symbol"].to_list()
+    span = listed.group_by("symbol").agg(pl.col("session").min().alias("first"), pl.col("session").max().alias("last"))
+    spans = {row["symbol"]: (row["first"], row["last"]) for row in span.iter_rows(named=True)}
+    assert spans[first] == (date(2024, 3, 1), date(2024, 3, 28))
+    assert spans[second] == (date(2024, 2, 1), date(2024, 2, 15))
+    assert spans[third] == (date(2024, 2, 1), date(2024, 3, 28))
+    assert listed.sort("session", "symbol").equals(always.join(listed.select("session", "symbol"), on=["session", "symbol"], how="semi").sort("session", "symbol"))

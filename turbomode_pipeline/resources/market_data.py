@@ -13,6 +13,7 @@ import polars as pl
 from dagster import ConfigurableResource, get_dagster_logger
 
 from turbomode_pipeline.calendar import EXCHANGE_TZ, session_close, session_open, sessions_between
+from turbomode_pipeline.core.bar_rules import expected_bars
 from turbomode_pipeline.core.market_sim import SIM_EPOCH, simulate_daily_bars
 from turbomode_pipeline.core.minute_bars import simulate_minute_bars
 from turbomode_pipeline.resources.alpaca_http import ResponseError, harden
@@ -52,7 +53,8 @@ class SimulatedMarketData(MarketDataSource):
             seed=self.seed,
             predictability=self.predictability,
         )
-        return _with_source(bars, "simulated")
+        listed = expected_bars(universe, sorted(sessions))  # a symbol trades only while listed, as a vendor's would
+        return _with_source(bars.join(listed, on=["session", "symbol"], how="semi"), "simulated")
 
     def minute_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
         daily = self.daily_bars(sessions, universe).sort("session", "symbol")
