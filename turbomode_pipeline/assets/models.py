@@ -1,18 +1,20 @@
 """`sector_models`: the six models of each sector, trained weekly and registered in MLflow."""
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+import socket
 
 import polars as pl
 from dagster import (
-    AllPartitionMapping, AssetDep, AssetExecutionContext, BackfillPolicy, Config, Failure, MaterializeResult, MetadataValue,
-    asset,
+    AllPartitionMapping, AssetIn, BackfillPolicy, Config, Failure, In, MetadataValue, Nothing, OpExecutionContext, Out,
+    Output, config_mapping, graph_asset, op,
 )
+from threadpoolctl import threadpool_limits
 
 from turbomode_pipeline.assets.features import BARRIERS, training_samples
 from turbomode_pipeline.core.features import MODEL_FEATURES
 from turbomode_pipeline.core.model_zoo import ModelSettings
 from turbomode_pipeline.core.training import TooFewSamples, train_sector
-from turbomode_pipeline.partitions import SECTOR_PARTITIONS, sector_of
+from turbomode_pipeline.partitions import SECTOR_BY_KEY, SECTOR_PARTITIONS, SECTORS, sector_of
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import get_settings
@@ -24,15 +26,14 @@ LABEL_COLUMNS = {"relative": "beats_sector", "absolute": "label"}
 class TrainingConfig(Config):
     fast: bool = False  # smaller models and fewer folds: for demos and tests
     holdout_sessions: int = 250
-    parallel_sectors: int = 2  # one per core; every model inside is single-threaded
     features: list[str] = []  # a subset of the features to train on; empty means all of them
     # the champion gate's null band in standard errors of the holdout rank IC; None: the setting
     # TURBOMODE_CHAMPION_MIN_RANK_IC_T
     champion_min_rank_ic_t: float | None = None
 
 
-def _samples(warehouse: Warehouse, sectors: list[str], label_target: str) -> pl.DataFrame:
-    """The learnt label (TURBOMODE_LABEL_TARGET) joined to the features known at entry; rows
+def _samples(warehouse: Warehouse, sector: str, label_target: str) -> pl.DataFrame:
+    """One sector's learnt label (TURBOMODE_LABEL_TARGET) joined to the features known at entry; rows
     with a missing feature dropped."""
     columns = ", ".join(f"f.{name}" for name in MODEL_FEATURES)
     return warehouse.query(
@@ -40,83 +41,124 @@ def _samples(warehouse: Warehouse, sectors: list[str], label_target: str) -> pl.
         SELECT s.session, s.symbol, s.sector, s.{LABEL_COLUMNS[label_target]} AS label, s.barrier, s.t1, s.fwd_ret,
                {columns}
         FROM training_samples s JOIN daily_features f USING (session, symbol)
-        WHERE s.sector IN (SELECT unnest(?))
+        WHERE s.sector = ?
         """,
-        [sectors],
+        [sector],
     ).drop_nulls(list(MODEL_FEATURES))
 
 
-@asset(
-    partitions_def=SECTOR_PARTITIONS,
-    backfill_policy=BackfillPolicy.single_run(),
-    deps=[AssetDep(training_samples, partition_mapping=AllPartitionMapping())],
-    group_name="models",
-    kinds={"mlflow", "sklearn", "xgboost"},
-    metadata={"models_per_sector": 6, "registered_as": "turbomode-<sector>-<model_type>"},
-)
-def sector_models(context: AssetExecutionContext, config: TrainingConfig, warehouse: Warehouse, model_registry: ModelRegistry):
-    """Train, calibrate, evaluate and register the six models of each sector in the run.
+def _step(key: str) -> str:
+    """The name of a sector partition's training step: `train_information_technology`."""
+    return "train_" + key.replace("-", "_")
 
-    Reads the warehouse read-only (no `warehouse` pool); sectors train in parallel threads. A
-    sector whose samples cannot fill the holdout and the folds is skipped with a warning naming
-    it (no new version, no champion), and the others train; the run fails only when none can.
-    """
-    sectors = [sector_of(key) for key in context.partition_keys]
-    label_target = get_settings().label_target
-    samples = _samples(warehouse, sectors, label_target)
-    settings = ModelSettings.fast() if config.fast else ModelSettings()
+
+# One static step per sector of the universe, not dynamic outputs: dagster-dask's executor plans
+# every step before the run starts, and cannot run steps that are mapped while it runs.
+@op(ins={"training_samples": In(Nothing)}, out={_step(key): Out(str, is_required=False) for key in SECTOR_BY_KEY})
+def sector_steps(context: OpExecutionContext):
+    """An output for each sector of the run; the steps of the other sectors are skipped."""
+    for key in context.partition_keys:
+        yield Output(key, output_name=_step(key))
+
+
+@op
+def train_sector_models(context: OpExecutionContext, config: TrainingConfig, warehouse: Warehouse, sector_key: str):
+    """One sector's six models, trained and evaluated, not yet registered: a `SectorTraining`, or the
+    reason why its samples are too few to train on; with the sector's name."""
+    sector = sector_of(sector_key)
     features = config.features or list(MODEL_FEATURES)
     unknown = sorted(set(features) - set(MODEL_FEATURES))
     if unknown:
         raise ValueError(f"unknown feature(s) {unknown} in the training config; known: {', '.join(MODEL_FEATURES)}")
-
-    def train(sector: str):
-        rows = samples.filter(pl.col("sector") == sector)
-        context.log.info(f"{sector}: training 6 models on {rows.height:,} samples")
+    rows = _samples(warehouse, sector, get_settings().label_target)
+    # where it runs: the executor (a dask worker, a forked process) decides; host and pid say which
+    context.log.info(
+        f"{context.step_key} on {socket.gethostname()} pid {os.getpid()}: {sector}: training 6 models on {rows.height:,} samples"
+    )
+    settings = ModelSettings.fast() if config.fast else ModelSettings()
+    # Every model is single-threaded (n_jobs=1); BLAS too, so that one step per core never oversubscribes.
+    with threadpool_limits(limits=1):
         try:
-            return train_sector(
+            return sector, train_sector(
                 sector, rows, features, horizon=BARRIERS.horizon,
                 holdout_sessions=config.holdout_sessions, settings=settings,
             )
         except TooFewSamples as error:
-            return str(error)
+            return sector, str(error)
 
-    with ThreadPoolExecutor(max_workers=config.parallel_sectors) as pool:
-        outcomes = list(pool.map(train, sectors))
-    skipped = {sector: reason for sector, reason in zip(sectors, outcomes, strict=True) if isinstance(reason, str)}
+
+@op
+def register_sector_models(
+    context: OpExecutionContext, config: TrainingConfig, model_registry: ModelRegistry, outcomes: list
+) -> None:
+    """Register every trained sector's models in one MLflow run, only once every sector's step has
+    ended: a failed or killed step leaves nothing of the run registered."""
+    outcomes = sorted(outcomes, key=lambda outcome: SECTORS.index(outcome[0]))
+    skipped = {sector: outcome for sector, outcome in outcomes if isinstance(outcome, str)}
     for reason in skipped.values():
         context.log.warning(f"skipped, no new version and no champion: {reason}; the other sectors train")
-    trainings = [outcome for outcome in outcomes if not isinstance(outcome, str)]
+    trainings = [outcome for _, outcome in outcomes if not isinstance(outcome, str)]
     if not trainings:
         raise Failure(
             description=f"no sector could be trained: {'; '.join(skipped.values())}; "
             "build training_samples over more sessions (the backtest_data job) or lower holdout_sessions",
             metadata={"skipped_sectors": MetadataValue.json(skipped)},
         )
+    label_target = get_settings().label_target
     rows = model_registry.log_training(
         trainings, run_name=f"training {context.run_id[:8]}",
         tags={"dagster_run_id": context.run_id, "fast": str(config.fast), "label_target": label_target},
         min_rank_ic_t=config.champion_min_rank_ic_t,
     )
+    context.add_output_metadata(_metadata(rows, trainings, skipped, label_target))
+
+
+def _metadata(rows: list[dict], trainings: list, skipped: dict[str, str], label_target: str) -> dict:
     table = pl.DataFrame(rows).select("sector", "model_type", "version", "alias", "roc_auc", "rank_ic", "ece", "samples")
     champions = pl.DataFrame(rows).filter(pl.col("alias") == "champion")
-    return MaterializeResult(
-        metadata={
-            "models": len(rows),
-            "sectors_trained": MetadataValue.json([training.sector for training in trainings]),
-            "skipped_sectors": MetadataValue.json(skipped),
-            "champions_promoted": champions.height,
-            "label_target": label_target,
-            "stacked_not_promoted": MetadataValue.json(
-                table.filter((pl.col("model_type") == "stacked_ensemble") & (pl.col("alias") != "champion"))["sector"].to_list()
-            ),
-            "holdout": MetadataValue.md(
-                table.with_columns(pl.col("roc_auc", "rank_ic", "ece").round(4)).to_pandas().to_markdown(index=False)
-            ),
-            "min_stacked_auc": MetadataValue.float(
-                float(table.filter(pl.col("model_type") == "stacked_ensemble")["roc_auc"].min())
-            ),
-        }
-    )
+    return {
+        "models": len(rows),
+        "sectors_trained": MetadataValue.json([training.sector for training in trainings]),
+        "skipped_sectors": MetadataValue.json(skipped),
+        "champions_promoted": champions.height,
+        "label_target": label_target,
+        "stacked_not_promoted": MetadataValue.json(
+            table.filter((pl.col("model_type") == "stacked_ensemble") & (pl.col("alias") != "champion"))["sector"].to_list()
+        ),
+        "holdout": MetadataValue.md(
+            table.with_columns(pl.col("roc_auc", "rank_ic", "ece").round(4)).to_pandas().to_markdown(index=False)
+        ),
+        "min_stacked_auc": MetadataValue.float(
+            float(table.filter(pl.col("model_type") == "stacked_ensemble")["roc_auc"].min())
+        ),
+    }
 
 
+@config_mapping
+def _training_config(config: TrainingConfig) -> dict:
+    """`{"ops": {"sector_models": {"config": ...}}}` stays the run config: both steps read it."""
+    values = {"config": config.model_dump()}
+    return {**{_step(key): values for key in SECTOR_BY_KEY}, "register_sector_models": values}
+
+
+@graph_asset(
+    partitions_def=SECTOR_PARTITIONS,
+    backfill_policy=BackfillPolicy.single_run(),
+    ins={"training_samples": AssetIn(key=training_samples.key, partition_mapping=AllPartitionMapping(), dagster_type=Nothing)},
+    config=_training_config,
+    group_name="models",
+    kinds={"mlflow", "sklearn", "xgboost"},
+    metadata={"models_per_sector": 6, "registered_as": "turbomode-<sector>-<model_type>"},
+)
+def sector_models(training_samples):
+    """Train, calibrate, evaluate and register the six models of each sector in the run.
+
+    One step per sector (`train_<sector>`), so the job's executor decides where
+    and how many at a time: the multiprocess executor on one machine, a dask or celery cluster
+    beyond it. Steps read the warehouse read-only (no `warehouse` pool). A sector whose samples
+    cannot fill the holdout and the folds is skipped with a warning naming it (no new version, no
+    champion), and the others train; the run fails only when none can.
+    """
+    keys = sector_steps(training_samples)
+    outcomes = [train_sector_models.alias(_step(key))(getattr(keys, _step(key))) for key in SECTOR_BY_KEY]
+    return register_sector_models(outcomes)
