@@ -5,8 +5,8 @@ import socket
 
 import polars as pl
 from dagster import (
-    AllPartitionMapping, AssetIn, BackfillPolicy, Config, Failure, In, MetadataValue, Nothing, OpExecutionContext, Out,
-    Output, config_mapping, graph_asset, op,
+    AllPartitionMapping, AssetIn, BackfillPolicy, Config, Failure, In, MetadataValue, Nothing, OpExecutionContext,
+    config_mapping, graph_asset, op,
 )
 from threadpoolctl import threadpool_limits
 
@@ -52,29 +52,28 @@ def _step(key: str) -> str:
     return "train_" + key.replace("-", "_")
 
 
-# One static step per sector of the universe, not dynamic outputs: dagster-dask's executor plans
-# every step before the run starts, and cannot run steps that are mapped while it runs.
-@op(ins={"training_samples": In(Nothing)}, out={_step(key): Out(str, is_required=False) for key in SECTOR_BY_KEY})
-def sector_steps(context: OpExecutionContext):
-    """An output for each sector of the run; the steps of the other sectors are skipped."""
-    for key in context.partition_keys:
-        yield Output(key, output_name=_step(key))
+STEP_SECTORS = {_step(key): key for key in SECTOR_BY_KEY}
 
 
-@op
-def train_sector_models(context: OpExecutionContext, config: TrainingConfig, warehouse: Warehouse, sector_key: str):
-    """One sector's six models, trained and evaluated, not yet registered: a `SectorTraining`, or the
-    reason why its samples are too few to train on; with the sector's name."""
-    sector = sector_of(sector_key)
+# One static step per sector of the universe (aliases of this op), not dynamic outputs nor optional
+# ones: dagster-dask's executor plans every step before the run starts and cannot skip a step.
+@op(ins={"training_samples": In(Nothing)})
+def train_sector_models(context: OpExecutionContext, config: TrainingConfig, warehouse: Warehouse):
+    """The six models of the step's sector, trained and evaluated, not yet registered: a
+    `SectorTraining`, or the reason why its samples are too few to train on, with the sector's name;
+    None when the sector is not in the run."""
+    key = STEP_SECTORS[context.op_handle.name]
+    if key not in context.partition_keys:
+        return None
+    sector = sector_of(key)
     features = config.features or list(MODEL_FEATURES)
     unknown = sorted(set(features) - set(MODEL_FEATURES))
     if unknown:
         raise ValueError(f"unknown feature(s) {unknown} in the training config; known: {', '.join(MODEL_FEATURES)}")
     rows = _samples(warehouse, sector, get_settings().label_target)
     # where it runs: the executor (a dask worker, a forked process) decides; host and pid say which
-    context.log.info(
-        f"{context.step_key} on {socket.gethostname()} pid {os.getpid()}: {sector}: training 6 models on {rows.height:,} samples"
-    )
+    where = f"{context.op_handle} on {socket.gethostname()} pid {os.getpid()}"
+    context.log.info(f"{where}: {sector}: training 6 models on {rows.height:,} samples")
     settings = ModelSettings.fast() if config.fast else ModelSettings()
     # Every model is single-threaded (n_jobs=1); BLAS too, so that one step per core never oversubscribes.
     with threadpool_limits(limits=1):
@@ -87,13 +86,14 @@ def train_sector_models(context: OpExecutionContext, config: TrainingConfig, war
             return sector, str(error)
 
 
-@op
+# An input per sector step, not one fan-in list: on a dask worker a fan-in input finds no upstream output.
+@op(ins={step: In() for step in STEP_SECTORS})
 def register_sector_models(
-    context: OpExecutionContext, config: TrainingConfig, model_registry: ModelRegistry, outcomes: list
+    context: OpExecutionContext, config: TrainingConfig, model_registry: ModelRegistry, **steps
 ) -> None:
     """Register every trained sector's models in one MLflow run, only once every sector's step has
     ended: a failed or killed step leaves nothing of the run registered."""
-    outcomes = sorted(outcomes, key=lambda outcome: SECTORS.index(outcome[0]))
+    outcomes = sorted(filter(None, steps.values()), key=lambda outcome: SECTORS.index(outcome[0]))
     skipped = {sector: outcome for sector, outcome in outcomes if isinstance(outcome, str)}
     for reason in skipped.values():
         context.log.warning(f"skipped, no new version and no champion: {reason}; the other sectors train")
@@ -159,6 +159,4 @@ def sector_models(training_samples):
     cannot fill the holdout and the folds is skipped with a warning naming it (no new version, no
     champion), and the others train; the run fails only when none can.
     """
-    keys = sector_steps(training_samples)
-    outcomes = [train_sector_models.alias(_step(key))(getattr(keys, _step(key))) for key in SECTOR_BY_KEY]
-    return register_sector_models(outcomes)
+    return register_sector_models(**{step: train_sector_models.alias(step)(training_samples) for step in STEP_SECTORS})
