@@ -91,6 +91,10 @@ class Settings:
     # the scanner's signal backtest (issue 14): score quantiles of the long-short book, costs per side
     backtest_quantiles: int = 5
     backtest_cost_bps: float = 5.0
+    # training (issue 16): sector steps at a time on one machine (0: one per core), or the address of
+    # a dask scheduler (tcp://host:8786) whose workers run them instead
+    training_processes: int = 0
+    dask_scheduler: str | None = None
 
     @property
     def warehouse_path(self) -> Path:
@@ -185,6 +189,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
         raise ValueError("must be at least 1")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be at least 0")
     return value
 
 
@@ -294,6 +305,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alpaca_run_deadline_s=_parsed("TURBOMODE_ALPACA_RUN_DEADLINE_S", env, 1800.0, _positive_float, "seconds > 0"),
         backtest_quantiles=_parsed("TURBOMODE_BACKTEST_QUANTILES", env, 5, _quantiles, "a whole number >= 2"),
         backtest_cost_bps=_parsed("TURBOMODE_BACKTEST_COST_BPS", env, 5.0, _non_negative_float, "basis points >= 0"),
+        training_processes=_parsed("TURBOMODE_TRAINING_PROCESSES", env, 0, _non_negative_int, "a whole number >= 0"),
+        dask_scheduler=_text("TURBOMODE_DASK_SCHEDULER", env, None),
     )
     if settings.drift_psi_warn >= settings.drift_psi_drift:
         raise SettingsError(

@@ -769,12 +769,103 @@ def replay_ticks() -> None:
     )
 
 
+def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
+    """`model_training_job` over every sector, fast settings, three ways on this machine: the old way
+    (the sectors' training in 2 threads of one process, registration excluded), the multiprocess
+    executor (one step per core) and a dask scheduler with 2 local workers, each a
+    `dagster job execute` from process start to the last registered model. `per_sector` symbols a
+    sector (0: the full universe) over `sessions` sessions: TURBOMODE_BENCH_PER_SECTOR,
+    TURBOMODE_BENCH_SESSIONS."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from turbomode_pipeline.assets.models import _samples
+    from turbomode_pipeline.core.features import MODEL_FEATURES, compute_features
+    from turbomode_pipeline.core.labels import triple_barrier
+    from turbomode_pipeline.core.model_zoo import ModelSettings
+    from turbomode_pipeline.core.training import train_sector
+    from turbomode_pipeline.core.universe import load_universe, sector_slug
+    from turbomode_pipeline.partitions import universe_sectors
+    from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
+    from turbomode_pipeline_tests.conftest import small_universe
+    from turbomode_pipeline_tests.servers import BIN, Server, free_port, server_env
+
+    per_sector = int(os.environ.get("TURBOMODE_BENCH_PER_SECTOR", per_sector))
+    sessions = due_sessions(datetime.now(UTC), int(os.environ.get("TURBOMODE_BENCH_SESSIONS", sessions)))
+    holdout = 120  # fits a reduced history too (700 sessions leave ~450 of samples)
+    config = {**QUIET, "ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": holdout,
+                                                            "champion_min_rank_ic_t": -1e9}}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        universe_path = small_universe(root, per_sector=per_sector) if per_sector else DEFAULT_UNIVERSE
+        universe = load_universe(universe_path)
+        bars = SimulatedMarketData().daily_bars(sessions, universe)
+        features = compute_features(bars)
+        warehouse = Warehouse(path=str(root / "warehouse.duckdb"))
+        warehouse.replace_partitions(DAILY_FEATURES, conform(features, DailyFeatures), sessions)
+        warehouse.replace_partitions(TRAINING_SAMPLES, conform(triple_barrier(bars, features), TrainingSamples), sessions)
+        sectors = universe_sectors(universe)
+
+        def threads():
+            def train(sector):
+                rows = _samples(warehouse, sector, "relative")
+                return train_sector(sector, rows, list(MODEL_FEATURES), horizon=10, holdout_sessions=holdout,
+                                    settings=ModelSettings.fast())
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                list(pool.map(train, sectors))
+
+        (root / "config.json").write_text(json.dumps(config))
+        keys = [sector_slug(sector) for sector in sectors]
+        tags = json.dumps({PARTITION_RANGE_START: keys[0], PARTITION_RANGE_END: keys[-1]})
+
+        def job_env(name: str, **extra: str) -> dict:
+            folder = root / name
+            (folder / "data").mkdir(parents=True)
+            (folder / "home").mkdir()
+            shutil.copy(root / "warehouse.duckdb", folder / "data" / "warehouse.duckdb")
+            return server_env(folder, folder / "home", universe_path, **extra)
+
+        def job(env: dict) -> float:
+            command = [str(BIN / "dagster"), "job", "execute", "-m", "turbomode_pipeline.definitions",
+                       "-j", "model_training_job", "-c", str(root / "config.json"), "--tags", tags]
+            return timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True))
+
+        in_threads = timed(threads)
+        multiprocess = job(job_env("multiprocess"))
+        scheduler = f"tcp://127.0.0.1:{free_port()}"
+        env = job_env("dask", TURBOMODE_DASK_SCHEDULER=scheduler)
+        cluster = [Server("scheduler", [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
+                                        scheduler.rsplit(":", 1)[1], "--no-dashboard"], env, root)]
+        cluster += [Server(f"w{i}", [str(BIN / "dask"), "worker", scheduler, "--nthreads", "1", "--no-nanny",
+                                     "--no-dashboard"], env, root) for i in (1, 2)]
+        try:
+            distributed = job(env)
+        finally:
+            for server in cluster:
+                server.stop()
+    table(
+        f"training {len(sectors)} sectors x 6 models, fast settings, {universe.height} symbols x {len(sessions)} sessions "
+        f"({os.cpu_count()} cores; python {sys.version_info.major}.{sys.version_info.minor})",
+        [
+            ("2 threads in one process, training only (the old sector_models)", f"{in_threads:.0f} s"),
+            ("multiprocess executor, one step per core: dagster job execute", f"{multiprocess:.0f} s"),
+            ("dask, scheduler + 2 local workers: dagster job execute", f"{distributed:.0f} s"),
+            ("multiprocess / threads", f"{multiprocess / in_threads:.2f}"),
+            ("dask / multiprocess", f"{distributed / multiprocess:.2f}"),
+        ],
+    )
+
+
 SECTIONS = {
     "live_tick": live_tick, "bars_backfill": bars_backfill, "feature_engine": feature_engine,
     "features_backfill_cli": features_backfill_cli, "model_training": model_training,
     "model_training_random_walk": lambda: model_training(predictability=0.0), "instance_storage": instance_storage,
     "scanner_scan": scanner_scan, "strategy_backtest_year": strategy_backtest_year, "replay_ticks": replay_ticks,
-    "signal_backtest": signal_backtest, "real_closes": real_closes,
+    "signal_backtest": signal_backtest, "real_closes": real_closes, "training_executors": training_executors,
 }
 
 

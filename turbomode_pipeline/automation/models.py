@@ -1,12 +1,28 @@
 """`model_training`: the six models of every sector of the universe, Sundays at midnight, as one run."""
 
-from dagster import AssetSelection, DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, define_asset_job, schedule
+from dagster import (
+    AssetSelection, DefaultScheduleStatus, ExecutorDefinition, RunRequest, ScheduleEvaluationContext, define_asset_job,
+    multiprocess_executor, schedule,
+)
 
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
 from turbomode_pipeline.partitions import SECTOR_PARTITIONS
-from turbomode_pipeline.settings import get_settings
+from turbomode_pipeline.settings import Settings, get_settings
 from turbomode_pipeline.automation.run_health import max_runtime
+
+def training_executor(settings: Settings) -> ExecutorDefinition:
+    """Where a training run's sector steps run: the workers of a dask cluster when
+    TURBOMODE_DASK_SCHEDULER names its scheduler, else processes on this machine, one per core
+    (each step single-threaded), forked from a server that has imported the code location once."""
+    if settings.dask_scheduler:
+        from dagster_dask import dask_executor
+
+        return dask_executor.configured({"cluster": {"existing": {"address": settings.dask_scheduler}}}, name="dask")
+    return multiprocess_executor.configured(
+        {"max_concurrent": settings.training_processes, "start_method": {"forkserver": {}}}, name="multiprocess"
+    )
+
 
 model_training_job = define_asset_job(
     "model_training_job",
@@ -14,6 +30,7 @@ model_training_job = define_asset_job(
     partitions_def=SECTOR_PARTITIONS,
     description="Train and register the six models of the run's sectors.",
     tags=max_runtime(minutes=120),
+    executor_def=training_executor(get_settings()),
 )
 
 
