@@ -32,7 +32,7 @@ from turbomode_pipeline.core.drift import (
 )
 from turbomode_pipeline.core.drift_html import DriftReportData, render_report
 from turbomode_pipeline.core.features import RAW_FEATURES, WARMUP
-from turbomode_pipeline.core.model_zoo import STACKED
+from turbomode_pipeline.core.model_types import STACKED
 from turbomode_pipeline.partitions import SECTORS
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.reports import ReportStore

@@ -10,8 +10,7 @@ from dagster import (
 
 from turbomode_pipeline.assets.features import BARRIERS, training_samples
 from turbomode_pipeline.core.features import MODEL_FEATURES
-from turbomode_pipeline.core.model_zoo import ModelSettings
-from turbomode_pipeline.core.training import TooFewSamples, train_sector
+from turbomode_pipeline.core.model_types import ModelSettings
 from turbomode_pipeline.partitions import SECTOR_PARTITIONS, sector_of
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.warehouse import Warehouse
@@ -61,6 +60,8 @@ def sector_models(context: AssetExecutionContext, config: TrainingConfig, wareho
     sector whose samples cannot fill the holdout and the folds is skipped with a warning naming
     it (no new version, no champion), and the others train; the run fails only when none can.
     """
+    from turbomode_pipeline.core.training import TooFewSamples, train_sector  # scikit-learn: only where it trains
+
     sectors = [sector_of(key) for key in context.partition_keys]
     label_target = get_settings().label_target
     samples = _samples(warehouse, sectors, label_target)

@@ -28,7 +28,7 @@ from turbomode_pipeline.assets.partition_metadata import attach, by_session, log
 from turbomode_pipeline.calendar import daily_sessions, session_close, sessions_after, sessions_before
 from turbomode_pipeline.core import scanner
 from turbomode_pipeline.core.features import FEATURES, MODEL_FEATURES
-from turbomode_pipeline.core.model_zoo import STACKED
+from turbomode_pipeline.core.model_types import STACKED
 from turbomode_pipeline.core.rules import Rule, violations
 from turbomode_pipeline.resources.model_registry import ModelRegistry, UntrustedModel, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse

@@ -7,14 +7,11 @@ import html
 import io
 from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-
-from turbomode_pipeline.core.drift import psi_matrix  # noqa: E402
+from turbomode_pipeline.core.drift import psi_matrix
+from turbomode_pipeline.core.report_html import pyplot
 
 STATUS_COLOURS = {"ok": "#2e7d32", "warn": "#ef6c00", "drift": "#c62828"}
 REFERENCE, CURRENT = "#607d8b", "#d84315"
@@ -34,13 +31,13 @@ class DriftReportData:
 def _png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
+    pyplot().close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _heat_map(data: DriftReportData) -> str:
     sectors, features, matrix = psi_matrix(data.features)
-    figure, axis = plt.subplots(figsize=(max(8, 0.32 * len(features)), 0.45 * len(sectors) + 2.5))
+    figure, axis = pyplot().subplots(figsize=(max(8, 0.32 * len(features)), 0.45 * len(sectors) + 2.5))
     limit = max(1.0, float(np.nanmax(np.abs(matrix))))
     image = axis.imshow(matrix, cmap="RdYlGn_r", vmin=-limit, vmax=limit, aspect="auto")
     axis.set_xticks(range(len(features)), features, rotation=90, fontsize=7)
@@ -53,7 +50,7 @@ def _heat_map(data: DriftReportData) -> str:
 
 def _distributions(data: DriftReportData) -> str:
     rows = data.sectors.sort("sector").iter_rows(named=True)  # one panel per sector (11)
-    figure, axes = plt.subplots(3, 4, figsize=(14, 9))
+    figure, axes = pyplot().subplots(3, 4, figsize=(14, 9))
     for axis in axes.ravel():
         axis.set_visible(False)
     for axis, row in zip(axes.ravel(), rows, strict=False):
@@ -74,7 +71,7 @@ def _distributions(data: DriftReportData) -> str:
 
 
 def _signals(data: DriftReportData) -> str:
-    figure, (hits, balance, confidence) = plt.subplots(1, 3, figsize=(16, 4.8))
+    figure, (hits, balance, confidence) = pyplot().subplots(1, 3, figsize=(16, 4.8))
     table = data.sectors.sort("sector")
     positions = np.arange(table.height)
     hits.bar(positions - 0.2, table["hit_rate"].fill_null(0).to_numpy(), 0.4, color=CURRENT, label="realised")
