@@ -9,6 +9,7 @@ from dagster import (
 )
 
 from turbomode_pipeline.assets.features import BARRIERS, training_samples
+from turbomode_pipeline.assets.partition_metadata import readable
 from turbomode_pipeline.core.features import MODEL_FEATURES
 from turbomode_pipeline.core.model_types import ModelSettings
 from turbomode_pipeline.partitions import SECTOR_PARTITIONS, sector_of
@@ -115,7 +116,7 @@ def sector_models(context: AssetExecutionContext, config: TrainingConfig, wareho
                 table.with_columns(pl.col("roc_auc", "rank_ic", "ece").round(4)).to_pandas().to_markdown(index=False)
             ),
             "min_stacked_auc": MetadataValue.float(
-                float(table.filter(pl.col("model_type") == "stacked_ensemble")["roc_auc"].min())
+                readable(float(table.filter(pl.col("model_type") == "stacked_ensemble")["roc_auc"].min()))
             ),
         }
     )
