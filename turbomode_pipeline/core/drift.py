@@ -115,6 +115,14 @@ def status_of(psi: pl.Expr, thresholds: Thresholds) -> pl.Expr:
     )
 
 
+def with_hit_rate_status(report: pl.DataFrame) -> pl.DataFrame:
+    """A sector whose realised hit rate is significantly below its holdout's (`hit_rate_low`) is at
+    least `warn`, whatever its features say: its signals fail more often than the model promised.
+    Not `drift`: that status asks for a retrain, and too few hits is no evidence the inputs moved."""
+    raised = pl.when(col("hit_rate_low") & (col("status") == "ok")).then(pl.lit("warn")).otherwise(col("status"))
+    return report.with_columns(raised.alias("status"))
+
+
 def judged_features(features: list[str], memory: dict[str, int], window: int) -> list[str]:
     """Features whose memory (sessions of history in one value) is at most half the window.
 

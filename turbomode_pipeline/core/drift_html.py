@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from turbomode_pipeline.core.drift import psi_matrix
+from turbomode_pipeline.core.drift import HIT_RATE_ALPHA, psi_matrix
 from turbomode_pipeline.core.report_html import pyplot
 
 STATUS_COLOURS = {"ok": "#2e7d32", "warn": "#ef6c00", "drift": "#c62828"}
@@ -103,14 +103,15 @@ def _signals(data: DriftReportData) -> str:
 
 def _summary_table(sectors: pl.DataFrame) -> str:
     columns = ["sector", "status", "median_excess_psi", "top_feature", "max_ks", "confidence_psi", "buy", "sell",
-               "one_sided", "outcomes", "hit_rate", "expected_hit_rate", "hit_rate_pvalue"]
+               "one_sided", "outcomes", "hit_rate", "expected_hit_rate", "hit_rate_pvalue", "hit_rate_low"]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
     for row in sectors.sort("sector").iter_rows(named=True):  # 11 sectors
         cells = []
         for column in columns:
             value = row[column]
-            text = f"{value:.3f}" if isinstance(value, float) else "" if value is None else str(value)
+            text = f"{value:.{4 if column == 'hit_rate_pvalue' else 3}f}" if isinstance(value, float) else (
+                "" if value is None else str(value))
             style = f' style="color:{STATUS_COLOURS[value]};font-weight:bold"' if column == "status" else ""
             cells.append(f"<td{style}>{html.escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
@@ -138,7 +139,9 @@ img{{max-width:100%;display:block;margin:1em 0}}</style></head><body>
 <p>Drifted sectors: <b>{html.escape(", ".join(drifted) or "none")}</b>. One-sided signals (more than the
 threshold pointing one way): <b>{html.escape(", ".join(one_sided) or "none")}</b>.</p>
 <p>A sector's status is that of the median excess PSI of its short-memory features: PSI against the champion's
-training window minus the largest PSI any window of the same length shows inside that training window.</p>
+training window minus the largest PSI any window of the same length shows inside that training window. A sector
+whose realised hit rate is significantly below its holdout's (one-sided binomial test, <code>hit_rate_pvalue</code>
+below {HIT_RATE_ALPHA}: <code>hit_rate_low</code>) is at least <b>warn</b>.</p>
 {_summary_table(data.sectors)}
 {figures}
 </body></html>
