@@ -130,3 +130,8 @@ def test_todays_session_before_its_ingestion_is_not_due_yet_and_the_check_says_u
     due = due_sessions(after_close, 3)
     passed, message, _ = freshness_verdict(due, set(due), pending=pending_session(after_close))
     assert passed and message.endswith("; 2026-12-02 is not due until 23:15 CST")
+    from turbomode_pipeline.automation.scanner import pending_scan
+
+    assert pending_scan(after_close) == date(2026, 12, 2)  # its scan is due at 00:30 the next night
+    assert pending_scan(datetime(2026, 12, 3, 6, 0, tzinfo=UTC)) == date(2026, 12, 2)
+    assert pending_scan(datetime(2026, 12, 3, 6, 31, tzinfo=UTC)) is None
