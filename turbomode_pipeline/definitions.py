@@ -1,6 +1,6 @@
 """The code location: every asset, check, job, schedule, sensor and resource of TurboMode."""
 
-from dagster import Definitions, EnvVar, in_process_executor
+from dagster import AssetSpec, Definitions, EnvVar, in_process_executor, map_asset_specs
 
 from turbomode_pipeline.assets.features import daily_features, training_samples
 from turbomode_pipeline.assets.market_data import daily_bars
@@ -104,11 +104,16 @@ def resources(settings: Settings) -> dict:
     }
 
 
+def owned(spec: AssetSpec) -> AssetSpec:
+    """Every asset's owner (TURBOMODE_ASSET_OWNER), shown and filterable in the UI."""
+    return spec.replace_attributes(owners=[get_settings().asset_owner])
+
+
 defs = Definitions(
-    assets=[
+    assets=map_asset_specs(owned, [
         daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes, signal_backtest,
         drift_report, paper_trading_report, strategy_backtest,
-    ],
+    ]),
     asset_checks=[daily_bars_fresh, scanner_signals_fresh],
     jobs=[
         market_data_job, backtest_data_job, model_training_job, scanner_job, drift_monitoring_job,

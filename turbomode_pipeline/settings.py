@@ -85,6 +85,7 @@ class Settings:
     alert_timeout_s: float = 5.0
     alert_retries: int = 3
     ui_base_url: str = "http://127.0.0.1:3000"
+    asset_owner: str = "team:quant-desk"  # every asset's owner in the Dagster UI: an email or team:<name>
     # total deadlines of the Alpaca market data source (issue 13): per request, and per run of the source
     alpaca_request_deadline_s: float = 120.0
     alpaca_run_deadline_s: float = 1800.0
@@ -206,6 +207,12 @@ def _quantiles(raw: str) -> int:
     return value
 
 
+def _owner(raw: str) -> str:
+    if not (raw.startswith("team:") and len(raw) > 5 or "@" in raw.strip("@")):
+        raise ValueError("Dagster takes an email address or team:<name>")
+    return raw
+
+
 def _flag(raw: str) -> bool:
     value = raw.lower()
     if value not in ("0", "1", "true", "false", "yes", "no"):
@@ -301,6 +308,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_timeout_s=_parsed("TURBOMODE_ALERT_TIMEOUT_S", env, 5.0, _positive_float, "a number of seconds > 0"),
         alert_retries=_parsed("TURBOMODE_ALERT_RETRIES", env, 3, _positive_int, "a whole number >= 1"),
         ui_base_url=_text("TURBOMODE_UI_BASE_URL", env, "http://127.0.0.1:3000").rstrip("/"),
+        asset_owner=_parsed("TURBOMODE_ASSET_OWNER", env, "team:quant-desk", _owner, "an email or team:<name>"),
         alpaca_request_deadline_s=_parsed("TURBOMODE_ALPACA_REQUEST_DEADLINE_S", env, 120.0, _positive_float, "seconds > 0"),
         alpaca_run_deadline_s=_parsed("TURBOMODE_ALPACA_RUN_DEADLINE_S", env, 1800.0, _positive_float, "seconds > 0"),
         backtest_quantiles=_parsed("TURBOMODE_BACKTEST_QUANTILES", env, 5, _quantiles, "a whole number >= 2"),

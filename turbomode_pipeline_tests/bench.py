@@ -860,8 +860,69 @@ def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
     )
 
 
+LAUNCHED_TICK = """
+import sys, time
+started = time.perf_counter()
+from dagster import DagsterInstance
+from turbomode_pipeline.definitions import defs
+imported = time.perf_counter()
+job = defs.get_job_def("live_trading_job")
+config = {"ops": {"live_trading_tick": {"config": {"tick_time": sys.argv[1], "strategy_ids": sys.argv[2].split(",")}}}}
+assert job.execute_in_process(run_config=config, instance=DagsterInstance.get()).success
+print(imported - started, time.perf_counter() - started)
+"""
+
+
+def start_up(repeat: int = 3) -> None:
+    """What every Dagster process pays before it works: `import dagster`, the code location, and a live
+    tick as a launched run does it (a fresh process: imports, the job run on the instance, ledger written)."""
+    import os
+    import resource
+    import statistics
+    import subprocess
+    import sys
+
+    from turbomode_pipeline.resources.ledger import Ledger
+    from turbomode_pipeline.settings import DEFAULT_STRATEGIES
+
+    def wall(code: str, *args: str, env: dict | None = None) -> tuple[float, str, float]:
+        """Wall seconds, stdout, and the child's CPU seconds (user + system: less at the mercy of a busy machine)."""
+        before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code, *args], env=env, check=True, capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return time.perf_counter() - started, out.stdout, cpu
+
+    def medians(runs) -> str:
+        return f"{statistics.median(r[0] for r in runs):.2f} s, CPU {statistics.median(r[2] for r in runs):.2f} s"
+
+    dagster_runs = [wall("import dagster") for _ in range(repeat)]
+    location_runs = [wall("import turbomode_pipeline.definitions") for _ in range(repeat)]
+    dagster_alone, location = (statistics.median(r[0] for r in runs) for runs in (dagster_runs, location_runs))
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "DAGSTER_HOME": tmp, "TURBOMODE_DATA_DIR": tmp}
+        Path(tmp, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        ledger = Ledger(path=f"{tmp}/trading.sqlite")
+        ledger.seed_strategies(str(DEFAULT_STRATEGIES))
+        ids = ",".join(ledger.strategies()["id"].to_list())
+        ticks = [wall(LAUNCHED_TICK, f"2026-11-20T14:{40 + m}:00+00:00", ids, env=env) for m in range(repeat)]
+        written = ledger.query("SELECT count(*) AS n FROM equity")["n"][0]
+    tick_import = statistics.median(float(out.split()[0]) for _, out, _ in ticks)
+    table(
+        f"start-up, median of {repeat} fresh processes (goal: code location < 2 s idle, launched tick < 5 s)",
+        [
+            ("import dagster", medians(dagster_runs)),
+            ("import the code location", medians(location_runs)),
+            ("code location / dagster", f"{location / dagster_alone:.1f}x"),
+            ("launched live tick, end to end", medians(ticks)),
+            ("of which imports", f"{tick_import:.2f} s"),
+            ("equity rows written", f"{written}"),
+        ],
+    )
+
+
 SECTIONS = {
-    "live_tick": live_tick, "bars_backfill": bars_backfill, "feature_engine": feature_engine,
+    "start_up": start_up, "live_tick": live_tick, "bars_backfill": bars_backfill, "feature_engine": feature_engine,
     "features_backfill_cli": features_backfill_cli, "model_training": model_training,
     "model_training_random_walk": lambda: model_training(predictability=0.0), "instance_storage": instance_storage,
     "scanner_scan": scanner_scan, "strategy_backtest_year": strategy_backtest_year, "replay_ticks": replay_ticks,

@@ -10,8 +10,10 @@ from turbomode_pipeline.automation.market_data import (
     PARTITION_RANGE_END,
     PARTITION_RANGE_START,
     due_sessions,
+    freshness_verdict,
     market_data_ingestion,
     missed_sessions_sensor,
+    pending_session,
 )
 from turbomode_pipeline_tests.conftest import materialize_bars, materialized_keys, range_tags
 
@@ -81,12 +83,13 @@ def test_sensor_reports_freshness_only_when_it_changes(resources, instance):
         f"the warehouse lacks daily_bars for 10 of the last 10 due sessions: {', '.join(recent)} (the latest, "
         f"{recent[-1]}, was due at"
     )
-    assert json.loads(stale.cursor)["fresh"] == [False, recent[-1]]
+    assert json.loads(stale.cursor)["fresh"][:2] == [False, recent[-1]]
     assert evaluate(instance, resources, cursor=stale.cursor).asset_events == []
 
     assert materialize_bars(resources, instance, tags=range_tags(recent[0], recent[-1])).success
     [fresh] = evaluate(instance, resources, cursor=stale.cursor).asset_events
-    assert fresh.passed and fresh.description == f"daily_bars holds the last 10 due sessions, through {recent[-1]}"
+    # a session between its close and its due time adds "; <day> is not due until ..." (pending_session)
+    assert fresh.passed and fresh.description.startswith(f"daily_bars holds the last 10 due sessions, through {recent[-1]}")
 
 
 def test_a_session_whose_rows_the_warehouse_lost_is_stale_and_healed(resources, instance):
@@ -115,3 +118,20 @@ def test_a_sensor_gives_up_after_three_failed_heals_and_says_how_to_backfill(res
     assert not tired.run_requests
     assert tired.skip_reason.skip_message.startswith(f"3 runs did not heal {', '.join(recent)}")
     assert f"--partition-range {recent[0]}...{recent[-1]}" in tired.skip_reason.skip_message
+
+
+def test_todays_session_before_its_ingestion_is_not_due_yet_and_the_check_says_until_when():
+    from datetime import date
+
+    after_close = datetime(2026, 12, 2, 22, 0, tzinfo=UTC)  # a Wednesday, 16:00 in Chicago: the partition exists
+    assert pending_session(after_close) == date(2026, 12, 2)
+    assert pending_session(datetime(2026, 12, 2, 20, 0, tzinfo=UTC)) is None  # before the close: no partition yet
+    assert pending_session(datetime(2026, 12, 3, 5, 30, tzinfo=UTC)) is None  # due at 23:15 Chicago
+    due = due_sessions(after_close, 3)
+    passed, message, _ = freshness_verdict(due, set(due), pending=pending_session(after_close))
+    assert passed and message.endswith("; 2026-12-02 is not due until 23:15 CST")
+    from turbomode_pipeline.automation.scanner import pending_scan
+
+    assert pending_scan(after_close) == date(2026, 12, 2)  # its scan is due at 00:30 the next night
+    assert pending_scan(datetime(2026, 12, 3, 6, 0, tzinfo=UTC)) == date(2026, 12, 2)
+    assert pending_scan(datetime(2026, 12, 3, 6, 31, tzinfo=UTC)) is None

@@ -29,14 +29,16 @@ from turbomode_pipeline.core.drift import (
     sector_status,
     signal_balance,
     status_of,
+    with_hit_rate_status,
 )
 from turbomode_pipeline.core.drift_html import DriftReportData, render_report
 from turbomode_pipeline.core.features import RAW_FEATURES, WARMUP
-from turbomode_pipeline.core.model_zoo import STACKED
+from turbomode_pipeline.core.model_types import STACKED
 from turbomode_pipeline.partitions import SECTORS
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.assets.table_schema import table_metadata
 from turbomode_pipeline.schemas import DRIFT_FEATURES, DRIFT_REPORT, DriftFeatures, DriftReport, conform
 from turbomode_pipeline.settings import get_settings
 
@@ -138,7 +140,7 @@ def _confidence_psi(scanner: dict, window: int) -> pl.DataFrame:
 def _summary(report: pl.DataFrame) -> str:
     table = report.select(
         "sector", "status", pl.col("median_excess_psi").round(3), "top_feature", "buy", "sell",
-        pl.col("hit_rate").round(3), pl.col("expected_hit_rate").round(3),
+        pl.col("hit_rate").round(3), pl.col("expected_hit_rate").round(3), pl.col("hit_rate_pvalue").round(4),
     )
     return table.to_pandas().to_markdown(index=False)
 
@@ -152,7 +154,7 @@ def _summary(report: pl.DataFrame) -> str:
     ],
     group_name="monitoring",
     kinds={"duckdb", "html", "mlflow"},
-    metadata={"dagster/table_name": "warehouse.drift_report"},
+    metadata=table_metadata("drift_report", DriftReport),
 )
 def drift_report(
     context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry, reports: ReportStore
@@ -194,6 +196,7 @@ def drift_report(
             week_ending=pl.lit(end), window_start=pl.lit(window[0]), window_end=pl.lit(window[-1]),
             report_path=pl.lit(path), created_at=pl.lit(clock.now()),
         )
+        .pipe(with_hit_rate_status)
     )
     features = drift.with_columns(
         week_ending=pl.lit(end), judged=pl.col("feature").is_in(judged),

@@ -22,6 +22,7 @@ from turbomode_pipeline.core.features import FEATURES, LOOKBACK_SESSIONS, comput
 from turbomode_pipeline.core.labels import Barriers, triple_barrier
 from turbomode_pipeline.core.rules import Rule, violations
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.assets.table_schema import table_metadata
 from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
 from turbomode_pipeline.settings import get_settings
 
@@ -60,7 +61,7 @@ def _require_sessions(table: str, have: pl.Series, sessions: list[date], hint: s
     check_specs=check_specs("daily_features", FEATURES_SCHEMA_CHECK, FEATURE_RULES),
     group_name="features",
     kinds={"duckdb", "polars"},
-    metadata={"dagster/table_name": "warehouse.daily_features", "features": len(FEATURES)},
+    metadata={**table_metadata("daily_features", DailyFeatures), "features": len(FEATURES)},
 )
 def daily_features(context: AssetExecutionContext, warehouse: Warehouse):
     """Technical, cross-sectional and market features per symbol and session, point in time.
@@ -119,7 +120,7 @@ SAMPLE_RULES = (
     group_name="features",
     kinds={"duckdb", "polars"},
     metadata={
-        "dagster/table_name": "warehouse.training_samples",
+        **table_metadata("training_samples", TrainingSamples),
         "label_horizon_sessions": BARRIERS.horizon,
         "materialisable": f"partition d once daily_bars holds the {BARRIERS.horizon} sessions after d",
     },

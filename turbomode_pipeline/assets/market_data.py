@@ -13,6 +13,7 @@ from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
 from turbomode_pipeline.resources.market_data import MarketDataSource
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.assets.table_schema import table_metadata
 from turbomode_pipeline.schemas import DAILY_BARS, DailyBars, conform
 from turbomode_pipeline.settings import get_settings
 
@@ -28,7 +29,7 @@ FROZEN_LOOKBACK = 4
     check_specs=check_specs("daily_bars", SCHEMA_CHECK, RULES),
     group_name="market_data",
     kinds={"duckdb", "polars"},
-    metadata={"dagster/table_name": "warehouse.daily_bars"},
+    metadata=table_metadata("daily_bars", DailyBars),
 )
 def daily_bars(
     context: AssetExecutionContext, market_data: MarketDataSource, warehouse: Warehouse, universe: Universe
@@ -58,12 +59,18 @@ def daily_bars(
     attach(context, by_session(bars, **{"dagster/row_count": pl.len(), "symbols": pl.col("symbol").n_unique()}),
            context.partition_keys, missing={"dagster/row_count": 0, "symbols": 0})
     context.add_asset_metadata(
-        {"preview": MetadataValue.md(bars.filter(pl.col("session") == sessions[-1]).tail(5).drop("ingested_at")
-                                     .to_pandas().to_markdown(index=False))},
+        {"preview": MetadataValue.md(_preview(bars.filter(pl.col("session") == sessions[-1]).tail(5)))},
         partition_key=context.partition_keys[-1],
     )
     log_run(context, "daily_bars", rows=rows, sessions=len(sessions), symbols=bars["symbol"].n_unique())
     yield MaterializeResult(metadata={"source": bars["source"].first() if rows else "none"})
+
+
+def _preview(bars: pl.DataFrame) -> str:
+    """Bars as a trader reads them: prices in cents, volume a whole number (not 2.31634e+06)."""
+    readable = bars.drop("ingested_at").with_columns(pl.col("open", "high", "low", "close", "vwap").round(2),
+                                                    pl.col("volume").cast(pl.Int64))
+    return readable.to_pandas().to_markdown(index=False, floatfmt=".2f")
 
 
 def _write_passing(context: AssetExecutionContext, warehouse: Warehouse, bars: pl.DataFrame, sessions, failures) -> Failure:

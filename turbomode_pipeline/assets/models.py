@@ -11,10 +11,10 @@ from dagster import (
 from threadpoolctl import threadpool_limits
 
 from turbomode_pipeline.assets.features import BARRIERS, training_samples
+from turbomode_pipeline.assets.partition_metadata import readable
 from turbomode_pipeline.core.features import MODEL_FEATURES
 from turbomode_pipeline.core.labels import without_sector_median
-from turbomode_pipeline.core.model_zoo import ModelSettings
-from turbomode_pipeline.core.training import TooFewSamples, train_sector
+from turbomode_pipeline.core.model_types import ModelSettings
 from turbomode_pipeline.partitions import SECTOR_BY_KEY, SECTOR_PARTITIONS, SECTORS, sector_of
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.warehouse import Warehouse
@@ -64,6 +64,8 @@ def train_sector_models(context: OpExecutionContext, config: TrainingConfig, war
     """The six models of the step's sector, trained and evaluated, not yet registered: a
     `SectorTraining`, or the reason why its samples are too few to train on, with the sector's name;
     None when the sector is not in the run."""
+    from turbomode_pipeline.core.training import TooFewSamples, train_sector  # scikit-learn: only where it trains
+
     key = STEP_SECTORS[context.op_handle.name]
     if key not in context.partition_keys:
         return None
@@ -131,7 +133,7 @@ def _metadata(rows: list[dict], trainings: list, skipped: dict[str, str], label_
             table.with_columns(pl.col("roc_auc", "rank_ic", "ece").round(4)).to_pandas().to_markdown(index=False)
         ),
         "min_stacked_auc": MetadataValue.float(
-            float(table.filter(pl.col("model_type") == "stacked_ensemble")["roc_auc"].min())
+            readable(float(table.filter(pl.col("model_type") == "stacked_ensemble")["roc_auc"].min()))
         ),
     }
 

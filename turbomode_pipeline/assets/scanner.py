@@ -28,10 +28,11 @@ from turbomode_pipeline.assets.partition_metadata import attach, by_session, log
 from turbomode_pipeline.calendar import daily_sessions, session_close, sessions_after, sessions_before
 from turbomode_pipeline.core import scanner
 from turbomode_pipeline.core.features import FEATURES, MODEL_FEATURES
-from turbomode_pipeline.core.model_zoo import STACKED
+from turbomode_pipeline.core.model_types import STACKED
 from turbomode_pipeline.core.rules import Rule, violations
 from turbomode_pipeline.resources.model_registry import ModelRegistry, UntrustedModel, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.assets.table_schema import table_metadata
 from turbomode_pipeline.schemas import (
     ACTIVE_SIGNALS_VIEW,
     mark_active,
@@ -166,7 +167,7 @@ def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.Dat
     automation_condition=SCAN_WHEN_FEATURES_LAND,
     group_name="scanner",
     kinds={"duckdb", "mlflow", "polars"},
-    metadata={"dagster/table_name": "warehouse.signal_history", "also_writes": "scanner_scores, active_signals (view)"},
+    metadata={**table_metadata("signal_history", SignalHistory), "also_writes": "scanner_scores, active_signals (view)"},
 )
 def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry):
     """Score every symbol's features for the session with its sector's champion (stacked
@@ -243,7 +244,7 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     group_name="scanner",
     kinds={"duckdb", "polars"},
     metadata={
-        "dagster/table_name": "warehouse.signal_outcomes",
+        **table_metadata("signal_outcomes", SignalOutcomes),
         "materialisable": f"partition d once daily_bars holds the {BARRIERS.horizon} sessions after d",
     },
 )

@@ -24,6 +24,7 @@ from turbomode_pipeline.core import signal_backtest as backtest
 from turbomode_pipeline.core.signal_backtest_html import SignalBacktestReport, equity_png, render_report
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.assets.table_schema import table_metadata
 from turbomode_pipeline.schemas import (
     SIGNAL_BACKTEST_CURVES,
     SIGNAL_BACKTEST_DAILY,
@@ -100,7 +101,7 @@ def _summary_rows(as_of: date, stats: dict[str, dict], curves: dict[str, pl.Data
     group_name="scanner",
     kinds={"duckdb", "html", "polars"},
     metadata={
-        "dagster/table_name": "warehouse.signal_backtest_summary",
+        **table_metadata("signal_backtest_summary", SignalBacktestSummary),
         "also_writes": "signal_backtest_daily, signal_backtest_trades, signal_backtest_curves, signal_backtest_quantiles",
         "materialisable": f"partition d once signal_outcomes d is (daily_bars through the {BARRIERS.horizon} sessions after d)",
     },

@@ -18,6 +18,7 @@ from turbomode_pipeline.resources.market_data import MarketDataSource
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.assets.table_schema import table_metadata
 from turbomode_pipeline.schemas import (
     STRATEGY_BACKTEST,
     STRATEGY_BACKTEST_EQUITY,
@@ -89,7 +90,7 @@ def _range(config: StrategyBacktestConfig) -> list[date]:
 
 
 @asset(group_name="live_trading", pool="warehouse", kinds={"duckdb", "html"},
-       metadata={"dagster/table_name": "warehouse.strategy_backtest"})
+       metadata=table_metadata("strategy_backtest", StrategyBacktestSummary))
 def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestConfig, ledger: Ledger,
                       market_data: MarketDataSource, universe: Universe, warehouse: Warehouse,
                       reports: ReportStore) -> MaterializeResult:

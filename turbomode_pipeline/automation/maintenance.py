@@ -21,7 +21,6 @@ from dagster import (
 )
 
 from turbomode_pipeline import clock
-from turbomode_pipeline.instance_storage import prune_planned_checks
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import get_settings
@@ -60,6 +59,8 @@ def _planned_checks(context: OpExecutionContext, cutoff: datetime) -> int:
     """The never-evaluated planned-check rows of finished runs created before `cutoff` (range runs leave one
     per partition and check; a one-partition run leaves one per check, its evaluation is recorded apart)."""
     records = context.instance.get_run_records(RunsFilter(created_before=cutoff, statuses=FINISHED))
+    from turbomode_pipeline.instance_storage import prune_planned_checks  # Dagster's storage internals: ~0.5 s
+
     return prune_planned_checks(context.instance, [record.dagster_run.run_id for record in records])
 
 

@@ -89,6 +89,14 @@ def due_sessions(now: datetime, count: int) -> list[date]:
     return [day for day in candidates if due_at(day) <= now][-count:]
 
 
+def pending_session(now: datetime) -> date | None:
+    """Today's session once its partition exists (from the close, see calendar.PARTITION_TZ) until its
+    bars are due: the UI draws it as missing meanwhile, so the freshness check says when it is due."""
+    today = now.astimezone(desk_timezone()).date()
+    recent = sessions_between(today - timedelta(days=7), today)
+    return recent[-1] if recent and session_close(recent[-1]) <= now < due_at(recent[-1]) else None
+
+
 def session_gaps(
     instance: DagsterInstance, sessions: list[date], asset: str = "daily_bars", in_progress_is_gap: bool = False
 ) -> list[date]:
@@ -134,11 +142,15 @@ def heal_request(gaps: list[date], attempt: int = 1) -> RunRequest:
 def freshness(instance: DagsterInstance, warehouse: Warehouse, now: datetime) -> tuple[bool, str, date | None]:
     """Whether the warehouse holds every due session of the catch-up window, the latest included."""
     due = due_sessions(judged_at(now), get_settings().catchup_sessions)
-    return freshness_verdict(due, held_sessions(instance, warehouse, due), research_note(now))
+    return freshness_verdict(due, held_sessions(instance, warehouse, due), research_note(now),
+                             pending_session(judged_at(now)))
 
 
-def freshness_verdict(due: list[date], held: set[date], note: str | None = None) -> tuple[bool, str, date | None]:
+def freshness_verdict(due: list[date], held: set[date], note: str | None = None,
+                      pending: date | None = None) -> tuple[bool, str, date | None]:
     passed, message, latest = _verdict(due, held)
+    if pending is not None:
+        message += f"; {pending} is not due until {due_at(pending):%H:%M %Z}"
     return passed, f"{note}: {message}" if note else message, latest
 
 
@@ -203,11 +215,12 @@ def missed_sessions_sensor(context: SensorEvaluationContext, warehouse: Warehous
     except WarehouseLockedError as error:
         return SensorResult(skip_reason=f"the warehouse is busy, gaps are read again next tick: {error}",
                             cursor=context.cursor)
-    passed, message, latest = freshness_verdict(due, held, research_note(now))
+    pending = pending_session(judged_at(now))
+    passed, message, latest = freshness_verdict(due, held, research_note(now), pending)
     events = []
-    if cursor.get("fresh") != [passed, str(latest)]:
+    if cursor.get("fresh") != [passed, str(latest), str(pending)]:
         events.append(freshness_evaluation(daily_bars.key, FRESHNESS_CHECK, passed, message, latest))
-    cursor["fresh"] = [passed, str(latest)]
+    cursor["fresh"] = [passed, str(latest), str(pending)]
     statuses = partition_statuses(context.instance, due)
     in_flight = {day for day in due if statuses[day] == AssetPartitionStatus.IN_PROGRESS}
     failed = {day for day in due if statuses[day] == AssetPartitionStatus.FAILED}

@@ -32,7 +32,7 @@ from turbomode_pipeline.assets.signal_backtest import signal_backtest
 from turbomode_pipeline.automation.market_data import (
     desk_timezone, freshness_evaluation, held_sessions, judged_at, research_note, session_gaps,
 )
-from turbomode_pipeline.calendar import daily_sessions, is_session, sessions_before, sessions_between
+from turbomode_pipeline.calendar import daily_sessions, is_session, session_close, sessions_before, sessions_between
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseLockedError
 from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline.automation.run_health import max_runtime
@@ -69,6 +69,14 @@ def latest_due_scan(now: datetime) -> date | None:
     return due[-1] if due else None
 
 
+def pending_scan(now: datetime) -> date | None:
+    """The session whose partition exists (it closed) but whose scan is not due yet: the UI draws it as missing."""
+    local = now.astimezone(desk_timezone()).date()
+    waiting = [day for day in sessions_between(local - timedelta(days=7), local)
+               if session_close(day) <= now < scan_due_at(day)]
+    return waiting[-1] if waiting else None
+
+
 def unscanned(instance: DagsterInstance, sessions: list[date], asset: str = "scanner_signals") -> list[date]:
     """Sessions whose partition of `asset` is not (yet) materialised: missing, failed or still running."""
     return session_gaps(instance, sessions, asset, in_progress_is_gap=True)
@@ -78,15 +86,16 @@ def scanner_freshness(instance: DagsterInstance, warehouse: Warehouse, now: date
     """Whether the newest due session was scanned: materialised, and its scores are in the warehouse."""
     note = research_note(now)
     prefix = f"{note}: " if note else ""
-    day = latest_due_scan(judged_at(now))
+    day, pending = latest_due_scan(judged_at(now)), pending_scan(judged_at(now))
+    suffix = f"; {pending} is not due until {scan_due_at(pending):%Y-%m-%d %H:%M %Z}" if pending else ""
     if day is None:
-        return True, f"{prefix}no scan is due yet", None
+        return True, f"{prefix}no scan is due yet{suffix}", None
     if not held_sessions(instance, warehouse, [day], "scanner_signals", "scanner_scores"):
         return False, (
             f"{prefix}no signals for session {day}: scanner_signals was due by {scan_due_at(day):%Y-%m-%d %H:%M %Z} "
-            "and has not run successfully for it"
+            f"and has not run successfully for it{suffix}"
         ), day
-    return True, f"{prefix}scanner_signals holds the newest due session {day}", day
+    return True, f"{prefix}scanner_signals holds the newest due session {day}{suffix}", day
 
 
 @asset_check(asset=scanner_signals, name=FRESHNESS_CHECK, description="the newest session was scanned by 00:30")
@@ -102,11 +111,12 @@ def scanner_signals_fresh(context: AssetCheckExecutionContext, warehouse: Wareho
     description="Records scanner_signals_fresh whenever its result changes, so a late scan shows in the UI.",
 )
 def scanner_freshness_sensor(context: SensorEvaluationContext, warehouse: Warehouse):
+    now = clock.now()
     try:
-        passed, message, day = scanner_freshness(context.instance, warehouse, clock.now())
+        passed, message, day = scanner_freshness(context.instance, warehouse, now)
     except WarehouseLockedError as error:
         return SensorResult(skip_reason=f"the warehouse is busy, read again next tick: {error}", cursor=context.cursor)
-    state = json.dumps([passed, str(day)])
+    state = json.dumps([passed, str(day), str(pending_scan(judged_at(now)))])
     if context.cursor == state:
         return SensorResult(skip_reason=f"unchanged: {message}", cursor=state)
     evaluation = freshness_evaluation(scanner_signals.key, FRESHNESS_CHECK, passed, message, day)

@@ -17,7 +17,7 @@ from turbomode_pipeline.schemas import ACTIVE_SIGNALS_AT
 from turbomode_pipeline.automation.market_data import due_sessions, judged_at, research_note
 from turbomode_pipeline.automation.scanner import latest_due_scan, unscanned
 from turbomode_pipeline.calendar import sessions_before
-from turbomode_pipeline.core.model_zoo import MODEL_TYPES, STACKED
+from turbomode_pipeline.core.model_types import MODEL_TYPES, STACKED
 from turbomode_pipeline.partitions import SECTOR_BY_KEY, SECTORS
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseError

@@ -7,14 +7,11 @@ import html
 import io
 from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-
-from turbomode_pipeline.core.drift import psi_matrix  # noqa: E402
+from turbomode_pipeline.core.drift import HIT_RATE_ALPHA, psi_matrix
+from turbomode_pipeline.core.report_html import pyplot
 
 STATUS_COLOURS = {"ok": "#2e7d32", "warn": "#ef6c00", "drift": "#c62828"}
 REFERENCE, CURRENT = "#607d8b", "#d84315"
@@ -34,13 +31,13 @@ class DriftReportData:
 def _png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
+    pyplot().close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _heat_map(data: DriftReportData) -> str:
     sectors, features, matrix = psi_matrix(data.features)
-    figure, axis = plt.subplots(figsize=(max(8, 0.32 * len(features)), 0.45 * len(sectors) + 2.5))
+    figure, axis = pyplot().subplots(figsize=(max(8, 0.32 * len(features)), 0.45 * len(sectors) + 2.5))
     limit = max(1.0, float(np.nanmax(np.abs(matrix))))
     image = axis.imshow(matrix, cmap="RdYlGn_r", vmin=-limit, vmax=limit, aspect="auto")
     axis.set_xticks(range(len(features)), features, rotation=90, fontsize=7)
@@ -53,7 +50,7 @@ def _heat_map(data: DriftReportData) -> str:
 
 def _distributions(data: DriftReportData) -> str:
     rows = data.sectors.sort("sector").iter_rows(named=True)  # one panel per sector (11)
-    figure, axes = plt.subplots(3, 4, figsize=(14, 9))
+    figure, axes = pyplot().subplots(3, 4, figsize=(14, 9))
     for axis in axes.ravel():
         axis.set_visible(False)
     for axis, row in zip(axes.ravel(), rows, strict=False):
@@ -74,7 +71,7 @@ def _distributions(data: DriftReportData) -> str:
 
 
 def _signals(data: DriftReportData) -> str:
-    figure, (hits, balance, confidence) = plt.subplots(1, 3, figsize=(16, 4.8))
+    figure, (hits, balance, confidence) = pyplot().subplots(1, 3, figsize=(16, 4.8))
     table = data.sectors.sort("sector")
     positions = np.arange(table.height)
     hits.bar(positions - 0.2, table["hit_rate"].fill_null(0).to_numpy(), 0.4, color=CURRENT, label="realised")
@@ -106,14 +103,15 @@ def _signals(data: DriftReportData) -> str:
 
 def _summary_table(sectors: pl.DataFrame) -> str:
     columns = ["sector", "status", "median_excess_psi", "top_feature", "max_ks", "confidence_psi", "buy", "sell",
-               "one_sided", "outcomes", "hit_rate", "expected_hit_rate", "hit_rate_pvalue"]
+               "one_sided", "outcomes", "hit_rate", "expected_hit_rate", "hit_rate_pvalue", "hit_rate_low"]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
     for row in sectors.sort("sector").iter_rows(named=True):  # 11 sectors
         cells = []
         for column in columns:
             value = row[column]
-            text = f"{value:.3f}" if isinstance(value, float) else "" if value is None else str(value)
+            text = f"{value:.{4 if column == 'hit_rate_pvalue' else 3}f}" if isinstance(value, float) else (
+                "" if value is None else str(value))
             style = f' style="color:{STATUS_COLOURS[value]};font-weight:bold"' if column == "status" else ""
             cells.append(f"<td{style}>{html.escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
@@ -141,7 +139,9 @@ img{{max-width:100%;display:block;margin:1em 0}}</style></head><body>
 <p>Drifted sectors: <b>{html.escape(", ".join(drifted) or "none")}</b>. One-sided signals (more than the
 threshold pointing one way): <b>{html.escape(", ".join(one_sided) or "none")}</b>.</p>
 <p>A sector's status is that of the median excess PSI of its short-memory features: PSI against the champion's
-training window minus the largest PSI any window of the same length shows inside that training window.</p>
+training window minus the largest PSI any window of the same length shows inside that training window. A sector
+whose realised hit rate is significantly below its holdout's (one-sided binomial test, <code>hit_rate_pvalue</code>
+below {HIT_RATE_ALPHA}: <code>hit_rate_low</code>) is at least <b>warn</b>.</p>
 {_summary_table(data.sectors)}
 {figures}
 </body></html>

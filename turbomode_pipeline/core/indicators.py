@@ -32,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
-from scipy.signal import lfilter
 
 POSITION = "_position"  # 0-based row number within the symbol
 col = pl.col
@@ -183,6 +182,8 @@ def window_min(values: np.ndarray, n: int) -> np.ndarray:
 def ewm(values: np.ndarray, alpha: float, seed_at: int, seed_count: int, seed_divisor: int) -> np.ndarray:
     """EWM (adjust=False) of each row, seeded at position `seed_at` with the sum of the `seed_count`
     values ending there over `seed_divisor`: NaN before, then y_t = (1 - alpha) y_{t-1} + alpha x_t."""
+    from scipy.signal import lfilter  # scipy.signal takes ~1 s to import: only when computing
+
     out = _empty_until(values.shape, seed_at)
     if seed_at < values.shape[1]:
         seed = values[:, seed_at - seed_count + 1 : seed_at + 1].sum(axis=1) / seed_divisor

@@ -9,8 +9,6 @@ Calibration never reorders a model's scores: calibrated and raw AUC are equal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
@@ -19,25 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
-BASE_MODEL_TYPES = ("xgboost", "random_forest", "extra_trees", "hist_gradient_boosting", "logistic_regression")
-STACKED = "stacked_ensemble"
-MODEL_TYPES = (*BASE_MODEL_TYPES, STACKED)
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """Capacity of the tree models; `fast()` is for demos and tests, stated as such."""
-
-    trees: int = 200
-    boosting_rounds: int = 300
-    max_depth: int = 6
-    min_leaf: int = 100
-    learning_rate: float = 0.03
-    folds: int = 4
-
-    @classmethod
-    def fast(cls) -> ModelSettings:
-        return cls(trees=60, boosting_rounds=120, max_depth=4, min_leaf=100, learning_rate=0.06, folds=3)
+from turbomode_pipeline.core.model_types import BASE_MODEL_TYPES, MODEL_TYPES, STACKED, ModelSettings  # noqa: F401
 
 
 def make_base_model(model_type: str, settings: ModelSettings, seed: int):

@@ -16,12 +16,8 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import numpy as np
+import polars as pl
 
 COLOURS = ("#1565c0", "#607d8b", "#d84315", "#2e7d32", "#6a1b9a", "#ef6c00")
 STYLE = """body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:13px;margin:0.5em 0}
@@ -29,11 +25,22 @@ td,th{border:1px solid #ccc;padding:3px 7px;text-align:right} td:first-child,th:
 img{max-width:100%;display:block;margin:1em 0}"""
 
 
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, imported at first use: ~1 s that a process which
+    draws nothing (every Dagster run and CLI call imports this module) should not pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def png(figure, dpi: int = 90) -> str:
     """The figure as base64 PNG; the figure is closed."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
-    plt.close(figure)
+    pyplot().close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -44,7 +51,7 @@ def markdown_image(encoded_png: str, alt: str) -> str:
 
 def equity_figure(curves: Mapping[str, pl.DataFrame], title: str = "equity and drawdown"):
     """Equity (top) and drawdown (bottom) of each named curve over its sessions."""
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, height_ratios=(2.2, 1))
+    figure, (top, bottom) = pyplot().subplots(2, 1, figsize=(11, 6.5), sharex=True, height_ratios=(2.2, 1))
     for colour, (name, frame) in zip(COLOURS, curves.items(), strict=False):
         sessions = frame["session"].to_numpy()
         top.plot(sessions, frame["equity"].to_numpy(), color=colour, lw=1.2, label=name)
@@ -60,7 +67,7 @@ def equity_figure(curves: Mapping[str, pl.DataFrame], title: str = "equity and d
 
 def bar_figure(frame: pl.DataFrame, x: str, ys: Sequence[str], title: str, percent: bool = True):
     """Grouped bars of `ys` against the categories in `x`."""
-    figure, axis = plt.subplots(figsize=(7, 3.8))
+    figure, axis = pyplot().subplots(figsize=(7, 3.8))
     positions = np.arange(frame.height)
     width = 0.8 / max(len(ys), 1)
     for offset, (colour, column) in enumerate(zip(COLOURS, ys, strict=False)):

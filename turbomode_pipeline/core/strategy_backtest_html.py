@@ -7,7 +7,8 @@ import html
 import numpy as np
 import polars as pl
 
-from turbomode_pipeline.core.drift_html import _png, plt
+from turbomode_pipeline.core.drift_html import _png
+from turbomode_pipeline.core.report_html import pyplot
 
 SUMMARY_COLUMNS = ["strategy_id", "type", "symbol", "timeframe_minutes", "sessions", "orders_filled", "orders_rejected",
                    "round_trips", "hit_rate", "pnl", "total_return", "sharpe", "max_drawdown", "exposure", "commission"]
@@ -17,7 +18,7 @@ MAX_TRADES = 300
 
 def equity_png(equity: pl.DataFrame) -> str:
     """Each strategy's equity per session and its drawdown, one line per strategy."""
-    figure, (curve, drawdown) = plt.subplots(2, 1, figsize=(12, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    figure, (curve, drawdown) = pyplot().subplots(2, 1, figsize=(12, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     for (strategy_id,), frame in equity.sort("session").group_by("strategy_id", maintain_order=True):
         values = frame["equity"].to_numpy()
         sessions = frame["session"].to_list()

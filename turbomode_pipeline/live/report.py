@@ -93,7 +93,7 @@ def paper_trading_report(context: AssetExecutionContext, ledger: Ledger) -> Mate
         "WHERE tick_time = (SELECT MAX(tick_time) FROM positions WHERE tick_time <= ?)", [end])
     pnl = strategy_pnl(ledger, session)
     metadata = {
-        "pnl_total": MetadataValue.float(float(pnl["pnl"].sum())),
+        "pnl_total": MetadataValue.float(round(float(pnl["pnl"].sum()), 2)),  # dollars and cents
         "pnl_by_strategy": MetadataValue.md(_markdown(pnl)),
         "open_positions": MetadataValue.md(_markdown(positions)),
         "orders": MetadataValue.int(orders.height),
@@ -103,7 +103,7 @@ def paper_trading_report(context: AssetExecutionContext, ledger: Ledger) -> Mate
         "ticks": MetadataValue.int(equity.height),
     }
     if not equity.is_empty():
-        metadata["equity_close"] = MetadataValue.float(float(equity["equity"][-1]))
+        metadata["equity_close"] = MetadataValue.float(round(float(equity["equity"][-1]), 2))
         metadata["equity_curve"] = MetadataValue.md(equity_plot(equity, session))
     return MaterializeResult(metadata=metadata)
 
@@ -111,6 +111,7 @@ def paper_trading_report(context: AssetExecutionContext, ledger: Ledger) -> Mate
 def _markdown(frame: pl.DataFrame) -> str:
     if frame.is_empty():
         return "_none_"
+    frame = frame.with_columns(pl.selectors.float().round(2))  # dollars and cents, not 100473.67239999998
     header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * frame.width + "\n"
     return header + "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in frame.head(200).rows())
 

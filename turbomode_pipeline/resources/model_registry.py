@@ -30,15 +30,18 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 from dagster import ConfigurableResource
 
 from turbomode_pipeline.core.promotion import FAST, FULL, Contender, replaces_champion, significance_refusal
-from turbomode_pipeline.core.training import SectorTraining, TrainedModel
 from turbomode_pipeline.core.universe import sector_slug
 from turbomode_pipeline.settings import get_settings, is_uri
+
+if TYPE_CHECKING:  # training imports scikit-learn: seconds at every process start
+    from turbomode_pipeline.core.training import SectorTraining, TrainedModel
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 ARCHIVED_TAG = "archived"
