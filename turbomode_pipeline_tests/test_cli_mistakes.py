@@ -47,6 +47,7 @@ MISTAKES = {
 def desk(tmp_path, monkeypatch):
     """A fresh data folder and the 44-symbol universe, with settings read afresh."""
     monkeypatch.setenv("TURBOMODE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("TURBOMODE_UNIVERSE", str(small_universe(tmp_path)))
     get_settings.cache_clear()
     yield tmp_path
@@ -64,6 +65,13 @@ def answer(argv: list[str], capsys) -> tuple[int, list[str]]:
 @pytest.mark.parametrize("argv, line", MISTAKES.values(), ids=MISTAKES.keys())
 def test_a_cli_mistake_gets_one_line_and_exit_2(argv, line, desk, capsys):
     assert answer(argv, capsys) == (2, [line])
+
+
+def test_status_without_dagster_home_says_how_to_set_it(desk, capsys, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME")
+    assert answer(["status"], capsys) == (2, [
+        "turbomode status: DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD/dagster_home (the instance's folder; "
+        "make demo sets it)"])
 
 
 def test_strategies_remove_refuses_while_the_strategy_holds_a_position_then_removes_it(desk, capsys):
@@ -87,3 +95,18 @@ def test_the_console_script_answers_a_mistake_in_one_line(tmp_path):
     argv, line = MISTAKES["symbol-outside-universe"]
     done = subprocess.run([str(CONSOLE_SCRIPT), *argv], capture_output=True, text=True, timeout=120, env=env)
     assert (done.returncode, done.stderr.splitlines(), done.stdout) == (2, [line], "")
+
+
+def test_dagster_asset_materialize_on_a_saturday_names_the_nearest_sessions_in_one_line(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TURBOMODE_")},
+           "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [str(CONSOLE_SCRIPT.with_name("dagster")), "asset", "materialize", "-m", "turbomode_pipeline.definitions",
+         "--select", "daily_bars", "--partition", "2026-11-28"], capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.splitlines()[-1] == ("dagster: --partition 2026-11-28 (Sat) is not an NYSE session; the nearest "
+                                            "are 2026-11-27 (Fri) and 2026-11-30 (Mon)")
+    assert "Traceback" not in done.stderr and "BetaWarning" not in done.stderr
