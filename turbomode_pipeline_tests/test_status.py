@@ -11,6 +11,9 @@ from dagster import DagsterInstance, materialize
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.scanner import scanner_signals
+from turbomode_pipeline.assets.strategy_backtest import strategy_backtest
+from turbomode_pipeline.resources.ledger import Ledger
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.automation.scanner import latest_due_scan
 from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline_tests.conftest import range_tags
@@ -60,3 +63,19 @@ def test_status_names_a_missing_scan_and_exits_1_then_0_once_scanned(trained_mod
     assert "OK: every nightly asset holds its recent sessions" in fresh.stdout
     assert "active signals (newest scan):" in fresh.stdout and str(newest_scan) in fresh.stdout
     assert "STALE" not in fresh.stdout
+
+    # an asset that failed its last run (here strategy_backtest, given a start that is no date) fails the status,
+    # with the reason, whatever the nightly assets say
+    failed = materialize(
+        [strategy_backtest], instance=instance, raise_on_error=False,
+        resources={**resources, "ledger": Ledger(path=str(tmp_path / "trading.sqlite")),
+                   "reports": ReportStore(directory=str(tmp_path / "reports"))},
+        run_config={"ops": {"strategy_backtest": {"config": {"start": "someday", "end": "2026-01-30"}}}},
+    )
+    assert not failed.success
+    failing = run_status([str(CONSOLE_SCRIPT), "status"], home, trained_models)
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert (f"asset strategy_backtest: last run {failed.run_id[:8]} failed: step strategy_backtest: "
+            "strategy_backtest: start and end must be ISO dates") in failing.stdout
+    assert "job __ASSET_JOB" not in failing.stdout and "drift_report" in failing.stdout
+    assert "STALE" not in failing.stdout and "OK:" not in failing.stdout
