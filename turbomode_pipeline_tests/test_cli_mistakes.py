@@ -48,6 +48,7 @@ def desk(tmp_path, monkeypatch):
     """A fresh data folder and the 44-symbol universe, with settings read afresh."""
     monkeypatch.setenv("TURBOMODE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "ERROR")  # what the CLI sets for itself, undone after the test
     monkeypatch.setenv("TURBOMODE_UNIVERSE", str(small_universe(tmp_path)))
     get_settings.cache_clear()
     yield tmp_path

@@ -94,8 +94,8 @@ def sector_models(context: AssetExecutionContext, config: TrainingConfig, wareho
             metadata={"skipped_sectors": MetadataValue.json(skipped)},
         )
     rows = model_registry.log_training(
-        trainings, run_name=f"training {context.run_id[:8]}",
-        tags={"dagster_run_id": context.run_id, "fast": str(config.fast), "label_target": label_target},
+        trainings, run_name=f"training {context.run.run_id[:8]}",
+        tags={"dagster_run_id": context.run.run_id, "fast": str(config.fast), "label_target": label_target},
         min_rank_ic_t=config.champion_min_rank_ic_t,
     )
     table = pl.DataFrame(rows).select("sector", "model_type", "version", "alias", "roc_auc", "rank_ic", "ece", "samples")
