@@ -306,7 +306,7 @@ def status(args: argparse.Namespace) -> int:
     or an asset, schedule or job failed its last run."""
     from dagster import DagsterInstance
 
-    from turbomode_pipeline.automation.status import collect, render
+    from turbomode_pipeline.automation.status import collect, exit_code, render
     from turbomode_pipeline.definitions import defs
 
     report = collect(
@@ -316,7 +316,7 @@ def status(args: argparse.Namespace) -> int:
         jobs=[job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")],
     )
     print(render(report))
-    return 1 if report.stale or report.failed else 0
+    return exit_code(report)
 
 
 def _backtest_summary(warehouse) -> str:

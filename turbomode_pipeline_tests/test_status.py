@@ -15,6 +15,7 @@ from turbomode_pipeline.assets.strategy_backtest import strategy_backtest
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.automation.scanner import latest_due_scan
+from turbomode_pipeline.automation.status import collect, exit_code, render
 from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline_tests.conftest import range_tags
 
@@ -73,9 +74,12 @@ def test_status_names_a_missing_scan_and_exits_1_then_0_once_scanned(trained_mod
         run_config={"ops": {"strategy_backtest": {"config": {"start": "someday", "end": "2026-01-30"}}}},
     )
     assert not failed.success
-    failing = run_status([str(CONSOLE_SCRIPT), "status"], home, trained_models)
-    assert failing.returncode == 1, failing.stdout + failing.stderr
+    # in-process, as `turbomode status` collects it (a third process would cost ~10 s): every asset and job
+    report = collect(instance, resources["warehouse"], trained_models.registry, ["weekly_maintenance"],
+                     assets=["drift_report", "strategy_backtest"], jobs=["weekly_maintenance_job", "live_trading_job"])
+    text = render(report)
+    assert exit_code(report) == 1
     assert (f"asset strategy_backtest: last run {failed.run_id[:8]} failed: step strategy_backtest: "
-            "strategy_backtest: start and end must be ISO dates") in failing.stdout
-    assert "job __ASSET_JOB" not in failing.stdout and "drift_report" in failing.stdout
-    assert "STALE" not in failing.stdout and "OK:" not in failing.stdout
+            "strategy_backtest: start and end must be ISO dates") in text
+    assert "drift_report" in text and "live_trading_job" in text and "weekly_maintenance_job" in text
+    assert "STALE" not in text and "OK:" not in text

@@ -179,6 +179,11 @@ def sectors_without_champion(champions: pl.DataFrame | None) -> list[str]:
     return champions.filter(pl.col(STACKED) == "-")["sector"].to_list()
 
 
+def exit_code(status: Status) -> int:
+    """What `turbomode status` exits with: 1 when anything is stale or failed its last run, else 0."""
+    return 1 if status.stale or status.failed else 0
+
+
 def render(status: Status, champions: bool = True) -> str:
     """The status as text; `champions=False` leaves out the champion table (the demo prints its own)."""
     config = pl.Config(tbl_rows=30, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True,
