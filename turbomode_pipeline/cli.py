@@ -103,7 +103,7 @@ def demo(args: argparse.Namespace) -> int:
         print(f"\nwarehouse:           {settings.warehouse_path}")
         print(f"query the warehouse: .venv/bin/duckdb -readonly {settings.warehouse_path}")
         print("open the UI:         make ui   (then http://127.0.0.1:3000)")
-        print("open MLflow:         make mlflow   (then http://127.0.0.1:5000; experiment turbomode)")
+        print("open MLflow:         make mlflow   (then http://127.0.0.1:5000: Model training, experiment turbomode)")
         print(f"open the reports:    {settings.reports_dir}/*.html")
     return code
 

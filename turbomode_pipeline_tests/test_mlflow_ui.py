@@ -63,8 +63,11 @@ def test_the_mlflow_experiment_opens_on_its_training_runs(registry, tmp_path, mo
     screenshots = load_settings().data_dir / "screenshots"
     screenshots.mkdir(parents=True)
     with chromium_page() as page:
-        page.goto(f"{registry.tracking_uri}/#/experiments/{experiment.experiment_id}", wait_until="domcontentloaded")
-        page.get_by_text(re.compile(r"^training [0-9a-f]{8}$")).first.wait_for()  # the parent run of the training
+        # MLflow 3.17's own switch between its GenAI and model-training views starts on GenAI in a new browser;
+        # this is the page its "Model training" button opens
+        page.goto(f"{registry.tracking_uri}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning",
+                  wait_until="domcontentloaded")
+        page.get_by_text(re.compile(r"^training [0-9a-f]{8}$")).first.wait_for(timeout=60_000)  # the training's parent run
         page.keyboard.press("Escape")
         page.screenshot(path=screenshots / "mlflow-experiment-training-runs.png")
         body = page.inner_text("body")
