@@ -91,3 +91,12 @@ def daily_sessions() -> DailyPartitionsDefinition:
     from turbomode_pipeline.settings import get_settings
 
     return session_partitions(get_settings().history_start)
+
+
+def not_a_session(day: date) -> str | None:
+    """None for an NYSE session; otherwise a one-line reason naming the nearest sessions either side."""
+    if is_session(day):
+        return None
+    before, after = sessions_before(day, 1), sessions_after(day, 1)
+    nearest = " and ".join(f"{s} ({s:%a})" for s in (*before, *after))
+    return f"{day} ({day:%a}) is not an NYSE session; the nearest are {nearest}"

@@ -8,12 +8,24 @@ import sys
 import time
 from datetime import timedelta
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-MIN_TRAINING_SESSIONS = 500
+# The console log level of the runs the CLI starts: CRITICAL (quiet) unless --verbose. A failure is
+# told once, by the CLI, with its traceback, instead of by both the step's and the run's events.
+LOG_LEVEL = {"level": "CRITICAL"}
+FEATURE_WARMUP = 252  # the 52-week high/low: a sample's features exist from its 252nd session
+DEMO_HOLDOUT = 120  # the demo's holdout sessions; the split needs as many again before it
+
+
+def min_training_sessions(horizon: int) -> int:
+    """The fewest sessions the demo trains on: the warm-up, the label horizon, then two holdouts of samples."""
+    return FEATURE_WARMUP - 1 + horizon + 2 * DEMO_HOLDOUT  # 501 with the defaults; 500 has 239 sessions of samples
 
 
 class StepFailed(Exception):
-    """A demo step's run failed; the message says where, why, and how to retry it."""
+    """A demo step's run failed; the message says where, why, and how to retry it; `traceback` is the step's."""
+
+    def __init__(self, message: str, traceback: str = ""):
+        super().__init__(message)
+        self.traceback = traceback
 
 
 def _run_job(name: str, first: str, last: str, run_config: dict | None = None, assets: list[str] | None = None):
@@ -30,14 +42,20 @@ def _run_job(name: str, first: str, last: str, run_config: dict | None = None, a
         instance=DagsterInstance.get(),
         asset_selection=[AssetKey(asset) for asset in selected],
         tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last, "turbomode/demo": "true"},
-        run_config={**QUIET, **(run_config or {})},
+        run_config={"loggers": {"console": {"config": {"log_level": LOG_LEVEL["level"]}}}, **(run_config or {})},
         raise_on_error=False,
     )
     elapsed = time.perf_counter() - started
     if not result.success:
-        raise StepFailed(_failure_message(result, name, elapsed, selected, first, last, run_config))
+        raise StepFailed(_failure_message(result, name, elapsed, selected, first, last, run_config), _traceback(result))
     print(f"{name}: run {result.run_id} over {first}..{last} succeeded in {elapsed:.1f} s")
     return result
+
+
+def _traceback(result) -> str:
+    """The first failed step's error with its causes, as Python prints a traceback; empty when no step failed."""
+    failures = [event for event in result.all_events if event.is_step_failure]
+    return failures[0].step_failure_data.error.to_string() if failures else ""
 
 
 def _failure_message(result, name, elapsed, assets, first, last, run_config) -> str:
@@ -68,23 +86,26 @@ def demo(args: argparse.Namespace) -> int:
     """
     from turbomode_pipeline.settings import get_settings
 
+    if args.sessions < 1:
+        return _one_line("demo", f"--sessions must be at least 1, got {args.sessions}")
     settings = get_settings()
+    code = 0
     try:
-        trained = _demo_chain(args.sessions)
+        if _demo_chain(args.sessions):
+            from turbomode_pipeline.definitions import defs
+
+            print(_drift_summary(defs.resources["warehouse"]))
+            print(_backtest_summary(defs.resources["warehouse"]))
     except StepFailed as failure:
-        print(f"\nTurboMode demo stopped: {failure}", file=sys.stderr)
-        return 1
+        print(f"{failure.traceback}\nTurboMode demo stopped: {failure}", file=sys.stderr)
+        code = 1
     finally:
         print(f"\nwarehouse:           {settings.warehouse_path}")
-        print("open the UI:         make ui   (then http://127.0.0.1:3000)")
-        print("open MLflow:         make mlflow   (then http://127.0.0.1:5000)")
         print(f"query the warehouse: .venv/bin/duckdb -readonly {settings.warehouse_path}")
-    if trained:
-        from turbomode_pipeline.definitions import defs
-
-        print(_drift_summary(defs.resources["warehouse"]))
-        print(_backtest_summary(defs.resources["warehouse"]))
-    return 0
+        print("open the UI:         make ui   (then http://127.0.0.1:3000)")
+        print("open MLflow:         make mlflow   (then http://127.0.0.1:5000: Model training, experiment turbomode)")
+        print(f"open the reports:    {settings.reports_dir}/*.html")
+    return code
 
 
 def _demo_chain(session_count: int) -> bool:
@@ -110,15 +131,17 @@ def _demo_chain(session_count: int) -> bool:
     for start, end in backfill_ranges(DagsterInstance.get()):
         _run_job("backtest_data_job", start.isoformat(), end.isoformat())
 
-    trained = len(sessions) >= MIN_TRAINING_SESSIONS
+    minimum = min_training_sessions(settings.label_horizon)
+    trained = len(sessions) >= minimum
     if trained:
-        fast = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120}}}}
+        fast = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": DEMO_HOLDOUT}}}}
         print(f"sector_models: the universe's {len(SECTORS)} sectors x 6 models, fast demo settings "
               "(smaller models, 3 folds, 120-session holdout)")
         _run_job("model_training_job", *all_sectors_tags().values(), run_config=fast)
     else:
-        print(f"sector_models: skipped: {len(sessions)} sessions are too few to train on; the features' 252-session "
-              f"warm-up, a 120-session holdout and three walk-forward blocks need {MIN_TRAINING_SESSIONS}")
+        print(f"sector_models: skipped: {len(sessions)} sessions are too few to train on; the features' "
+              f"{FEATURE_WARMUP}-session warm-up, the {settings.label_horizon}-session label horizon and a "
+              f"{DEMO_HOLDOUT}-session holdout with as many before it need --sessions {minimum} or more")
 
     warehouse = defs.resources["warehouse"]
     bars = warehouse.query(
@@ -184,7 +207,7 @@ def _scan(sessions) -> None:
     with pl.Config(tbl_rows=10, tbl_width_chars=160, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         print(f"\ntop 10 signals of {scanned[-1]} by confidence:\n{top}")
     report = collect(DagsterInstance.get(), warehouse, defs.resources["model_registry"], [s.name for s in defs.schedules])
-    print("\n" + render(report))
+    print("\n" + render(report, champions=False))
 
 
 def _model_summary(registry) -> str:
@@ -206,7 +229,8 @@ def _model_summary(registry) -> str:
             "sector": sector, "champion": run["version"] if run else f"none ({why})",
             **{k: round(metrics[f"holdout_{k}"], 3) if run else None for k in ("roc_auc", "rank_ic", "rank_ic_t", "ece")},
         })
-    with pl.Config(tbl_rows=20, tbl_cols=10, tbl_width_chars=160, tbl_hide_dataframe_shape=True, fmt_str_lengths=60):
+    with pl.Config(tbl_rows=20, tbl_cols=10, tbl_width_chars=160, tbl_hide_dataframe_shape=True, fmt_str_lengths=60,
+                   tbl_hide_column_data_types=True):
         return f"\nstacked champions' validated holdout (AUC, daily rank IC within the sector, its t, ECE):\n{pl.DataFrame(rows)}"
 
 
@@ -243,8 +267,6 @@ def _signal_summary(warehouse, scanned) -> str:
 
 def strategies(args: argparse.Namespace) -> int:
     """Manage the live paper-trading strategies in the trading ledger (seeded from the YAML file)."""
-    import json
-
     import polars as pl
 
     from turbomode_pipeline.resources.ledger import Ledger
@@ -255,33 +277,51 @@ def strategies(args: argparse.Namespace) -> int:
     ledger.seed_strategies(str(settings.strategies_file))
     try:
         if args.action == "add":
-            params = json.loads(args.params) if args.params else {}
-            ledger.add_strategy(args.id, args.type, args.symbol, args.allocation, name=args.name, params=params,
-                                check_interval_s=args.interval)
+            _add_strategy(ledger, args, settings)
+        elif args.action == "remove":
+            ledger.remove_strategy(args.id)
         elif args.action in ("enable", "disable"):
             ledger.set_enabled(args.id, args.action == "enable")
     except ValueError as error:
-        print(f"turbomode strategies {args.action}: {error}", file=sys.stderr)
-        return 2
+        return _one_line(f"strategies {args.action}", str(error))
     columns = ["id", "type", "symbol", "allocation", "enabled", "check_interval_s", "last_check", "total_signals", "status"]
     with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         print(ledger.strategies().select(columns))
     return 0
 
 
+def _add_strategy(ledger, args: argparse.Namespace, settings) -> None:
+    """Add the strategy after checking its symbol against the universe and its --params; ValueError says why not."""
+    import json
+
+    from turbomode_pipeline.core.universe import load_universe
+
+    try:
+        params = json.loads(args.params) if args.params else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--params is not valid JSON ({error}): {args.params}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f'--params must be a JSON object like \'{{"timeframe_minutes": 5}}\', got {args.params}')
+    ledger.add_strategy(args.id, args.type, args.symbol, args.allocation, name=args.name, params=params,
+                        check_interval_s=args.interval, universe=load_universe(settings.universe_path)["symbol"])
+
+
 def status(args: argparse.Namespace) -> int:
-    """Print the pipeline's state; 1 when a nightly asset misses a recent session or a model has no champion."""
+    """Print the pipeline's state; 1 when a nightly asset misses a recent session, a model has no champion,
+    or an asset, schedule or job failed its last run."""
     from dagster import DagsterInstance
 
-    from turbomode_pipeline.automation.status import collect, render
+    from turbomode_pipeline.automation.status import collect, exit_code, render
     from turbomode_pipeline.definitions import defs
 
     report = collect(
         DagsterInstance.get(), defs.resources["warehouse"], defs.resources["model_registry"],
         [schedule.name for schedule in defs.schedules],
+        assets=[key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()],
+        jobs=[job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")],
     )
     print(render(report))
-    return 1 if report.stale else 0
+    return exit_code(report)
 
 
 def _backtest_summary(warehouse) -> str:
@@ -307,7 +347,7 @@ def _drift_summary(warehouse) -> str:
         "report_path "
         "FROM drift_report WHERE week_ending = (SELECT max(week_ending) FROM drift_report) ORDER BY sector"
     )
-    with pl.Config(tbl_rows=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
+    with pl.Config(tbl_rows=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         table = str(report.drop("report_path"))
     return f"\ndrift report: {report['report_path'][0]}\nper-sector status:\n{table}"
 
@@ -321,7 +361,7 @@ def _session_range(first: str, last: str):
     """The NYSE sessions first..last, or the one-line reason there are none."""
     from datetime import date
 
-    from turbomode_pipeline.calendar import sessions_between
+    from turbomode_pipeline.calendar import not_a_session, sessions_between
 
     try:
         start, end = date.fromisoformat(first), date.fromisoformat(last)
@@ -330,13 +370,17 @@ def _session_range(first: str, last: str):
     if start > end:
         return None, f"--from {start} is after --to {end}"
     sessions = sessions_between(start, end)
-    return (sessions, None) if sessions else (None, f"no NYSE session between {start} and {end}")
+    if sessions:
+        return sessions, None
+    return None, f"no NYSE session between {start} and {end}: " + not_a_session(start).split("; ")[1]
 
 
 def _one_line_errors(parser: argparse.ArgumentParser, command: str) -> None:
     """The parser's own mistakes (a missing or malformed option) in one line instead of usage and error."""
+    name = f"turbomode {command}".strip()
+
     def error(message: str):
-        print(f"turbomode {command}: {message} (turbomode {command} --help)", file=sys.stderr)
+        print(f"{name}: {message} ({name} --help)", file=sys.stderr)
         raise SystemExit(2)
 
     parser.error = error
@@ -369,7 +413,7 @@ def backtest(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = materialize(
         [strategy_backtest], resources=doors, instance=DagsterInstance.get(), raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, "ops": {"strategy_backtest": {"config": {
+        run_config={"loggers": {"console": {"config": {"log_level": LOG_LEVEL["level"]}}}, "ops": {"strategy_backtest": {"config": {
             "start": str(sessions[0]), "end": str(sessions[-1]), "strategy_ids": ids}}}},
     )
     if not result.success:
@@ -400,7 +444,7 @@ def replay(args: argparse.Namespace) -> int:
     from datetime import date
 
     from turbomode_pipeline import clock
-    from turbomode_pipeline.calendar import is_session, session_close
+    from turbomode_pipeline.calendar import not_a_session, session_close
     from turbomode_pipeline.definitions import resources
     from turbomode_pipeline.live.replay import replay_session
     from turbomode_pipeline.resources.ledger import Ledger
@@ -410,8 +454,8 @@ def replay(args: argparse.Namespace) -> int:
         session = date.fromisoformat(args.session)
     except ValueError as error:
         return _one_line("replay", f"--session must be a date like 2026-01-30: {error}")
-    if not is_session(session):
-        return _one_line("replay", f"{session} is not an NYSE session")
+    if not_a_session(session):
+        return _one_line("replay", not_a_session(session))
     if session_close(session) > clock.now():
         return _one_line("replay", f"{session} has not closed yet (it closes {session_close(session):%Y-%m-%d %H:%M} UTC)")
     if args.every < 1:
@@ -438,12 +482,28 @@ def replay(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _quiet(verbose: bool) -> None:
+    """MLflow's and Dagster's informational logging off unless --verbose (before either is imported)."""
+    LOG_LEVEL["level"] = "INFO" if verbose else "CRITICAL"
+    if not verbose:
+        import warnings
+
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        # the libraries' notices to developers (pandas, SQLAlchemy and Dagster deprecations), not the operator's
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="turbomode", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="MLflow's and Dagster's informational logging")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="run the main jobs over the latest sessions and print a summary")
     demo_parser.add_argument("--sessions", type=int, default=750, help="how many recent sessions (default 750)")
+    demo_parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="MLflow's and Dagster's informational logging")
     demo_parser.set_defaults(handler=demo)
+    _one_line_errors(demo_parser, "demo")
     strategies_parser = commands.add_parser("strategies", help="list, add, enable or disable live paper-trading strategies")
     strategy_actions = strategies_parser.add_subparsers(dest="action", required=True)
     strategy_actions.add_parser("list", help="every strategy with its state")
@@ -457,7 +517,11 @@ def main(argv: list[str] | None = None) -> int:
     add_parser.add_argument("--interval", type=int, default=60, help="check interval in seconds (default 60)")
     for action in ("enable", "disable"):
         strategy_actions.add_parser(action, help=f"{action} a strategy").add_argument("id")
+    strategy_actions.add_parser("remove", help="delete a strategy that holds no position").add_argument("id")
+    for action, action_parser in strategy_actions.choices.items():
+        _one_line_errors(action_parser, f"strategies {action}")
     strategies_parser.set_defaults(handler=strategies)
+    _one_line_errors(strategies_parser, "strategies")
     status_parser = commands.add_parser("status", help="each asset's newest partition and gaps, signals, schedules, "
                                         "champions; exit 1 when stale")
     status_parser.set_defaults(handler=status)
@@ -474,7 +538,13 @@ def main(argv: list[str] | None = None) -> int:
     replay_parser.add_argument("--strategies", help="strategy ids joined by commas (default: every enabled one)")
     replay_parser.set_defaults(handler=replay)
     _one_line_errors(replay_parser, "replay")
+    _one_line_errors(parser, "")
+    _one_line_errors(status_parser, "status")
     args = parser.parse_args(argv)
+    if args.command in ("demo", "status", "backtest") and not os.environ.get("DAGSTER_HOME"):
+        return _one_line(args.command, "DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD/dagster_home (the instance's "
+                         "folder; make demo sets it)")
+    _quiet(args.verbose)
     return args.handler(args)
 
 

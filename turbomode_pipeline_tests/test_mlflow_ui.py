@@ -43,3 +43,32 @@ def test_the_mlflow_ui_lists_the_66_registered_models(registry, tmp_path, monkey
         page.screenshot(path=screenshots / "mlflow-registered-models.png", full_page=True)
     assert listed == {registered_name(sector, model) for sector in GICS_SECTORS for model in MODEL_TYPES}
     assert len(listed) == 66
+
+
+def test_the_mlflow_experiment_opens_on_its_training_runs(registry, tmp_path, monkeypatch):
+    client = registry._client()
+    experiment = client.get_experiment_by_name("turbomode")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not the GenAI view
+    model = client.get_registered_model(registered_name("Energy", "stacked_ensemble"))
+    for part in ("stacked_ensemble for the Energy sector", "Label: ", "features: ", "Fitted on entry sessions ",
+                 "judged on the holdout ", "roc_auc 0."):
+        assert part in model.description
+    version = client.get_model_version(model.name, "1")
+    assert version.description == model.description
+    inputs = client.get_run(version.run_id).inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == ["training_samples energy"]
+    assert '"num_rows"' in inputs[0].dataset.profile
+
+    monkeypatch.setenv("TURBOMODE_DATA_DIR", str(tmp_path / "data"))
+    screenshots = load_settings().data_dir / "screenshots"
+    screenshots.mkdir(parents=True)
+    with chromium_page() as page:
+        # MLflow 3.17's own switch between its GenAI and model-training views starts on GenAI in a new browser;
+        # this is the page its "Model training" button opens
+        page.goto(f"{registry.tracking_uri}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning",
+                  wait_until="domcontentloaded")
+        page.get_by_text(re.compile(r"^training [0-9a-f]{8}$")).first.wait_for(timeout=60_000)  # the training's parent run
+        page.keyboard.press("Escape")
+        page.screenshot(path=screenshots / "mlflow-experiment-training-runs.png")
+        body = page.inner_text("body")
+    assert "Run Name" in body and "Created" in body, body[:2000]

@@ -11,7 +11,11 @@ from dagster import DagsterInstance, materialize
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.scanner import scanner_signals
+from turbomode_pipeline.assets.strategy_backtest import strategy_backtest
+from turbomode_pipeline.resources.ledger import Ledger
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.automation.scanner import latest_due_scan
+from turbomode_pipeline.automation.status import collect, exit_code, render
 from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline_tests.conftest import range_tags
 
@@ -60,3 +64,22 @@ def test_status_names_a_missing_scan_and_exits_1_then_0_once_scanned(trained_mod
     assert "OK: every nightly asset holds its recent sessions" in fresh.stdout
     assert "active signals (newest scan):" in fresh.stdout and str(newest_scan) in fresh.stdout
     assert "STALE" not in fresh.stdout
+
+    # an asset that failed its last run (here strategy_backtest, given a start that is no date) fails the status,
+    # with the reason, whatever the nightly assets say
+    failed = materialize(
+        [strategy_backtest], instance=instance, raise_on_error=False,
+        resources={**resources, "ledger": Ledger(path=str(tmp_path / "trading.sqlite")),
+                   "reports": ReportStore(directory=str(tmp_path / "reports"))},
+        run_config={"ops": {"strategy_backtest": {"config": {"start": "someday", "end": "2026-01-30"}}}},
+    )
+    assert not failed.success
+    # in-process, as `turbomode status` collects it (a third process would cost ~10 s): every asset and job
+    report = collect(instance, resources["warehouse"], trained_models.registry, ["weekly_maintenance"],
+                     assets=["drift_report", "strategy_backtest"], jobs=["weekly_maintenance_job", "live_trading_job"])
+    text = render(report)
+    assert exit_code(report) == 1
+    assert (f"asset strategy_backtest: last run {failed.run_id[:8]} failed: step strategy_backtest: "
+            "strategy_backtest: start and end must be ISO dates") in text
+    assert "drift_report" in text and "live_trading_job" in text and "weekly_maintenance_job" in text
+    assert "STALE" not in text and "OK:" not in text

@@ -110,8 +110,8 @@ def register_sector_models(
         )
     label_target = get_settings().label_target
     rows = model_registry.log_training(
-        trainings, run_name=f"training {context.run_id[:8]}",
-        tags={"dagster_run_id": context.run_id, "fast": str(config.fast), "label_target": label_target},
+        trainings, run_name=f"training {context.run.run_id[:8]}",
+        tags={"dagster_run_id": context.run.run_id, "fast": str(config.fast), "label_target": label_target},
         min_rank_ic_t=config.champion_min_rank_ic_t,
     )
     context.add_output_metadata(_metadata(rows, trainings, skipped, label_target))

@@ -1,15 +1,17 @@
 """What `turbomode status` tells: each asset's newest partition, its gaps, the active signals,
-the schedules' last runs and the champion models; stale when a nightly session is missing.
+every asset's, schedule's and job's last run with a failure's reason, and the champion models;
+stale when a nightly session is missing, failed when anything's last run failed.
 
 It reads the Dagster instance and the warehouse read-only (no write lock), so it can run
 while the pipeline works.
 """
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import polars as pl
-from dagster import AssetKey, DagsterInstance, RunsFilter
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import BARRIERS
@@ -35,6 +37,8 @@ class Status:
     research: str | None = None  # research mode's note: the status is judged at the history's end
     assets: list[dict] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # what failed its last run, and why
+    jobs: list[dict] = field(default_factory=list)
     signals: pl.DataFrame | None = None
     schedules: list[dict] = field(default_factory=list)
     champions: pl.DataFrame | None = None
@@ -74,7 +78,51 @@ def _recent_sessions(asset: str, now: datetime) -> list[date]:
     return due[-RECENT:] if asset in NIGHTLY else due[:RECENT]
 
 
-def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegistry, schedules: list[str], now: datetime | None = None) -> Status:
+def failure_reason(instance: DagsterInstance, run_id: str) -> str:
+    """The first failed step's error (its innermost cause), or the run's own failure message."""
+    steps = instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+    if steps:
+        error = steps[0].dagster_event.step_failure_data.error
+        while error is not None and error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
+            error = error.cause
+        if error is not None:
+            message = re.sub(rf"^[\w.]*{error.cls_name}: ", "", error.message.strip().splitlines()[-1])
+            return f"step {steps[0].step_key}: {message[:200]}"
+    runs = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
+    return runs[0].message[:200] if runs else "the run failed"
+
+
+def _last_run(instance: DagsterInstance, record, now: datetime) -> dict:
+    """A run record's id, result, start and, for a failure, its reason."""
+    if record is None:
+        return {"last_run": "none", "result": "-", "started": "-", "reason": "-"}
+    run = record.dagster_run
+    started = datetime.fromtimestamp(record.start_time, UTC) if record.start_time else None
+    failed = run.status == DagsterRunStatus.FAILURE
+    return {"last_run": run.run_id[:8], "result": run.status.value, "started": _ago(started, now),
+            "reason": failure_reason(instance, run.run_id) if failed else "-"}
+
+
+def _asset_last_run(instance: DagsterInstance, asset: str, now: datetime) -> dict:
+    planned = instance.get_latest_planned_materialization_info(AssetKey(asset))
+    records = instance.get_run_records(RunsFilter(run_ids=[planned.run_id]), limit=1) if planned else []
+    return _last_run(instance, records[0] if records else None, now)
+
+
+def _runs_of(instance: DagsterInstance, now: datetime, kind: str, names: list[str], tag: str | None) -> list[dict]:
+    """The last run of each schedule (by its tag) or job (by name), and what failed."""
+    rows = []
+    for name in names:
+        runs = RunsFilter(tags={tag: name}) if tag else RunsFilter(job_name=name)
+        records = instance.get_run_records(runs, limit=1)
+        rows.append({kind: name, **_last_run(instance, records[0] if records else None, now)})
+    return rows
+
+
+def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegistry, schedules: list[str],
+            now: datetime | None = None, assets: list[str] | None = None, jobs: list[str] | None = None) -> Status:
+    """`assets` and `jobs`: every asset and job of the code location (their last runs are told); the
+    nightly ones and sector_models are always shown with their partitions."""
     now = now or clock.now()
     status = Status(now=now, research=research_note(now))
     judged = judged_at(now)  # now, or the history's end in research mode
@@ -88,21 +136,24 @@ def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegi
     trained = trained & set(SECTOR_BY_KEY)  # a sector dropped from the universe is not counted
     models["newest_partition"] = f"{len(trained)} of {len(SECTORS)} sectors"
     status.assets.append(models)
+    shown = {row["asset"] for row in status.assets}
+    status.assets += [_asset_row(instance, asset, [], now) for asset in assets or [] if asset not in shown]
+    for row in status.assets:
+        last = _asset_last_run(instance, row["asset"], now)
+        row.update({"last_run": last["result"], "_reason": last["reason"]})
+        if last["result"] == DagsterRunStatus.FAILURE.value:
+            status.failed.append(f"asset {row['asset']}: last run {last['last_run']} failed: {last['reason']}")
     try:
         status.signals = warehouse.query(
             f"SELECT session, signal_type, count(*) AS signals FROM ({ACTIVE_SIGNALS_AT}) GROUP BY ALL ORDER BY ALL", [judged]
         )
     except WarehouseError:
         status.signals = None
-    for name in schedules:
-        # Run records, not runs: the start time is the record's (a DagsterRun has none).
-        records = instance.get_run_records(RunsFilter(tags={"dagster/schedule_name": name}), limit=1)
-        last = records[0] if records else None
-        started = datetime.fromtimestamp(last.start_time, UTC) if last and last.start_time else None
-        status.schedules.append(
-            {"schedule": name, "last_run": last.dagster_run.run_id[:8] if last else "none",
-             "result": last.dagster_run.status.value if last else "-", "started": _ago(started, now) if last else "-"}
-        )
+    status.schedules = _runs_of(instance, now, "schedule", schedules, "dagster/schedule_name")
+    status.jobs = _runs_of(instance, now, "job", jobs or [], None)
+    for kind, rows in (("schedule", status.schedules), ("job", status.jobs)):
+        status.failed += [f"{kind} {row[kind]}: last run {row['last_run']} failed: {row['reason']}"
+                          for row in rows if row["result"] == DagsterRunStatus.FAILURE.value]
     status.champions = _champions(registry)
     missing = [f"{row['sector']}/{m}" for row in status.champions.iter_rows(named=True) for m in MODEL_TYPES if row[m] == "-"]
     if missing:
@@ -129,7 +180,13 @@ def sectors_without_champion(champions: pl.DataFrame | None) -> list[str]:
     return champions.filter(pl.col(STACKED) == "-")["sector"].to_list()
 
 
-def render(status: Status) -> str:
+def exit_code(status: Status) -> int:
+    """What `turbomode status` exits with: 1 when anything is stale or failed its last run, else 0."""
+    return 1 if status.stale or status.failed else 0
+
+
+def render(status: Status, champions: bool = True) -> str:
+    """The status as text; `champions=False` leaves out the champion table (the demo prints its own)."""
     config = pl.Config(tbl_rows=30, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True,
                        tbl_hide_column_data_types=True, fmt_str_lengths=80)
     with config:
@@ -143,12 +200,17 @@ def render(status: Status) -> str:
         else:
             lines += ["active signals (newest scan):", str(status.signals)]
         lines += ["", "schedules, last run:", str(pl.DataFrame(status.schedules)), ""]
-        lines += ["champion model versions:", str(status.champions), ""]
+        if status.jobs:
+            lines += ["jobs, last run:", str(pl.DataFrame(status.jobs)), ""]
+        if champions:
+            lines += ["champion model versions:", str(status.champions), ""]
         without = sectors_without_champion(status.champions)
         if without:
             lines += [f"sectors without a champion stacked model (not scanned): {', '.join(without)}", ""]
+    if status.failed:
+        lines += ["FAILED (last run):", *(f"  - {reason}" for reason in status.failed)]
     if status.stale:
         lines += ["STALE:", *(f"  - {reason}" for reason in status.stale)]
-    else:
-        lines.append("OK: every nightly asset holds its recent sessions and every model has a champion")
+    if not status.stale and not status.failed:
+        lines.append("OK: every nightly asset holds its recent sessions and every model has a champion; no last run failed")
     return "\n".join(lines)

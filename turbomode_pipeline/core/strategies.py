@@ -34,6 +34,15 @@ DEFAULT_PARAMS = {
 col = pl.col
 
 
+def params_problem(strategy_type: str, params: dict) -> str | None:
+    """Why `params` do not fit the strategy type's own (unknown keys), or None."""
+    known = DEFAULT_PARAMS[strategy_type]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        return f"unknown param(s) {', '.join(unknown)} for {strategy_type}; its params are {', '.join(known)}"
+    return None
+
+
 @dataclass(frozen=True)
 class Decision:
     """What a strategy wants on its newest bar: buy, sell or hold, and why."""

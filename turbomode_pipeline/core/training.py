@@ -74,6 +74,7 @@ class SectorTraining:
     validation_window: tuple[date, date]  # the validated model's training samples
     models: dict[str, TrainedModel] = field(default_factory=dict)
     holdout: pl.DataFrame | None = None  # the holdout samples, every column: the promotion gate scores champions on it
+    samples: pl.DataFrame | None = None  # the samples the registered version was fitted on (logged as its dataset)
 
 
 class TooFewSamples(ValueError):
@@ -270,6 +271,7 @@ def train_sector(
         train_window=(fitted_on["session"].min(), fitted_on["session"].max()),
         validation_window=(train["session"].min(), train["session"].max()),
         holdout=holdout,  # every column, so a champion trained on other features can be scored on it
+        samples=fitted_on,
     )
     for m in BASE_MODEL_TYPES:
         raw = validated[m].raw_probability(x_holdout)

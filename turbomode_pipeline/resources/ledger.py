@@ -20,7 +20,7 @@ import polars as pl
 import yaml
 from dagster import ConfigurableResource
 
-from turbomode_pipeline.core.strategies import DEFAULT_PARAMS, STRATEGY_TYPES
+from turbomode_pipeline.core.strategies import DEFAULT_PARAMS, STRATEGY_TYPES, params_problem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_strategies (
@@ -94,11 +94,19 @@ class Ledger(ConfigurableResource):
         return len(fresh)
 
     def add_strategy(self, id: str, type: str, symbol: str, allocation: float, name: str | None = None,  # noqa: A002
-                     params: dict | None = None, enabled: bool = True, check_interval_s: int = 60) -> None:
+                     params: dict | None = None, enabled: bool = True, check_interval_s: int = 60,
+                     universe: pl.Series | None = None) -> None:
+        """`universe`: the symbols a new strategy may trade (unchecked when None, as for the seeded file)."""
         if type not in STRATEGY_TYPES:
             raise ValueError(f"strategy {id}: unknown type {type!r}; expected one of {', '.join(STRATEGY_TYPES)}")
         if allocation <= 0:
             raise ValueError(f"strategy {id}: allocation must be greater than 0, got {allocation}")
+        problem = params_problem(type, params or {})
+        if problem:
+            raise ValueError(f"strategy {id}: {problem}")
+        if universe is not None and symbol.upper() not in set(universe.to_list()):
+            raise ValueError(f"strategy {id}: symbol {symbol.upper()} is not in the universe ({universe.len()} symbols, "
+                             f"e.g. {', '.join(universe.head(5).to_list())})")
         params = {**DEFAULT_PARAMS[type], **(params or {})}
         with self.connection() as con:
             if con.execute("SELECT 1 FROM live_strategies WHERE id = ?", [id]).fetchone():
@@ -116,6 +124,17 @@ class Ledger(ConfigurableResource):
                 [int(enabled), "idle" if enabled else "disabled", strategy_id],
             ).rowcount
         if not changed:
+            raise ValueError(f"no strategy with id {strategy_id!r}")
+
+    def remove_strategy(self, strategy_id: str) -> None:
+        """Delete a strategy that holds no position; its orders and fills stay in the ledger."""
+        held = self.holdings().filter((pl.col("strategy_id") == strategy_id) & (pl.col("held_qty").abs() > 1e-9))
+        if held.height:
+            positions = ", ".join(f"{qty:g} {symbol}" for symbol, qty in held.select("symbol", "held_qty").rows())
+            raise ValueError(f"strategy {strategy_id!r} holds a position ({positions}); disable it and let it exit first")
+        with self.connection() as con:
+            removed = con.execute("DELETE FROM live_strategies WHERE id = ?", [strategy_id]).rowcount
+        if not removed:
             raise ValueError(f"no strategy with id {strategy_id!r}")
 
     def strategies(self) -> pl.DataFrame:

@@ -36,6 +36,7 @@ import numpy as np
 import polars as pl
 from dagster import ConfigurableResource
 
+from turbomode_pipeline.core.model_zoo import STACKED
 from turbomode_pipeline.core.promotion import FAST, FULL, Contender, replaces_champion, significance_refusal
 from turbomode_pipeline.core.universe import sector_slug
 from turbomode_pipeline.settings import get_settings, is_uri
@@ -46,6 +47,9 @@ if TYPE_CHECKING:  # training imports scikit-learn: seconds at every process sta
 CHAMPION, CHALLENGER = "champion", "challenger"
 ARCHIVED_TAG = "archived"
 EXPERIMENT = "turbomode"
+# MLflow's UI opens an experiment on its training-runs view only with this tag (else on the GenAI
+# view); the value is the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 SHA256_TAG = "sha256"  # on the model version: sha256 of its model.pkl, written at registration
 MODEL_FILE = "model.pkl"  # what the sklearn flavour names its pickle
 # Loaded models by (tracking URI, name, version, sha256): a version's verified bytes never
@@ -100,11 +104,14 @@ class ModelRegistry(ConfigurableResource):
     def _experiment_id(self, client) -> str:
         experiment = client.get_experiment_by_name(EXPERIMENT)
         if experiment is not None:
+            if experiment.tags.get("mlflow.experimentKind") is None:  # created before the tag was set
+                client.set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
             return experiment.experiment_id
         if is_uri(self.artifact_root):
-            return client.create_experiment(EXPERIMENT, artifact_location=self.artifact_root)
+            return client.create_experiment(EXPERIMENT, artifact_location=self.artifact_root, tags=EXPERIMENT_KIND)
         Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(EXPERIMENT, artifact_location=Path(self.artifact_root).resolve().as_uri())
+        location = Path(self.artifact_root).resolve().as_uri()
+        return client.create_experiment(EXPERIMENT, artifact_location=location, tags=EXPERIMENT_KIND)
 
     def log_training(
         self, trainings: list[SectorTraining], run_name: str, tags: dict[str, str], min_rank_ic_t: float | None = None
@@ -120,16 +127,19 @@ class ModelRegistry(ConfigurableResource):
         client = self._client()
         experiment_id = self._experiment_id(client)
         rows = []
+        label = tags.get("label_target", get_settings().label_target)
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as parent:
             mlflow.log_params({"sectors": len(trainings), "model_types": len(trainings[0].models) if trainings else 0})
             for training in trainings:
+                dataset = _training_dataset(training)
                 for trained in training.models.values():
-                    rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained, gate, settings))
+                    rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained, gate, settings,
+                                                dataset, label))
         return rows
 
     def _log_model(
         self, client, experiment_id: str, parent_id: str, training: SectorTraining, trained: TrainedModel, gate: float,
-        settings: str,
+        settings: str, dataset=None, label: str = "",
     ):
         import mlflow
         from mlflow.models import infer_signature
@@ -152,16 +162,18 @@ class ModelRegistry(ConfigurableResource):
                 }
             )
             mlflow.log_metrics({f"holdout_{k}": v for k, v in trained.metrics.items()})
+            if dataset is not None:
+                mlflow.log_input(dataset, context="training")
             if trained.importances:
-                _log_importances(trained.importances)
+                _log_importances(trained.importances, trained.model_type == STACKED)
             if trained.reliability is not None:
                 mlflow.log_table(trained.reliability.to_pandas(), "reliability.json")
             signature = infer_signature(example, trained.model.predict_proba(example))
             info = mlflow.sklearn.log_model(
-                trained.model, name="model", signature=signature, input_example=example, registered_model_name=name,
+                trained.model, name="model", signature=signature, input_example=example,
                 serialization_format="pickle", pip_requirements=_requirements(),
             )
-            version = str(info.registered_model_version)
+            version = _register(client, name, info, run.info.run_id, _description(training, trained, label))
             digest = self._record_hash(client, name, version, trained.model)
             mlflow.set_tags({"model_sha256": digest})
             client.set_model_version_tag(name, version, "settings", settings)
@@ -285,6 +297,55 @@ class ModelRegistry(ConfigurableResource):
         return pl.DataFrame(rows, schema={"registered_model": pl.String, "alias": pl.String, "version": pl.String})
 
 
+def _register(client, name: str, info, run_id: str, description: str) -> str:
+    """A new version of `name` from the logged model, described; the registered model takes the same
+    description. Through the client: MLflow's fluent registration prints two lines per model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description=description)
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+        client.update_registered_model(name, description=description)
+    version = client.create_model_version(name, source=info.model_uri, run_id=run_id, description=description,
+                                          model_id=info.model_id)
+    return str(version.version)
+
+
+LABELS = {"relative": "P(the stock beats its sector over the label horizon)",
+          "absolute": "P(the triple barrier's outcome is up)"}
+
+
+def _description(training: SectorTraining, trained: TrainedModel, label: str) -> str:
+    """What a registered model is, for the MLflow model page: sector, type, label, features, windows, holdout metrics."""
+    metrics = ", ".join(f"{k} {trained.metrics[k]:.4f}" for k in ("roc_auc", "rank_ic", "rank_ic_t", "ece")
+                        if k in trained.metrics)
+    return (
+        f"{trained.model_type} for the {training.sector} sector. Label: {label} ({LABELS.get(label, 'see the run')}). "
+        f"{len(training.feature_names)} features: {', '.join(training.feature_names)}. "
+        f"Fitted on entry sessions {training.train_window[0]}..{training.train_window[1]}; validated on "
+        f"{training.validation_window[0]}..{training.validation_window[1]}, judged on the holdout "
+        f"{training.split.holdout_start}..{training.split.holdout_end}: {metrics}."
+    )
+
+
+def _training_dataset(training: SectorTraining):
+    """The sector's training samples as an MLflow dataset (digest, schema, row count; no copy of the rows)."""
+    if training.samples is None:
+        return None
+    import warnings
+
+    import mlflow
+
+    # the session as a datetime: MLflow's schema has no date type and warns on every dataset otherwise
+    frame = training.samples.select(pl.col("session").cast(pl.Datetime("ms")), "symbol", "label", *training.feature_names)
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice, and says so on every resolve
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        return mlflow.data.from_polars(frame, source=str(get_settings().warehouse_path), targets="label",
+                                       name=f"training_samples {sector_slug(training.sector)}")
+
+
 def _artifact_uri(client, name: str, version: str, file: str) -> str:
     return f"{client.get_model_version_download_uri(name, version).rstrip('/')}/{file}"
 
@@ -358,7 +419,8 @@ def _model_params(model) -> dict:
     return {k: v for k, v in inner.get_params().items() if np.isscalar(v) or v is None}
 
 
-def _log_importances(importances: dict[str, float]) -> None:
+def _log_importances(importances: dict[str, float], meta: bool = False) -> None:
+    """The importances as a table and a bar plot; `meta`: the stacked model's signed weights on its base models."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -375,7 +437,8 @@ def _log_importances(importances: dict[str, float]) -> None:
         top = table.head(20).reverse()
         figure, axis = plt.subplots(figsize=(7, 6))
         axis.barh(top["feature"].to_list(), top["importance"].to_list())
-        axis.set_title("feature importance (top 20)")
+        axis.set_title("stacked meta-model: weight of each base model's probability" if meta
+                       else "feature importance (top 20)")
         figure.tight_layout()
         mlflow.log_figure(figure, "feature_importances.png")
         plt.close(figure)
