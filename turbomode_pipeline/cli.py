@@ -214,7 +214,7 @@ def _model_summary(registry) -> str:
     """Per sector: the stacked champion's validated holdout AUC, rank IC and its t, or why there is none."""
     import polars as pl
 
-    from turbomode_pipeline.core.model_zoo import STACKED
+    from turbomode_pipeline.core.model_types import STACKED
     from turbomode_pipeline.partitions import SECTORS
     from turbomode_pipeline.resources.model_registry import registered_name
 

@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 from dagster import ConfigurableResource
 
-from turbomode_pipeline.core.model_zoo import STACKED
+from turbomode_pipeline.core.model_types import STACKED
 from turbomode_pipeline.core.promotion import FAST, FULL, Contender, replaces_champion, significance_refusal
 from turbomode_pipeline.core.universe import sector_slug
 from turbomode_pipeline.settings import get_settings, is_uri
