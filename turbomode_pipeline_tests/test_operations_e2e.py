@@ -163,3 +163,22 @@ def test_the_dagster_ui_draws_the_asset_graph(stack):
             expect(page.get_by_text(asset, exact=True).first).to_be_visible()
         page.screenshot(path=screenshots / "dagster-asset-graph.png")
     assert (screenshots / "dagster-asset-graph.png").stat().st_size > 10_000
+
+
+def test_the_daily_bars_page_shows_its_owner_and_its_columns(stack):
+    """The asset page a user opens from the graph: the desk as owner and the pandera model's columns
+    (`dagster/column_schema`), with their types."""
+    from playwright.sync_api import expect
+
+    screenshots = stack["settings"].data_dir / "screenshots"
+    screenshots.mkdir(parents=True, exist_ok=True)
+    with chromium_page() as page:
+        page.goto(f"{stack['url']}/assets/daily_bars", wait_until="domcontentloaded")
+        skip = page.get_by_role("button", name="Skip")
+        if skip.count():
+            skip.click()
+        expect(page.get_by_text("quant-desk").first).to_be_visible(timeout=60_000)
+        for column in ("session", "symbol", "vwap", "trade_count"):
+            expect(page.get_by_text(column, exact=True).first).to_be_visible()
+        page.screenshot(path=screenshots / "dagster-daily-bars.png", full_page=True)
+    assert (screenshots / "dagster-daily-bars.png").stat().st_size > 10_000
