@@ -783,6 +783,9 @@ def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
     import sys
     from concurrent.futures import ThreadPoolExecutor
 
+    # read before importing conftest, which drops every TURBOMODE_* variable from the environment
+    per_sector = int(os.environ.get("TURBOMODE_BENCH_PER_SECTOR", per_sector))
+    sessions = int(os.environ.get("TURBOMODE_BENCH_SESSIONS", sessions))
     from turbomode_pipeline.assets.models import _samples
     from turbomode_pipeline.core.features import MODEL_FEATURES, compute_features
     from turbomode_pipeline.core.labels import triple_barrier
@@ -794,8 +797,7 @@ def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
     from turbomode_pipeline_tests.conftest import small_universe
     from turbomode_pipeline_tests.servers import BIN, Server, free_port, server_env
 
-    per_sector = int(os.environ.get("TURBOMODE_BENCH_PER_SECTOR", per_sector))
-    sessions = due_sessions(datetime.now(UTC), int(os.environ.get("TURBOMODE_BENCH_SESSIONS", sessions)))
+    sessions = due_sessions(datetime.now(UTC), sessions)
     holdout = 120  # fits a reduced history too (700 sessions leave ~450 of samples)
     config = {**QUIET, "ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": holdout,
                                                             "champion_min_rank_ic_t": -1e9}}}}
