@@ -96,7 +96,11 @@ def test_the_daemon_ticks_a_schedule_and_launches_runs_on_postgres(home, postgre
         graphql = GraphQL(url)
         backdate_schedule(instance, graphql, "market_data_ingestion", latest_tick - timedelta(minutes=1))
         daemon = dagster_daemon(home["env"], home["root"])
-        ticks = wait_until(lambda: schedule_state(graphql, "market_data_ingestion")["ticks"], 120, "a tick")
+        def finished_ticks():  # a tick is recorded STARTED, then updated when its run request is made
+            ticks = schedule_state(graphql, "market_data_ingestion")["ticks"]
+            return ticks if ticks and all(tick["status"] != "STARTED" for tick in ticks) else None
+
+        ticks = wait_until(finished_ticks, 120, "a finished tick")
         assert [datetime.fromtimestamp(tick["timestamp"], UTC) for tick in ticks] == [latest_tick]
         stored = sql(postgres, "SELECT status FROM job_ticks WHERE type = 'SCHEDULE'")
         assert stored == [(ticks[0]["status"],)]

@@ -225,6 +225,7 @@ def test_the_html_report_shows_the_warehouses_numbers_and_its_equity_plot_loads(
 
 def test_turbomode_backtest_answers_mistakes_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TURBOMODE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # `turbomode backtest` refuses to start without one
     get_settings.cache_clear()
     try:
         for argv, message in [
@@ -232,7 +233,7 @@ def test_turbomode_backtest_answers_mistakes_in_one_line(tmp_path, monkeypatch, 
             (["backtest", "aapl-donchian", "--from", "2026-11-21", "--to", "2026-11-22"], "no NYSE session between"),
             (["backtest", "nope", "--from", "2026-11-02", "--to", "2026-11-20"], "no strategy with id nope in live_strategies"),
             (["backtest", "aapl-donchian", "--from", "2026-13-02", "--to", "2026-11-20"], "must be dates like"),
-            (["replay", "--session", "2026-11-21"], "2026-11-21 is not an NYSE session"),
+            (["replay", "--session", "2026-11-21"], "2026-11-21 (Sat) is not an NYSE session; the nearest are 2026-11-20 (Fri)"),
             (["replay", "--session", "2026-11-20", "--every", "0"], "--every must be at least 1"),
         ]:
             assert turbomode(argv) == 2

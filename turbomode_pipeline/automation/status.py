@@ -137,7 +137,7 @@ def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegi
     models["newest_partition"] = f"{len(trained)} of {len(SECTORS)} sectors"
     status.assets.append(models)
     shown = {row["asset"] for row in status.assets}
-    status.assets += [_asset_row(instance, asset, [], now) for asset in assets or [] if asset not in shown]
+    status.assets += [_asset_row(instance, asset, [], now, now) for asset in assets or [] if asset not in shown]
     for row in status.assets:
         last = _asset_last_run(instance, row["asset"], now)
         row.update({"last_run": last["result"], "_reason": last["reason"]})
