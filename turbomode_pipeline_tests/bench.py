@@ -231,6 +231,20 @@ def features_backfill_cli() -> None:
     )
 
 
+def relative_samples(bars, features):
+    """Training samples as sector_models reads them: the sector-relative label, each odd sector's
+    median stock left out, rows with a missing model feature dropped."""
+    import polars as pl
+
+    from turbomode_pipeline.core.features import MODEL_FEATURES
+    from turbomode_pipeline.core.labels import triple_barrier, without_sector_median
+
+    samples = triple_barrier(bars, features).select(
+        "session", "symbol", pl.col("beats_sector").alias("label"), "barrier", "t1", "fwd_ret"
+    ).join(features.select("session", "symbol", "sector", *MODEL_FEATURES), on=["session", "symbol"])
+    return without_sector_median(samples).drop_nulls(list(MODEL_FEATURES))
+
+
 def model_training(predictability: float = 0.5) -> None:
     """All 66 models on the full universe over ten years, as the weekly run trains them (the
     sector-relative label, MODEL_FEATURES, walk-forward calibration and the final refit), and
@@ -244,15 +258,12 @@ def model_training(predictability: float = 0.5) -> None:
     import polars as pl
 
     from turbomode_pipeline.core.features import MODEL_FEATURES, compute_features
-    from turbomode_pipeline.core.labels import triple_barrier, without_sector_median
     from turbomode_pipeline.core.model_zoo import MODEL_TYPES
     from turbomode_pipeline.core.training import train_sector
 
     bars = ten_years_of_bars(predictability)
     features = compute_features(bars)
-    samples = without_sector_median(triple_barrier(bars, features).select(
-        "session", "symbol", pl.col("beats_sector").alias("label"), "barrier", "t1", "fwd_ret"
-    ).join(features.select("session", "symbol", "sector", *MODEL_FEATURES), on=["session", "symbol"])).drop_nulls(list(MODEL_FEATURES))
+    samples = relative_samples(bars, features)
     sectors = sorted(samples["sector"].unique().to_list())
     train = lambda sector: train_sector(  # noqa: E731
         sector, samples.filter(pl.col("sector") == sector), list(MODEL_FEATURES), horizon=10
@@ -334,7 +345,6 @@ def real_closes() -> None:
     import polars as pl
 
     from turbomode_pipeline.core.features import MODEL_FEATURES, compute_features
-    from turbomode_pipeline.core.labels import triple_barrier, without_sector_median
     from turbomode_pipeline.core.model_zoo import STACKED
     from turbomode_pipeline.core.training import TooFewSamples, overlap_adjusted_t, train_sector
     from turbomode_pipeline.settings import load_settings
@@ -343,9 +353,7 @@ def real_closes() -> None:
 
     bars = vendor_bars(closes(date(2012, 1, 3), date(2022, 12, 28)), date(2015, 6, 1), date(2021, 10, 29), date(2015, 3, 2))
     features = compute_features(bars)
-    samples = without_sector_median(triple_barrier(bars, features).select(
-        "session", "symbol", pl.col("beats_sector").alias("label"), "barrier", "t1", "fwd_ret"
-    ).join(features.select("session", "symbol", "sector", *MODEL_FEATURES), on=["session", "symbol"])).drop_nulls(list(MODEL_FEATURES))
+    samples = relative_samples(bars, features)
     threshold, rows = load_settings({}).signal_threshold, []
     for sector in sorted(bars["sector"].unique().to_list()):
         symbols = bars.filter(pl.col("sector") == sector)["symbol"].n_unique()
