@@ -12,8 +12,8 @@ market is a pure random walk, which later stages use to catch look-ahead leaks.
 Determinism and slice consistency: each stock, sector and the market draw their shocks from
 their own random stream (keyed by the seed and the name), one row per session counted from
 SIM_EPOCH, and every recursion runs forward in time from SIM_EPOCH. A session's bar
-therefore depends only on the seed, the name and the sessions up to it: one day
-simulated alone equals the same day inside a ten-year range.
+therefore depends only on the seed, the name and the sessions up to it (and, for its price level,
+up to PRICE_ANCHOR): one day simulated alone equals the same day inside a ten-year range.
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ import polars as pl
 
 SIM_EPOCH = date(2005, 1, 3)
 TRADING_DAYS = 252
+# Prices are pinned at the anchor, not at SIM_EPOCH: twenty years of a random walk at equity volatility
+# spread start prices over two orders of magnitude (closes of $12,000 by 2026). Each stock closes the
+# anchor session at its own price scale, so recent bars look like today's market and older ones like
+# split-adjusted history; returns are the same, only the level moves.
+PRICE_ANCHOR = date(2025, 1, 2)
+PRICE_ANCHOR_ROW = 5033  # PRICE_ANCHOR's row in the session grid from SIM_EPOCH (NYSE sessions, 0-based)
 
 _SHOCK_COLUMNS = 12  # eps, 4 chi-square normals, vol innovation, jump flag, jump size, gap, high, low, volume
 _T_DF = 4
@@ -66,16 +72,25 @@ def _student_t(shocks: np.ndarray) -> np.ndarray:
     return shocks[..., 0] / np.sqrt(chi2 / _T_DF) * np.sqrt((_T_DF - 2) / _T_DF)
 
 
-def lfilter(numerator, denominator, x, axis):
-    from scipy.signal import lfilter as scipy_lfilter  # scipy.signal takes ~1 s to import: only when simulating
+def lfilter(numerator, denominator, x: np.ndarray) -> np.ndarray:
+    """scipy.signal.lfilter(numerator, denominator, x, axis=0) for a stable filter, as one FFT convolution.
 
-    return scipy_lfilter(numerator, denominator, x, axis=axis)
+    Importing scipy.signal costs ~1.3 s, which every simulated live tick (a new process each minute) paid.
+    The FFT is long enough that the impulse response's tail beyond it is below 1e-18 of its start
+    (from the largest pole), so the result equals scipy's to ~1e-15 (checked in test_market_sim).
+    """
+    sessions = x.shape[0]
+    pole = np.abs(np.roots(denominator)).max(initial=0.0)
+    tail = int(np.ceil(np.log(1e-18) / np.log(pole))) if pole > 0 else len(numerator)
+    n = 1 << int(np.ceil(np.log2(sessions + tail)))
+    response = (np.fft.rfft(numerator, n) / np.fft.rfft(denominator, n)).reshape((-1,) + (1,) * (x.ndim - 1))
+    return np.fft.irfft(np.fft.rfft(x, n, axis=0) * response, n, axis=0)[:sessions]
 
 
 def _clustered_vol(shocks: np.ndarray, base_vol: np.ndarray, shape: MarketShape) -> np.ndarray:
     """base_vol scaled by exp of an AR(1) log-volatility, normalised to mean 1."""
     phi = shape.vol_persistence
-    log_vol = lfilter([shape.vol_of_vol], [1.0, -phi], shocks[..., 5], axis=0)
+    log_vol = lfilter([shape.vol_of_vol], [1.0, -phi], shocks[..., 5])
     stationary_var = shape.vol_of_vol**2 / (1 - phi**2)
     return base_vol * np.exp(log_vol - stationary_var)
 
@@ -88,7 +103,7 @@ def _predictable(idio: np.ndarray, predictability: float, shape: MarketShape) ->
     denominator[0] = 1.0
     denominator[list(_REVERSAL_LAGS)] = shape.reversal_per_lag * predictability
     denominator[list(_MOMENTUM_LAGS)] = -shape.momentum_per_lag * predictability
-    return lfilter([1.0], denominator, idio, axis=0)
+    return lfilter([1.0], denominator, idio)
 
 
 def _idiosyncratic(shocks: np.ndarray, params: dict, predictability: float, shape: MarketShape):
@@ -143,7 +158,7 @@ def _stock_params(seed: int, symbols: list[str]) -> dict[str, np.ndarray]:
         "beta": 0.6 + 0.9 * draws[:, 0],
         "sector_loading": 0.5 + 0.7 * draws[:, 1],
         "idio_vol": 0.010 + 0.015 * draws[:, 2],
-        "start_price": np.exp(np.log(15) + draws[:, 3] * np.log(400 / 15)),
+        "anchor_price": np.exp(np.log(25) + draws[:, 3] * np.log(500 / 25)),
         "base_volume": np.exp(np.log(8e5) + draws[:, 4] * np.log(4e7 / 8e5)),
         "trade_size": 80 + 220 * draws[:, 5],
     }
@@ -177,7 +192,7 @@ def simulate_daily_bars(
     sectors = universe["sector"].to_list()
     sector_names = sorted(set(sectors))
     sector_index = np.array([sector_names.index(s) for s in sectors])
-    n = len(sessions)
+    n = max(len(sessions), PRICE_ANCHOR_ROW + 1)  # through the anchor, whose close sets the price level
 
     factor_shocks = _shocks(seed, ["__market__", *sector_names], n)
     factor_base = np.array([shape.market_vol] + [shape.sector_vol] * len(sector_names))
@@ -198,8 +213,10 @@ def simulate_daily_bars(
         + jumps
     )
 
-    log_close = np.log(params["start_price"]) + np.cumsum(returns, axis=0)
-    prev_log_close = np.vstack([np.log(params["start_price"])[None, :], log_close[:-1]])
+    growth = np.cumsum(returns, axis=0)
+    log_start = np.log(params["anchor_price"]) - growth[PRICE_ANCHOR_ROW]
+    log_close = log_start + growth
+    prev_log_close = np.vstack([log_start[None, :], log_close[:-1]])
     gap = 0.25 * (returns - jumps) + jumps + 0.1 * day_vol * shocks[..., 8]
     open_ = np.exp(prev_log_close + gap)
     close = np.exp(log_close)
