@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import timedelta
@@ -58,6 +57,12 @@ def _traceback(result) -> str:
     return failures[0].step_failure_data.error.to_string() if failures else ""
 
 
+def _dagster_home() -> str | None:
+    from turbomode_pipeline.settings import dagster_home
+
+    return dagster_home()
+
+
 def _failure_message(result, name, elapsed, assets, first, last, run_config) -> str:
     import json
     import shlex
@@ -73,7 +78,7 @@ def _failure_message(result, name, elapsed, assets, first, last, run_config) -> 
     if run_config:
         retry += f" --config-json {shlex.quote(json.dumps(run_config))}"
     return (f"step {step} of {name} failed after {elapsed:.1f} s (run {result.run_id}): {reason}\n"
-            f"retry that step: DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '<your DAGSTER_HOME>')} "
+            f"retry that step: DAGSTER_HOME={_dagster_home() or '<your DAGSTER_HOME>'} "
             f".venv/bin/{retry}\n"
             "or read the run in the UI: make ui")
 
@@ -488,7 +493,9 @@ def _quiet(verbose: bool) -> None:
     if not verbose:
         import warnings
 
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        from turbomode_pipeline.settings import quiet_mlflow
+
+        quiet_mlflow()
         # the libraries' notices to developers (pandas, SQLAlchemy and Dagster deprecations), not the operator's
         for category in (DeprecationWarning, FutureWarning):
             warnings.filterwarnings("ignore", category=category)
@@ -541,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     _one_line_errors(parser, "")
     _one_line_errors(status_parser, "status")
     args = parser.parse_args(argv)
-    if args.command in ("demo", "status", "backtest") and not os.environ.get("DAGSTER_HOME"):
+    if args.command in ("demo", "status", "backtest") and not _dagster_home():
         return _one_line(args.command, "DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD/dagster_home (the instance's "
                          "folder; make demo sets it)")
     _quiet(args.verbose)
