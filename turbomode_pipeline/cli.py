@@ -189,14 +189,14 @@ def _scan(sessions) -> None:
     import polars as pl
     from dagster import DagsterInstance
 
-    from turbomode_pipeline.assets.features import BARRIERS
     from turbomode_pipeline.automation.status import collect, render
     from turbomode_pipeline.definitions import defs
+    from turbomode_pipeline.settings import get_settings
 
     scanned = sessions[-SCANNED_SESSIONS:]
     print(f"\nscanner_signals: {len(scanned)} sessions {scanned[0]}..{scanned[-1]}, champions loaded from MLflow")
     _run_job("scanner_job", str(scanned[0]), str(scanned[-1]), assets=["scanner_signals"])
-    graded = scanned[: -BARRIERS.horizon]
+    graded = scanned[: -get_settings().label_horizon]
     outcomes = _run_job("scanner_job", str(graded[0]), str(graded[-1]), assets=["signal_outcomes", "signal_backtest"])
     quality = outcomes.asset_materializations_for_node("signal_outcomes")[-1].metadata  # the windows: on the last
     print(f"signal quality over the last {len(graded)} graded sessions: "
@@ -243,9 +243,9 @@ def _signal_summary(warehouse, scanned) -> str:
     """BUY/SELL counts of the scan, and the reliability of its confidence by decile on the graded sessions."""
     import polars as pl
 
-    from turbomode_pipeline.assets.features import BARRIERS
     from turbomode_pipeline.core.scanner import balance, realised_relative
     from turbomode_pipeline.core.training import reliability_table
+    from turbomode_pipeline.settings import get_settings
 
     signals = warehouse.query("SELECT session, signal_type FROM signal_history WHERE session BETWEEN ? AND ?", [scanned[0], scanned[-1]])
     counts = balance(signals)
@@ -258,7 +258,7 @@ def _signal_summary(warehouse, scanned) -> str:
     ]
     scores = warehouse.query("SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session BETWEEN ? AND ?", [scanned[0], scanned[-1]])
     bars = warehouse.query("SELECT session, symbol, close FROM daily_bars WHERE session >= ?", [scanned[0]])
-    graded = realised_relative(scores, bars, BARRIERS.horizon)
+    graded = realised_relative(scores, bars, get_settings().label_horizon)
     if graded.height:
         table = reliability_table(graded["beat"].to_numpy(), graded["probability_up"].to_numpy())
         with pl.Config(tbl_rows=12, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
@@ -473,7 +473,7 @@ def replay(args: argparse.Namespace) -> int:
     if unknown:
         return _one_line("replay", f"no strategy with id {', '.join(unknown)} in live_strategies")
     doors = resources(settings)
-    live = {name: doors[name] for name in ("market_data", "universe", "live_warehouse", "trading_clock")}
+    live = {name: doors[name] for name in ("market_data", "universe", "live_warehouse", "trading_clock", "live_trading")}
     print(f"replaying {session} every {args.every} min ({settings.market_data} bars, local paper broker)")
     result = replay_session(session, args.every, live, strategies, settings.data_dir / "replay", settings.paper_starting_cash,
                             settings.slippage_bps, settings.commission_per_share, ids)

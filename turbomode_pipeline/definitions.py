@@ -24,7 +24,7 @@ from turbomode_pipeline.automation.scanner import (
     scanner_signals_fresh,
 )
 from turbomode_pipeline.live.report import paper_trading_report, paper_trading_report_job, paper_trading_report_schedule
-from turbomode_pipeline.live.trading import TradingClock, live_trading_job, live_trading_sensor
+from turbomode_pipeline.live.trading import LiveTrading, TradingClock, live_trading_job, live_trading_sensor
 from turbomode_pipeline.resources.broker import AlpacaPaperBroker, LocalPaperBroker, PaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.assets.drift import drift_report
@@ -33,6 +33,7 @@ from turbomode_pipeline.automation.alerts import failed_check_alerts, halted_str
 from turbomode_pipeline.automation.drift import drift_monitoring, drift_monitoring_job, drift_retrain_sensor
 from turbomode_pipeline.automation.maintenance import weekly_maintenance, weekly_maintenance_job
 from turbomode_pipeline.resources.alerts import AlertSender
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.market_data import AlpacaMarketData, MarketDataSource, SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
@@ -81,6 +82,7 @@ def live_resources(settings: Settings) -> dict:
         "ledger": Ledger(path=str(settings.ledger_path)),
         "broker": paper_broker(settings),
         "trading_clock": TradingClock(),
+        "live_trading": LiveTrading.from_settings(settings),
         "live_warehouse": Warehouse(path=str(settings.warehouse_path), lock_timeout_s=settings.live_signals_timeout_s),
     }
 
@@ -90,6 +92,7 @@ def resources(settings: Settings) -> dict:
         "market_data": market_data_source(settings),
         "warehouse": Warehouse(path=str(settings.warehouse_path)),
         "universe": Universe(path=str(settings.universe_path)),
+        "labels": LabelSettings.from_settings(settings),
         "model_registry": ModelRegistry(
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
         ),
