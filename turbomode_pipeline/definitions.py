@@ -1,5 +1,7 @@
 """The code location: every asset, check, job, schedule, sensor and resource of TurboMode."""
 
+from collections.abc import Callable
+
 from dagster import AssetSpec, Definitions, EnvVar, in_process_executor, map_asset_specs
 
 from turbomode_pipeline.assets.features import daily_features, training_samples
@@ -107,13 +109,14 @@ def resources(settings: Settings) -> dict:
     }
 
 
-def owned(spec: AssetSpec) -> AssetSpec:
+def owned_by(owner: str) -> Callable[[AssetSpec], AssetSpec]:
     """Every asset's owner (TURBOMODE_ASSET_OWNER), shown and filterable in the UI."""
-    return spec.replace_attributes(owners=[get_settings().asset_owner])
+    return lambda spec: spec.replace_attributes(owners=[owner])
 
 
+settings = get_settings()  # the settings this code location is drawn from (read once, see settings.py)
 defs = Definitions(
-    assets=map_asset_specs(owned, [
+    assets=map_asset_specs(owned_by(settings.asset_owner), [
         daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes, signal_backtest,
         drift_report, paper_trading_report, strategy_backtest,
     ]),
@@ -130,7 +133,7 @@ defs = Definitions(
         missed_sessions_sensor, scanner_freshness_sensor, scanner_automation_sensor, drift_retrain_sensor,
         run_failure_alerts, failed_check_alerts, halted_strategy_alerts, live_trading_sensor, dead_run_sensor,
     ],
-    resources=resources(get_settings()),
+    resources=resources(settings),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one
     # process per run saves re-importing the stack for every step.
     executor=in_process_executor,
