@@ -60,6 +60,7 @@ class ScannerConfig(Config):
     threshold: float = Field(default=get_settings().signal_threshold, gt=0.5, le=1.0,
                              description="BUY at or above this calibrated probability, SELL at or below 1 minus it")
 
+
 # Late data, a catch-up run or a backfill of a recent session's features: scan that session.
 # Retraining the models does not re-scan history.
 SCAN_WHEN_FEATURES_LAND = (
