@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import timedelta
@@ -58,6 +57,12 @@ def _traceback(result) -> str:
     return failures[0].step_failure_data.error.to_string() if failures else ""
 
 
+def _dagster_home() -> str | None:
+    from turbomode_pipeline.settings import dagster_home
+
+    return dagster_home()
+
+
 def _failure_message(result, name, elapsed, assets, first, last, run_config) -> str:
     import json
     import shlex
@@ -73,7 +78,7 @@ def _failure_message(result, name, elapsed, assets, first, last, run_config) -> 
     if run_config:
         retry += f" --config-json {shlex.quote(json.dumps(run_config))}"
     return (f"step {step} of {name} failed after {elapsed:.1f} s (run {result.run_id}): {reason}\n"
-            f"retry that step: DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '<your DAGSTER_HOME>')} "
+            f"retry that step: DAGSTER_HOME={_dagster_home() or '<your DAGSTER_HOME>'} "
             f".venv/bin/{retry}\n"
             "or read the run in the UI: make ui")
 
@@ -184,14 +189,14 @@ def _scan(sessions) -> None:
     import polars as pl
     from dagster import DagsterInstance
 
-    from turbomode_pipeline.assets.features import BARRIERS
     from turbomode_pipeline.automation.status import collect, render
     from turbomode_pipeline.definitions import defs
+    from turbomode_pipeline.settings import get_settings
 
     scanned = sessions[-SCANNED_SESSIONS:]
     print(f"\nscanner_signals: {len(scanned)} sessions {scanned[0]}..{scanned[-1]}, champions loaded from MLflow")
     _run_job("scanner_job", str(scanned[0]), str(scanned[-1]), assets=["scanner_signals"])
-    graded = scanned[: -BARRIERS.horizon]
+    graded = scanned[: -get_settings().label_horizon]
     outcomes = _run_job("scanner_job", str(graded[0]), str(graded[-1]), assets=["signal_outcomes", "signal_backtest"])
     quality = outcomes.asset_materializations_for_node("signal_outcomes")[-1].metadata  # the windows: on the last
     print(f"signal quality over the last {len(graded)} graded sessions: "
@@ -238,9 +243,9 @@ def _signal_summary(warehouse, scanned) -> str:
     """BUY/SELL counts of the scan, and the reliability of its confidence by decile on the graded sessions."""
     import polars as pl
 
-    from turbomode_pipeline.assets.features import BARRIERS
     from turbomode_pipeline.core.scanner import balance, realised_relative
     from turbomode_pipeline.core.training import reliability_table
+    from turbomode_pipeline.settings import get_settings
 
     signals = warehouse.query("SELECT session, signal_type FROM signal_history WHERE session BETWEEN ? AND ?", [scanned[0], scanned[-1]])
     counts = balance(signals)
@@ -253,7 +258,7 @@ def _signal_summary(warehouse, scanned) -> str:
     ]
     scores = warehouse.query("SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session BETWEEN ? AND ?", [scanned[0], scanned[-1]])
     bars = warehouse.query("SELECT session, symbol, close FROM daily_bars WHERE session >= ?", [scanned[0]])
-    graded = realised_relative(scores, bars, BARRIERS.horizon)
+    graded = realised_relative(scores, bars, get_settings().label_horizon)
     if graded.height:
         table = reliability_table(graded["beat"].to_numpy(), graded["probability_up"].to_numpy())
         with pl.Config(tbl_rows=12, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
@@ -468,7 +473,7 @@ def replay(args: argparse.Namespace) -> int:
     if unknown:
         return _one_line("replay", f"no strategy with id {', '.join(unknown)} in live_strategies")
     doors = resources(settings)
-    live = {name: doors[name] for name in ("market_data", "universe", "live_warehouse", "trading_clock")}
+    live = {name: doors[name] for name in ("market_data", "universe", "live_warehouse", "trading_clock", "live_trading")}
     print(f"replaying {session} every {args.every} min ({settings.market_data} bars, local paper broker)")
     result = replay_session(session, args.every, live, strategies, settings.data_dir / "replay", settings.paper_starting_cash,
                             settings.slippage_bps, settings.commission_per_share, ids)
@@ -488,7 +493,9 @@ def _quiet(verbose: bool) -> None:
     if not verbose:
         import warnings
 
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        from turbomode_pipeline.settings import quiet_mlflow
+
+        quiet_mlflow()
         # the libraries' notices to developers (pandas, SQLAlchemy and Dagster deprecations), not the operator's
         for category in (DeprecationWarning, FutureWarning):
             warnings.filterwarnings("ignore", category=category)
@@ -541,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     _one_line_errors(parser, "")
     _one_line_errors(status_parser, "status")
     args = parser.parse_args(argv)
-    if args.command in ("demo", "status", "backtest") and not os.environ.get("DAGSTER_HOME"):
+    if args.command in ("demo", "status", "backtest") and not _dagster_home():
         return _one_line(args.command, "DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD/dagster_home (the instance's "
                          "folder; make demo sets it)")
     _quiet(args.verbose)

@@ -1,5 +1,7 @@
 """The code location: every asset, check, job, schedule, sensor and resource of TurboMode."""
 
+from collections.abc import Callable
+
 from dagster import AssetSpec, Definitions, EnvVar, in_process_executor, map_asset_specs
 
 from turbomode_pipeline.assets.features import daily_features, training_samples
@@ -24,7 +26,7 @@ from turbomode_pipeline.automation.scanner import (
     scanner_signals_fresh,
 )
 from turbomode_pipeline.live.report import paper_trading_report, paper_trading_report_job, paper_trading_report_schedule
-from turbomode_pipeline.live.trading import TradingClock, live_trading_job, live_trading_sensor
+from turbomode_pipeline.live.trading import LiveTrading, TradingClock, live_trading_job, live_trading_sensor
 from turbomode_pipeline.resources.broker import AlpacaPaperBroker, LocalPaperBroker, PaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.assets.drift import drift_report
@@ -33,6 +35,7 @@ from turbomode_pipeline.automation.alerts import failed_check_alerts, halted_str
 from turbomode_pipeline.automation.drift import drift_monitoring, drift_monitoring_job, drift_retrain_sensor
 from turbomode_pipeline.automation.maintenance import weekly_maintenance, weekly_maintenance_job
 from turbomode_pipeline.resources.alerts import AlertSender
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.market_data import AlpacaMarketData, MarketDataSource, SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
@@ -81,6 +84,7 @@ def live_resources(settings: Settings) -> dict:
         "ledger": Ledger(path=str(settings.ledger_path)),
         "broker": paper_broker(settings),
         "trading_clock": TradingClock(),
+        "live_trading": LiveTrading.from_settings(settings),
         "live_warehouse": Warehouse(path=str(settings.warehouse_path), lock_timeout_s=settings.live_signals_timeout_s),
     }
 
@@ -90,6 +94,7 @@ def resources(settings: Settings) -> dict:
         "market_data": market_data_source(settings),
         "warehouse": Warehouse(path=str(settings.warehouse_path)),
         "universe": Universe(path=str(settings.universe_path)),
+        "labels": LabelSettings.from_settings(settings),
         "model_registry": ModelRegistry(
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
         ),
@@ -104,13 +109,14 @@ def resources(settings: Settings) -> dict:
     }
 
 
-def owned(spec: AssetSpec) -> AssetSpec:
+def owned_by(owner: str) -> Callable[[AssetSpec], AssetSpec]:
     """Every asset's owner (TURBOMODE_ASSET_OWNER), shown and filterable in the UI."""
-    return spec.replace_attributes(owners=[get_settings().asset_owner])
+    return lambda spec: spec.replace_attributes(owners=[owner])
 
 
+settings = get_settings()  # the settings this code location is drawn from (read once, see settings.py)
 defs = Definitions(
-    assets=map_asset_specs(owned, [
+    assets=map_asset_specs(owned_by(settings.asset_owner), [
         daily_bars, daily_features, training_samples, sector_models, scanner_signals, signal_outcomes, signal_backtest,
         drift_report, paper_trading_report, strategy_backtest,
     ]),
@@ -127,7 +133,7 @@ defs = Definitions(
         missed_sessions_sensor, scanner_freshness_sensor, scanner_automation_sensor, drift_retrain_sensor,
         run_failure_alerts, failed_check_alerts, halted_strategy_alerts, live_trading_sensor, dead_run_sensor,
     ],
-    resources=resources(get_settings()),
+    resources=resources(settings),
     # The pipeline's steps are a chain, each vectorised over every symbol and session: one
     # process per run saves re-importing the stack for every step.
     executor=in_process_executor,

@@ -351,3 +351,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """The process's settings, read once."""
     return load_settings()
+
+
+def dagster_home() -> str | None:
+    """Dagster's own instance folder (DAGSTER_HOME), read when asked: the CLI checks it before a run."""
+    return os.environ.get("DAGSTER_HOME") or None
+
+
+def quiet_mlflow() -> None:
+    """MLflow's informational logging off (MLflow reads MLFLOW_LOGGING_LEVEL when it is imported)."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")

@@ -17,7 +17,8 @@ from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTI
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
-from turbomode_pipeline.settings import DEFAULT_UNIVERSE
+from turbomode_pipeline.resources.labels import LabelSettings
+from turbomode_pipeline.settings import DEFAULT_UNIVERSE, load_settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -470,18 +471,23 @@ def instance_storage() -> None:
     )
 
 
+LABELS = LabelSettings.from_settings(load_settings({}))  # the defaults, whatever the shell exports
+
 FRESH_SCAN = """
 import json, sys, time
 started = time.perf_counter()
 from dagster import DagsterInstance, materialize
 from turbomode_pipeline.assets.scanner import scanner_signals
 from turbomode_pipeline.resources.model_registry import ModelRegistry
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.settings import load_settings
 imported = time.perf_counter()
 tracking, artifacts, warehouse, partition = sys.argv[1:5]
 result = materialize(
     [scanner_signals], partition_key=partition, instance=DagsterInstance.ephemeral(),
-    resources={"warehouse": Warehouse(path=warehouse), "model_registry": ModelRegistry(tracking_uri=tracking, artifact_root=artifacts)},
+    resources={"warehouse": Warehouse(path=warehouse), "model_registry": ModelRegistry(tracking_uri=tracking, artifact_root=artifacts),
+               "labels": LabelSettings.from_settings(load_settings({}))},
     run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
 )
 done = time.perf_counter()
@@ -541,7 +547,7 @@ def scanner_scan(repeat: int = 5) -> None:
         # the champion gate off: the scan needs all 11 champions, which 4 stocks a sector rarely earn
         config = {**QUIET, "ops": {"sector_models": {"config": {"holdout_sessions": 80, "champion_min_rank_ic_t": -1e9}}}}
         train_time = timed(lambda: materialize(
-            [sector_models], resources={"warehouse": training, "model_registry": registry}, instance=instance,
+            [sector_models], resources={"warehouse": training, "model_registry": registry, "labels": LABELS}, instance=instance,
             run_config=config, tags=all_sectors_tags(),
         ))
 
@@ -564,7 +570,7 @@ def scanner_scan(repeat: int = 5) -> None:
                 model_registry._LOADED.clear()  # as in a fresh process: every champion loaded from MLflow
             started = time.perf_counter()
             result = materialize(
-                [scanner_signals], resources={"warehouse": warehouses[name], "model_registry": registry},
+                [scanner_signals], resources={"warehouse": warehouses[name], "model_registry": registry, "labels": LABELS},
                 instance=instance, partition_key=newest.isoformat(), run_config=QUIET,
             )
             wall = time.perf_counter() - started
@@ -744,7 +750,7 @@ def replay_ticks() -> None:
     from turbomode_pipeline.core.risk import RiskLimits
     from turbomode_pipeline.live.replay import replay_session, tick_times
     from turbomode_pipeline.live.tick import run_tick
-    from turbomode_pipeline.live.trading import TradingClock
+    from turbomode_pipeline.live.trading import LiveTrading, TradingClock
     from turbomode_pipeline.resources.broker import LocalPaperBroker
     from turbomode_pipeline.resources.ledger import Ledger
     from turbomode_pipeline.settings import DEFAULT_STRATEGIES
@@ -756,7 +762,8 @@ def replay_ticks() -> None:
         strategies = Ledger(path=f"{tmp}/trading.sqlite")
         strategies.seed_strategies(str(DEFAULT_STRATEGIES))
         live = {"market_data": SimulatedMarketData(), "universe": Universe(path=universe_path), "trading_clock": TradingClock(),
-                "live_warehouse": Warehouse(path=f"{tmp}/warehouse.duckdb", lock_timeout_s=1.0)}
+                "live_warehouse": Warehouse(path=f"{tmp}/warehouse.duckdb", lock_timeout_s=1.0),
+                "live_trading": LiveTrading.from_settings(load_settings({}))}
         replayed = replay_session(session, every, live, strategies, Path(tmp) / "replay", 100_000.0, 5.0, 0.0, progress=None)
         ledger = Ledger(path=f"{tmp}/direct.sqlite")
         ledger.seed_strategies(str(DEFAULT_STRATEGIES))

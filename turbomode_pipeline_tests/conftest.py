@@ -22,7 +22,8 @@ from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
-from turbomode_pipeline.settings import DEFAULT_UNIVERSE
+from turbomode_pipeline.resources.labels import LabelSettings
+from turbomode_pipeline.settings import DEFAULT_UNIVERSE, get_settings
 
 
 @pytest.fixture
@@ -56,6 +57,7 @@ def resources(warehouse: Warehouse, small_universe_path: Path) -> dict:
         "market_data": SimulatedMarketData(seed=11, predictability=0.5),
         "warehouse": warehouse,
         "universe": Universe(path=str(small_universe_path)),
+        "labels": LabelSettings.from_settings(get_settings()),
     }
 
 
@@ -115,6 +117,7 @@ class TrainedModels:
             "warehouse": Warehouse(path=str(folder / "warehouse.duckdb"), lock_timeout_s=2.0),
             "universe": Universe(path=str(self.universe_path)),
             "model_registry": self.registry,
+            "labels": LabelSettings.from_settings(get_settings()),
         }
 
 
@@ -147,7 +150,8 @@ def trained_models(tmp_path_factory) -> TrainedModels:
     )
     with instance_for_test() as dagster_instance:
         result = materialize(
-            [sector_models], resources={"warehouse": warehouse, "model_registry": registry},
+            [sector_models], resources={"warehouse": warehouse, "model_registry": registry,
+                                        "labels": LabelSettings.from_settings(get_settings())},
             instance=dagster_instance, run_config=FAST_TRAINING, tags=all_sectors_tags(),
         )
         assert result.success

@@ -55,13 +55,15 @@ class SoakConfig:
 
 
 def _resources(config: SoakConfig) -> dict:
-    from turbomode_pipeline.live.trading import TradingClock
+    from turbomode_pipeline.live.trading import LiveTrading, TradingClock
     from turbomode_pipeline.resources.broker import AlpacaPaperBroker
     from turbomode_pipeline.resources.ledger import Ledger
     from turbomode_pipeline.resources.market_data import AlpacaMarketData, SimulatedMarketData
     from turbomode_pipeline.resources.model_registry import ModelRegistry
     from turbomode_pipeline.resources.universe import Universe
+    from turbomode_pipeline.resources.labels import LabelSettings
     from turbomode_pipeline.resources.warehouse import Warehouse
+    from turbomode_pipeline.settings import get_settings
 
     return {
         "nightly": {
@@ -70,6 +72,7 @@ def _resources(config: SoakConfig) -> dict:
             "warehouse": Warehouse(path=config.warehouse, lock_timeout_s=30.0),
             "universe": Universe(path=config.universe),
             "model_registry": ModelRegistry(**config.registry),
+            "labels": LabelSettings.from_settings(get_settings()),
         },
         "live": {
             "ledger": Ledger(path=str(Path(config.folder) / "trading.sqlite")),
@@ -79,6 +82,7 @@ def _resources(config: SoakConfig) -> dict:
             "universe": Universe(path=config.tick_universe),
             "live_warehouse": Warehouse(path=config.warehouse, lock_timeout_s=0.5),
             "trading_clock": TradingClock(),
+            "live_trading": LiveTrading.from_settings(get_settings()),
         },
     }
 

@@ -19,7 +19,9 @@ from turbomode_pipeline.core.universe import load_universe
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.reports import ReportStore
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline.schemas import (
     DAILY_FEATURES,
     SCANNER_SCORES,
@@ -132,6 +134,7 @@ def drifted(tmp_path_factory):
         "model_registry": ModelRegistry(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
                                         artifact_root=str(folder / "mlartifacts")),
         "reports": ReportStore(directory=str(folder / "reports")),
+        "labels": LabelSettings.from_settings(get_settings()),
     }
     write_history(resources["warehouse"], small_universe(folder))
     write_scanner_history(resources["warehouse"])

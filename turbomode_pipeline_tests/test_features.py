@@ -16,7 +16,9 @@ from dagster import instance_for_test
 
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.universe import Universe
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline_tests.conftest import materialize_bars, range_tags, small_universe, table
 
 DAY = date(2024, 6, 3)
@@ -33,6 +35,7 @@ def bars_template(tmp_path_factory) -> Path:
         "market_data": SimulatedMarketData(seed=11, predictability=0.5),
         "warehouse": Warehouse(path=str(folder / "warehouse.duckdb")),
         "universe": Universe(path=str(universe)),
+        "labels": LabelSettings.from_settings(get_settings()),
     }
     with instance_for_test() as instance:
         assert materialize_bars(resources, instance, tags=range_tags(str(FIRST), str(AFTER[-1]))).success

@@ -14,7 +14,7 @@ import pytest
 from dagster import DagsterRunStatus, RunRequest, SkipReason, build_sensor_context, materialize
 
 from turbomode_pipeline.live.report import paper_trading_report, strategy_pnl
-from turbomode_pipeline.live.trading import TradingClock, live_trading_job, live_trading_sensor
+from turbomode_pipeline.live.trading import LiveTrading, TradingClock, live_trading_job, live_trading_sensor
 from turbomode_pipeline.resources.broker import LocalPaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
@@ -38,6 +38,7 @@ def live(tmp_path: Path) -> dict:
         "universe": Universe(path=str(universe)),
         "live_warehouse": Warehouse(path=str(tmp_path / "warehouse.duckdb"), lock_timeout_s=0.5),
         "trading_clock": TradingClock(),
+        "live_trading": LiveTrading.from_settings(get_settings()),
     }
 
 
@@ -133,6 +134,7 @@ def test_ticks_never_overlap(instance, live):
 
 def test_the_kill_switch_halts_the_sensor_and_every_order(instance, live, monkeypatch, fresh_settings):
     monkeypatch.setenv("TURBOMODE_KILL_SWITCH", "1")
+    live["live_trading"] = LiveTrading.from_settings(get_settings())  # as definitions.py builds it
     skipped = evaluate_sensor(instance, live, SESSION_OPEN + timedelta(minutes=20))
     assert skipped.skip_message == "TURBOMODE_KILL_SWITCH is on: live trading is halted"
     live["ledger"].seed_strategies(str(get_settings().strategies_file))

@@ -22,14 +22,14 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from turbomode_pipeline.automation.alerts import halted_strategy_alerts
-from turbomode_pipeline.live.trading import TradingClock, live_trading_job
+from turbomode_pipeline.live.trading import LiveTrading, TradingClock, live_trading_job
 from turbomode_pipeline.resources.alerts import AlertSender
 from turbomode_pipeline.resources.broker import AlpacaPaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
-from turbomode_pipeline.settings import DEFAULT_STRATEGIES, DEFAULT_UNIVERSE
+from turbomode_pipeline.settings import DEFAULT_STRATEGIES, DEFAULT_UNIVERSE, load_settings
 from turbomode_pipeline_tests.alpaca_emulator import KEY_ID, SECRET, AlpacaEmulator
 
 SESSION_OPEN = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)  # a Friday, 09:30 New York
@@ -62,6 +62,7 @@ def live_resources(folder: str, url: str) -> dict:
         "universe": Universe(path=str(universe)),
         "live_warehouse": Warehouse(path=str(Path(folder) / "warehouse.duckdb"), lock_timeout_s=0.5),
         "trading_clock": TradingClock(),
+        "live_trading": LiveTrading.from_settings(load_settings({})),
     }
 
 

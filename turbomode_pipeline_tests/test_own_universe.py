@@ -187,9 +187,10 @@ def test_a_listing_a_delisting_and_a_halt_pass_and_one_bad_session_fails_alone(t
     try:
         with AlpacaEmulator(served) as emulator:
             source = AlpacaMarketData(api_key=KEY_ID, secret_key=SECRET, data_url=emulator.url, backoff_s=0.01, timeout_s=5.0)
-            again = materialize(
+            again = materialize(  # the launchpad's default, as a code location loaded with the setting draws it
                 [daily_bars], resources=dict(resources, market_data=source), instance=instance,
                 partition_key=str(bad_day), raise_on_error=False,
+                run_config={"ops": {"daily_bars": {"config": {"min_coverage": get_settings().min_coverage}}}},
             )
     finally:
         get_settings.cache_clear()

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from dagster import AssetCheckSeverity, AssetKey, AssetSelection, Definitions, build_schedule_context, build_sensor_context, evaluate_automation_conditions, materialize
 
-from turbomode_pipeline.assets.features import BARRIERS, daily_features
+from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.signal_backtest import signal_backtest
@@ -23,11 +23,14 @@ from turbomode_pipeline.automation.scanner import (
 from turbomode_pipeline.calendar import session_close, sessions_after
 from turbomode_pipeline.core.features import FEATURES
 from turbomode_pipeline.core.model_zoo import STACKED
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.schemas import DAILY_FEATURES, SignalHistory
 from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline_tests.conftest import range_tags, table
 from turbomode_pipeline_tests.test_daily_bars import CorruptedSource
+
+BARRIERS = LabelSettings.from_settings(get_settings()).barriers
 
 ALL_STEPS = (daily_bars, daily_features, sector_models, scanner_signals, signal_outcomes)
 

@@ -186,3 +186,23 @@ def test_a_canary_secret_is_in_no_mlflow_param_tag_or_artifact(tmp_path, trained
     assert leaks(data, (KEY, SECRET)) == []  # mlflow.db's every table, every artifact, the warehouse
     assert leaks(home, (KEY, SECRET)) == []
     assert KEY not in trained.stdout + trained.stderr and SECRET not in trained.stdout + trained.stderr
+
+
+def test_the_launchpad_shows_each_secret_as_the_variable_it_is_read_from():
+    """Every resource of the code location as the launchpad scaffolds its config: the Alpaca keys and the
+    alert webhook appear as `{"env": NAME}`, and no secret's value is anywhere in any resource's config."""
+    from turbomode_pipeline.definitions import resources
+    from turbomode_pipeline.settings import load_settings
+
+    webhook = f"https://hooks.example/{uuid.uuid4().hex}"
+    env = {"TURBOMODE_MARKET_DATA": "alpaca", "TURBOMODE_BROKER": "alpaca", "APCA_API_KEY_ID": KEY,
+           "APCA_API_SECRET_KEY": SECRET, "APCA_API_BASE_URL": "https://paper-api.alpaca.markets",
+           "TURBOMODE_ALERT_WEBHOOK": webhook}
+    launchpad = {name: resource.get_resource_definition().config_schema.as_field().default_value
+                 for name, resource in resources(load_settings(env)).items()}
+    for name in ("market_data", "broker"):
+        assert launchpad[name]["api_key"] == {"env": "APCA_API_KEY_ID"}
+        assert launchpad[name]["secret_key"] == {"env": "APCA_API_SECRET_KEY"}
+    assert launchpad["alerts"]["webhook_url"] == {"env": "TURBOMODE_ALERT_WEBHOOK"}
+    shown = json.dumps(launchpad, default=str)
+    assert KEY not in shown and SECRET not in shown and webhook not in shown

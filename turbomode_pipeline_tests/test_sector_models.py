@@ -19,7 +19,9 @@ from turbomode_pipeline.core.universe import GICS_SECTORS, load_universe
 from turbomode_pipeline.partitions import SECTOR_BY_KEY
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
 from turbomode_pipeline_tests.conftest import small_universe
 
@@ -57,6 +59,7 @@ def model_resources(tmp_path, labelled_warehouse) -> dict:
         "model_registry": ModelRegistry(
             tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlartifacts")
         ),
+        "labels": LabelSettings.from_settings(get_settings()),
     }
 
 

@@ -10,13 +10,13 @@ import polars as pl
 import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
-from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.assets.signal_backtest import signal_backtest
 from turbomode_pipeline.automation.market_data import due_sessions
 from turbomode_pipeline.calendar import sessions_between
 from turbomode_pipeline.core import scanner, signal_backtest as backtest
 from turbomode_pipeline.core.market_sim import SIM_EPOCH, expected_idiosyncratic_return
 from turbomode_pipeline.core.universe import load_universe
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.warehouse import Warehouse
@@ -24,11 +24,13 @@ from turbomode_pipeline.schemas import (
     DAILY_BARS, SCANNER_SCORES, SIGNAL_HISTORY, SIGNAL_OUTCOMES, DailyBars, ScannerScores, SignalHistory,
     SignalOutcomes, conform,
 )
+from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline_tests.conftest import range_tags, small_universe
 
 DEMO_SESSIONS = 750  # the history `make demo` builds
 WARMUP = 252  # the scanner scores once the features' year of warm-up has passed
 SEED = 7
+BARRIERS = LabelSettings.from_settings(get_settings()).barriers
 H = BARRIERS.horizon
 RANGE = 6
 
@@ -92,7 +94,7 @@ def backtested(tmp_path_factory):
     partitions = graded_sessions[-RANGE:]
     first, last = str(partitions[0]), str(partitions[-1])
     with instance_for_test() as instance:
-        result = materialize([signal_backtest], resources={"warehouse": warehouse, "reports": reports},
+        result = materialize([signal_backtest], resources={"warehouse": warehouse, "reports": reports, "labels": LabelSettings.from_settings(get_settings())},
                              instance=instance, tags=range_tags(first, last))
         assert result.success
         records = instance.fetch_materializations(AssetKey("signal_backtest"), limit=10_000).records

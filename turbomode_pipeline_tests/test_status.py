@@ -12,11 +12,13 @@ from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.scanner import scanner_signals
 from turbomode_pipeline.assets.strategy_backtest import strategy_backtest
+from turbomode_pipeline.live.trading import LiveTrading
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.automation.scanner import latest_due_scan
 from turbomode_pipeline.automation.status import collect, exit_code, render
 from turbomode_pipeline.calendar import sessions_before
+from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline_tests.conftest import range_tags
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("turbomode")
@@ -70,7 +72,8 @@ def test_status_names_a_missing_scan_and_exits_1_then_0_once_scanned(trained_mod
     failed = materialize(
         [strategy_backtest], instance=instance, raise_on_error=False,
         resources={**resources, "ledger": Ledger(path=str(tmp_path / "trading.sqlite")),
-                   "reports": ReportStore(directory=str(tmp_path / "reports"))},
+                   "reports": ReportStore(directory=str(tmp_path / "reports")),
+                   "live_trading": LiveTrading.from_settings(get_settings())},
         run_config={"ops": {"strategy_backtest": {"config": {"start": "someday", "end": "2026-01-30"}}}},
     )
     assert not failed.success

@@ -18,7 +18,7 @@ from turbomode_pipeline.core.fills import next_open_fills
 from turbomode_pipeline.core.risk import RiskLimits, review
 from turbomode_pipeline.core.strategies import decide, decide_on_bar, follow_signals, indicator_signals
 from turbomode_pipeline.core.strategy_backtest import Costs, backtest_strategy
-from turbomode_pipeline.live.trading import TradingClock, live_trading_job
+from turbomode_pipeline.live.trading import LiveTrading, TradingClock, live_trading_job
 from turbomode_pipeline.resources.broker import LocalPaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import AlpacaMarketData, SimulatedMarketData
@@ -136,7 +136,8 @@ def backtested(tmp_path_factory):
     ledger.add_strategy("nvda-donchian-daily", "donchian_channel", "NVDA", 10_000.0, params={"timeframe_minutes": 1440, "entry": 2, "exit": 1})
     resources = {"ledger": ledger, "market_data": SimulatedMarketData(seed=SEED), "universe": Universe(path=str(universe)),
                  "warehouse": Warehouse(path=str(folder / "warehouse.duckdb")),
-                 "reports": ReportStore(directory=str(folder / "reports"))}
+                 "reports": ReportStore(directory=str(folder / "reports")),
+                 "live_trading": LiveTrading.from_settings(get_settings())}
     write_signal(resources["warehouse"], resources["market_data"], resources["universe"].load())
     ids = ["aapl-donchian", "amd-keltner", "nvda-donchian-daily", "nvda-turbomode"]
     with CallRecorder() as recorder:
@@ -158,6 +159,7 @@ def test_a_live_tick_decides_and_fills_the_backtests_first_trade_through_the_sam
     ledger.seed_strategies(str(get_settings().strategies_file))
     live = {"ledger": ledger, "broker": LocalPaperBroker(ledger_path=ledger_path), "market_data": resources["market_data"],
             "universe": resources["universe"], "trading_clock": TradingClock(),
+            "live_trading": LiveTrading.from_settings(get_settings()),
             "live_warehouse": Warehouse(path=str(tmp_path / "warehouse.duckdb"), lock_timeout_s=0.5)}
     with CallRecorder() as recorder:
         for minutes in (1, 2):  # the tick after the decision bar closes submits; the next one fills

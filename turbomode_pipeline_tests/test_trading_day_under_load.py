@@ -33,13 +33,16 @@ def nightly_chain(warehouse_path: str, universe_path: str, registry: dict, seed:
     from turbomode_pipeline.resources.market_data import SimulatedMarketData
     from turbomode_pipeline.resources.model_registry import ModelRegistry
     from turbomode_pipeline.resources.universe import Universe
+    from turbomode_pipeline.resources.labels import LabelSettings
     from turbomode_pipeline.resources.warehouse import Warehouse
+    from turbomode_pipeline.settings import get_settings
 
     resources = {
         "market_data": SimulatedMarketData(seed=seed, predictability=0.5),
         "warehouse": Warehouse(path=warehouse_path, lock_timeout_s=30.0),
         "universe": Universe(path=universe_path),
         "model_registry": ModelRegistry(**registry),
+        "labels": LabelSettings.from_settings(get_settings()),
     }
     written = {}
     with DagsterInstance.ephemeral() as instance:

@@ -8,12 +8,14 @@ from dagster import (
     AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
+    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
     WeeklyPartitionsDefinition,
     asset,
 )
+from pydantic import Field, model_validator
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import daily_features
@@ -61,9 +63,24 @@ def week_so_far(partition_key: str, now: datetime) -> list[date]:
     return [day for day in week if due_at(day) <= now]
 
 
-def thresholds() -> Thresholds:
-    settings = get_settings()
-    return Thresholds(settings.drift_psi_warn, settings.drift_psi_drift, settings.drift_one_sided_share)
+class DriftConfig(Config):
+    """The launchpad's drift limits; the defaults are TURBOMODE_DRIFT_* of the code location's settings."""
+
+    psi_warn: float = Field(default=get_settings().drift_psi_warn, gt=0.0, description="excess PSI that warns")
+    psi_drift: float = Field(default=get_settings().drift_psi_drift, gt=0.0, description="excess PSI that is drift")
+    one_sided_share: float = Field(default=get_settings().drift_one_sided_share, ge=0.0, le=1.0,
+                                   description="a sector's BUY (or SELL) share of its signals that is one-sided")
+    window_sessions: int = Field(default=get_settings().drift_window_sessions, ge=1,
+                                 description="the latest sessions compared with the champion's training window")
+
+    @model_validator(mode="after")
+    def _warn_below_drift(self):
+        if self.psi_warn >= self.psi_drift:
+            raise ValueError(f"psi_warn {self.psi_warn} must be below psi_drift {self.psi_drift}")
+        return self
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.psi_warn, self.psi_drift, self.one_sided_share)
 
 
 def _champions(registry: ModelRegistry) -> pl.DataFrame:
@@ -157,26 +174,27 @@ def _summary(report: pl.DataFrame) -> str:
     metadata=table_metadata("drift_report", DriftReport),
 )
 def drift_report(
-    context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry, reports: ReportStore
+    context: AssetExecutionContext, config: DriftConfig, warehouse: Warehouse, model_registry: ModelRegistry,
+    reports: ReportStore,
 ):
     """Per sector: PSI and KS of every feature (champion's training window vs the last sessions),
     the scanner's confidence drift, BUY/SELL balance and hit rate against the holdout, and a status.
 
     Writes drift_report and drift_features, and an HTML report under $TURBOMODE_DATA_DIR/reports/.
     """
-    settings, limits = get_settings(), thresholds()
+    limits, window_sessions = config.thresholds(), config.window_sessions
     end = week_ending(context.partition_key)
     so_far = week_so_far(context.partition_key, judged_at(clock.now()))  # research mode: the history's end
     if not so_far:
         raise Failure(description=f"the week {context.partition_key}..{end} has no session due yet: nothing to report")
     partial = so_far[-1] < sessions_between(date.fromisoformat(context.partition_key), end)[-1]
-    window = sessions_before(so_far[-1] + timedelta(days=1), settings.drift_window_sessions)
+    window = sessions_before(so_far[-1] + timedelta(days=1), window_sessions)
     champions = _champions(model_registry)
     if champions.is_empty():
         raise Failure(description="no sector has a champion stacked_ensemble model; materialise sector_models first")
     reference, current = _features(warehouse, champions, window)
-    drift = feature_drift(reference, current, list(RAW_FEATURES), settings.drift_window_sessions)
-    judged = judged_features(list(RAW_FEATURES), WARMUP, settings.drift_window_sessions)
+    drift = feature_drift(reference, current, list(RAW_FEATURES), window_sessions)
+    judged = judged_features(list(RAW_FEATURES), WARMUP, window_sessions)
     scanner = _scanner_tables(warehouse, window, (end - timedelta(days=6), end))
     balance = signal_balance(scanner["signals"], limits)
     expected = dict(champions.select("sector", "expected_hit_rate").iter_rows())
@@ -185,7 +203,7 @@ def drift_report(
     path = str((Path(reports.directory) / name).resolve())
     report = (
         sector_status(drift, judged, limits)
-        .join(_confidence_psi(scanner, settings.drift_window_sessions), on="sector", how="left", maintain_order="left")
+        .join(_confidence_psi(scanner, window_sessions), on="sector", how="left", maintain_order="left")
         .join(balance.filter(pl.col("sector") != "All sectors"), on="sector", how="left", maintain_order="left")
         .join(hit_rates(scanner["outcomes"], expected).drop("expected_hit_rate"), on="sector", how="left",
               maintain_order="left")

@@ -19,14 +19,14 @@ from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.calendar import daily_sessions, sessions_after, sessions_before
 from turbomode_pipeline.core.feature_rules import FEATURE_RULES
 from turbomode_pipeline.core.features import FEATURES, LOOKBACK_SESSIONS, compute_features
-from turbomode_pipeline.core.labels import Barriers, triple_barrier
+from turbomode_pipeline.core.labels import triple_barrier
 from turbomode_pipeline.core.rules import Rule, violations
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.assets.table_schema import table_metadata
 from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
 from turbomode_pipeline.settings import get_settings
 
-BARRIERS = Barriers(get_settings().label_k_up, get_settings().label_k_dn, get_settings().label_horizon)
 FEATURES_SCHEMA_CHECK = "features_match_schema"
 SAMPLES_SCHEMA_CHECK = "samples_match_schema"
 
@@ -87,13 +87,13 @@ def daily_features(context: AssetExecutionContext, warehouse: Warehouse):
     yield MaterializeResult(metadata={"features": len(FEATURES)})
 
 
-def label_consistency(samples: pl.DataFrame, **_) -> pl.DataFrame:
+def label_consistency(samples: pl.DataFrame, horizon: int, **_) -> pl.DataFrame:
     col = pl.col
     bad = samples.filter(
         ((col("barrier") == "upper") & ((col("label") != 1) | (col("exit_price") < col("upper"))))
         | ((col("barrier") == "lower") & ((col("label") != 0) | (col("exit_price") > col("lower"))))
         | (col("t1") <= col("session"))
-        | (col("days_held") > BARRIERS.horizon)
+        | (col("days_held") > horizon)
     )
     return violations(bad, pl.format("barrier={} label={} exit={} t1={}", "barrier", "label", "exit_price", "t1"))
 
@@ -111,7 +111,7 @@ SAMPLE_RULES = (
         AssetDep(
             daily_bars,
             partition_mapping=TimeWindowPartitionMapping(
-                start_offset=0, end_offset=BARRIERS.horizon, allow_nonexistent_upstream_partitions=True
+                start_offset=0, end_offset=get_settings().label_horizon, allow_nonexistent_upstream_partitions=True
             ),
         ),
         AssetDep(daily_features),
@@ -121,25 +121,26 @@ SAMPLE_RULES = (
     kinds={"duckdb", "polars"},
     metadata={
         **table_metadata("training_samples", TrainingSamples),
-        "label_horizon_sessions": BARRIERS.horizon,
-        "materialisable": f"partition d once daily_bars holds the {BARRIERS.horizon} sessions after d",
+        "label_horizon_sessions": get_settings().label_horizon,
+        "materialisable": f"partition d once daily_bars holds the {get_settings().label_horizon} sessions after d",
     },
 )
-def training_samples(context: AssetExecutionContext, warehouse: Warehouse):
+def training_samples(context: AssetExecutionContext, warehouse: Warehouse, labels: LabelSettings):
     """Triple-barrier outcome of a trade entered at each session's close (see core/labels.py).
 
     Partition d needs bars for d through the H-th session after d (H = TURBOMODE_LABEL_HORIZON),
     so it becomes materialisable H sessions after its date.
     """
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
-    horizon_end = sessions_after(sessions[-1], BARRIERS.horizon)[-1]
+    barriers = labels.barriers
+    horizon_end = sessions_after(sessions[-1], barriers.horizon)[-1]
     bars = _bars(warehouse, sessions[0], horizon_end)
     newest = bars["session"].max()
     if newest is None or newest < horizon_end:
         raise Failure(
             description=(
                 f"training_samples {sessions[-1]} is not materialisable yet: its outcome needs bars through "
-                f"{horizon_end} ({BARRIERS.horizon} sessions later), and daily_bars ends at {newest}"
+                f"{horizon_end} ({barriers.horizon} sessions later), and daily_bars ends at {newest}"
             ),
             metadata={"needs_bars_through": str(horizon_end), "newest_bars": str(newest)},
         )
@@ -147,15 +148,16 @@ def training_samples(context: AssetExecutionContext, warehouse: Warehouse):
         "SELECT session, symbol, atr_14 FROM daily_features WHERE session BETWEEN ? AND ?", [sessions[0], sessions[-1]]
     )
     _require_sessions("daily_features", atr["session"], sessions, "materialise daily_features for them first")
-    samples = triple_barrier(bars, atr, BARRIERS).filter(pl.col("session").is_in(pl.Series(sessions).implode()))
-    failures = yield from evaluate(samples, TrainingSamples, SAMPLES_SCHEMA_CHECK, SAMPLE_RULES)
+    samples = triple_barrier(bars, atr, barriers).filter(pl.col("session").is_in(pl.Series(sessions).implode()))
+    failures = yield from evaluate(samples, TrainingSamples, SAMPLES_SCHEMA_CHECK, SAMPLE_RULES,
+                                    horizon=barriers.horizon)
     if failures:
         raise refuse("training_samples", failures, sessions)
     rows = warehouse.replace_partitions(TRAINING_SAMPLES, conform(samples, TrainingSamples), sessions)
-    barriers = {f"barrier_{name}": (pl.col("barrier") == name).sum() for name in ("lower", "time", "upper")}
+    hits = {f"barrier_{name}": (pl.col("barrier") == name).sum() for name in ("lower", "time", "upper")}
     attach(context, by_session(samples, **{
-        "dagster/row_count": pl.len(), "label_up_share": pl.col("label").mean().cast(pl.Float64), **barriers,
+        "dagster/row_count": pl.len(), "label_up_share": pl.col("label").mean().cast(pl.Float64), **hits,
     }), context.partition_keys, missing={"dagster/row_count": 0})
     log_run(context, "training_samples", rows=rows, sessions=len(sessions),
             label_up_share=float(samples["label"].mean() or 0.0))
-    yield MaterializeResult(metadata={"horizon_sessions": BARRIERS.horizon})
+    yield MaterializeResult(metadata={"horizon_sessions": barriers.horizon})

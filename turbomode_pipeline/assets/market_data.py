@@ -3,7 +3,10 @@
 from datetime import date
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetMaterialization, BackfillPolicy, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext, AssetMaterialization, BackfillPolicy, Config, Failure, MaterializeResult, MetadataValue, asset,
+)
+from pydantic import Field
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run
@@ -22,6 +25,13 @@ FROZEN_LOOKBACK = 4
 
 
 
+class BarsConfig(Config):
+    """The launchpad's coverage floor; its default is TURBOMODE_MIN_COVERAGE of the code location's settings."""
+
+    min_coverage: float = Field(default=get_settings().min_coverage, ge=0.0, le=1.0,
+                                description="the share of the session's listed symbols its bars must cover")
+
+
 @asset(
     partitions_def=daily_sessions(),
     backfill_policy=BackfillPolicy.single_run(),
@@ -32,7 +42,8 @@ FROZEN_LOOKBACK = 4
     metadata=table_metadata("daily_bars", DailyBars),
 )
 def daily_bars(
-    context: AssetExecutionContext, market_data: MarketDataSource, warehouse: Warehouse, universe: Universe
+    context: AssetExecutionContext, config: BarsConfig, market_data: MarketDataSource, warehouse: Warehouse,
+    universe: Universe,
 ):
     """Daily OHLCV bars for every symbol of the universe, one partition per NYSE session.
 
@@ -48,7 +59,7 @@ def daily_bars(
     failures = yield from evaluate(
         bars, DailyBars, SCHEMA_CHECK, RULES,
         universe=symbols, sessions=sessions, prior=_prior_closes(warehouse, sessions[0]),
-        min_coverage=get_settings().min_coverage,
+        min_coverage=config.min_coverage,
     )
     if failures and (failures.sessions is None or set(failures.sessions) >= set(sessions)):
         raise refuse("daily_bars", failures, sessions)

@@ -2,6 +2,7 @@
 
 import os
 import socket
+from pathlib import Path
 
 import polars as pl
 from dagster import (
@@ -10,12 +11,13 @@ from dagster import (
 )
 from threadpoolctl import threadpool_limits
 
-from turbomode_pipeline.assets.features import BARRIERS, training_samples
+from turbomode_pipeline.assets.features import training_samples
 from turbomode_pipeline.assets.partition_metadata import readable
 from turbomode_pipeline.core.features import MODEL_FEATURES
 from turbomode_pipeline.core.labels import without_sector_median
 from turbomode_pipeline.core.model_types import ModelSettings
 from turbomode_pipeline.partitions import SECTOR_BY_KEY, SECTOR_PARTITIONS, SECTORS, sector_of
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import get_settings
@@ -28,9 +30,9 @@ class TrainingConfig(Config):
     fast: bool = False  # smaller models and fewer folds: for demos and tests
     holdout_sessions: int = 250
     features: list[str] = []  # a subset of the features to train on; empty means all of them
-    # the champion gate's null band in standard errors of the holdout rank IC; None: the setting
-    # TURBOMODE_CHAMPION_MIN_RANK_IC_T
-    champion_min_rank_ic_t: float | None = None
+    # the champion gate's null band in standard errors of the holdout rank IC; default: the code
+    # location's TURBOMODE_CHAMPION_MIN_RANK_IC_T
+    champion_min_rank_ic_t: float = get_settings().champion_min_rank_ic_t
 
 
 def _samples(warehouse: Warehouse, sector: str, label_target: str) -> pl.DataFrame:
@@ -60,7 +62,9 @@ STEP_SECTORS = {_step(key): key for key in SECTOR_BY_KEY}
 # One static step per sector of the universe (aliases of this op), not dynamic outputs nor optional
 # ones: dagster-dask's executor plans every step before the run starts and cannot skip a step.
 @op(ins={"training_samples": In(Nothing)})
-def train_sector_models(context: OpExecutionContext, config: TrainingConfig, warehouse: Warehouse):
+def train_sector_models(
+    context: OpExecutionContext, config: TrainingConfig, warehouse: Warehouse, labels: LabelSettings
+):
     """The six models of the step's sector, trained and evaluated, not yet registered: a
     `SectorTraining`, or the reason why its samples are too few to train on, with the sector's name;
     None when the sector is not in the run."""
@@ -74,7 +78,7 @@ def train_sector_models(context: OpExecutionContext, config: TrainingConfig, war
     unknown = sorted(set(features) - set(MODEL_FEATURES))
     if unknown:
         raise ValueError(f"unknown feature(s) {unknown} in the training config; known: {', '.join(MODEL_FEATURES)}")
-    rows = _samples(warehouse, sector, get_settings().label_target)
+    rows = _samples(warehouse, sector, labels.target)
     # where it runs: the executor (a dask worker, a forked process) decides; host and pid say which
     where = f"{context.op_handle} on {socket.gethostname()} pid {os.getpid()}"
     context.log.info(f"{where}: {sector}: training 6 models on {rows.height:,} samples")
@@ -83,7 +87,7 @@ def train_sector_models(context: OpExecutionContext, config: TrainingConfig, war
     with threadpool_limits(limits=1):
         try:
             return sector, train_sector(
-                sector, rows, features, horizon=BARRIERS.horizon,
+                sector, rows, features, horizon=labels.horizon,
                 holdout_sessions=config.holdout_sessions, settings=settings,
             )
         except TooFewSamples as error:
@@ -93,7 +97,8 @@ def train_sector_models(context: OpExecutionContext, config: TrainingConfig, war
 # An input per sector step, not one fan-in list: on a dask worker a fan-in input finds no upstream output.
 @op(ins={step: In() for step in STEP_SECTORS})
 def register_sector_models(
-    context: OpExecutionContext, config: TrainingConfig, model_registry: ModelRegistry, **steps
+    context: OpExecutionContext, config: TrainingConfig, model_registry: ModelRegistry, labels: LabelSettings,
+    warehouse: Warehouse, **steps
 ) -> None:
     """Register every trained sector's models in one MLflow run, only once every sector's step has
     ended: a failed or killed step leaves nothing of the run registered."""
@@ -108,11 +113,11 @@ def register_sector_models(
             "build training_samples over more sessions (the backtest_data job) or lower holdout_sessions",
             metadata={"skipped_sectors": MetadataValue.json(skipped)},
         )
-    label_target = get_settings().label_target
+    label_target = labels.target
     rows = model_registry.log_training(
         trainings, run_name=f"training {context.run.run_id[:8]}",
         tags={"dagster_run_id": context.run.run_id, "fast": str(config.fast), "label_target": label_target},
-        min_rank_ic_t=config.champion_min_rank_ic_t,
+        min_rank_ic_t=config.champion_min_rank_ic_t, samples_source=str(Path(warehouse.path).resolve()),
     )
     context.add_output_metadata(_metadata(rows, trainings, skipped, label_target))
 

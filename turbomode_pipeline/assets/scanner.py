@@ -11,17 +11,19 @@ from dagster import (
     AssetSelection,
     AutomationCondition,
     BackfillPolicy,
+    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
     asset,
 )
+from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
-from turbomode_pipeline.assets.features import BARRIERS, daily_features
+from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run, readable
@@ -30,6 +32,7 @@ from turbomode_pipeline.core import scanner
 from turbomode_pipeline.core.features import FEATURES, MODEL_FEATURES
 from turbomode_pipeline.core.model_types import STACKED
 from turbomode_pipeline.core.rules import Rule, violations
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.model_registry import ModelRegistry, UntrustedModel, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.assets.table_schema import table_metadata
@@ -49,6 +52,15 @@ from turbomode_pipeline.settings import get_settings
 SIGNALS_SCHEMA_CHECK = "signals_match_schema"
 OUTCOMES_SCHEMA_CHECK = "outcomes_match_schema"
 QUALITY_WINDOWS = (20, 60)
+
+
+class ScannerConfig(Config):
+    """The launchpad's threshold; its default is TURBOMODE_SIGNAL_THRESHOLD of the code location's settings."""
+
+    threshold: float = Field(default=get_settings().signal_threshold, gt=0.5, le=1.0,
+                             description="BUY at or above this calibrated probability, SELL at or below 1 minus it")
+
+
 # Late data, a catch-up run or a backfill of a recent session's features: scan that session.
 # Retraining the models does not re-scan history.
 SCAN_WHEN_FEATURES_LAND = (
@@ -85,9 +97,9 @@ SIGNAL_RULES = (
 )
 
 
-def expiry(sessions: list[date]) -> pl.DataFrame:
-    """session, expires_at: the close of the session H sessions later."""
-    closes = [session_close(sessions_after(day, BARRIERS.horizon)[-1]) for day in sessions]
+def expiry(sessions: list[date], horizon: int) -> pl.DataFrame:
+    """session, expires_at: the close of the session `horizon` sessions later."""
+    closes = [session_close(sessions_after(day, horizon)[-1]) for day in sessions]
     return pl.DataFrame({"session": sessions, "expires_at": closes}).with_columns(
         pl.col("expires_at").dt.convert_time_zone("UTC")
     )
@@ -169,7 +181,10 @@ def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.Dat
     kinds={"duckdb", "mlflow", "polars"},
     metadata={**table_metadata("signal_history", SignalHistory), "also_writes": "scanner_scores, active_signals (view)"},
 )
-def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry):
+def scanner_signals(
+    context: AssetExecutionContext, config: ScannerConfig, warehouse: Warehouse, model_registry: ModelRegistry,
+    labels: LabelSettings,
+):
     """Score every symbol's features for the session with its sector's champion (stacked
     ensemble) and emit BUY/SELL signals where the calibrated confidence passes the threshold
     (TURBOMODE_SIGNAL_THRESHOLD). Target and stop are the label barriers; a signal expires
@@ -180,8 +195,8 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     started = time.perf_counter()
     scored, loading, without_champion = score(features, model_registry)
     scan_seconds = time.perf_counter() - started
-    threshold = get_settings().signal_threshold
-    found = scanner.signals(scored, expiry(sessions), threshold, BARRIERS, clock.now())
+    threshold = config.threshold
+    found = scanner.signals(scored, expiry(sessions, labels.horizon), threshold, labels.barriers, clock.now())
     failures = yield from evaluate(found, SignalHistory, SIGNALS_SCHEMA_CHECK, SIGNAL_RULES)
     if failures:
         raise refuse("scanner_signals", failures, sessions)
@@ -236,7 +251,7 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
         AssetDep(
             daily_bars,
             partition_mapping=TimeWindowPartitionMapping(
-                start_offset=0, end_offset=BARRIERS.horizon, allow_nonexistent_upstream_partitions=True
+                start_offset=0, end_offset=get_settings().label_horizon, allow_nonexistent_upstream_partitions=True
             ),
         ),
     ],
@@ -245,16 +260,17 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     kinds={"duckdb", "polars"},
     metadata={
         **table_metadata("signal_outcomes", SignalOutcomes),
-        "materialisable": f"partition d once daily_bars holds the {BARRIERS.horizon} sessions after d",
+        "materialisable": f"partition d once daily_bars holds the {get_settings().label_horizon} sessions after d",
     },
 )
-def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
+def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse, labels: LabelSettings):
     """The realised result (target, stop or expired), return and days held of the session's
     signals once their H-session horizon has passed; metadata: hit rates by sector and
     direction, and the scanner's IC, rank IC and ICIR over the last 20 and 60 sessions.
     """
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
-    horizon_end = sessions_after(sessions[-1], BARRIERS.horizon)[-1]
+    horizon = labels.horizon
+    horizon_end = sessions_after(sessions[-1], horizon)[-1]
     bars = warehouse.query(
         "SELECT session, symbol, open, high, low, close FROM daily_bars WHERE session BETWEEN ? AND ?",
         [sessions_before(sessions[0], max(QUALITY_WINDOWS))[0], horizon_end],
@@ -264,7 +280,7 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
         raise Failure(
             description=(
                 f"signal_outcomes {sessions[-1]} is not materialisable yet: its signals' horizon needs bars through "
-                f"{horizon_end} ({BARRIERS.horizon} sessions later), and daily_bars ends at {newest}"
+                f"{horizon_end} ({horizon} sessions later), and daily_bars ends at {newest}"
             )
         )
     signals = warehouse.query("SELECT * FROM signal_history WHERE session IN (SELECT unnest(?))", [sessions])
@@ -272,8 +288,8 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
         "SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session IN (SELECT unnest(?))", [sessions]
     )
     graded = scanner.relative_outcomes(
-        scanner.outcomes(signals, bars.filter(pl.col("session") >= sessions[0]), BARRIERS.horizon),
-        scores, bars, BARRIERS.horizon,
+        scanner.outcomes(signals, bars.filter(pl.col("session") >= sessions[0]), horizon),
+        scores, bars, horizon,
     )
     failures = yield from evaluate(graded, SignalOutcomes, OUTCOMES_SCHEMA_CHECK, ())
     if failures:
@@ -281,7 +297,7 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
     rows = warehouse.replace_partitions(SIGNAL_OUTCOMES, conform(graded, SignalOutcomes), sessions)
     # each partition: its own graded signals, hit rate and the session's IC; the 20- and 60-session
     # windows (as of the run's last session) on the last partition only
-    ic = scanner.daily_ic(scores, scanner.forward_returns(bars, BARRIERS.horizon))
+    ic = scanner.daily_ic(scores, scanner.forward_returns(bars, horizon))
     own = by_session(graded, **{
         "dagster/row_count": pl.len(), "buy_signals": (pl.col("signal_type") == "BUY").sum(),
         "sell_signals": (pl.col("signal_type") == "SELL").sum(),
@@ -289,15 +305,15 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
     }).join(ic.select(pl.col("session").cast(pl.String).alias("partition"), "ic", "rank_ic"), on="partition",
             how="full", coalesce=True).with_columns(pl.col("dagster/row_count").fill_null(0))
     attach(context, own, context.partition_keys, missing={"dagster/row_count": 0})
-    context.add_asset_metadata(quality(warehouse, bars, sessions[-1]), partition_key=context.partition_keys[-1])
+    context.add_asset_metadata(quality(warehouse, bars, sessions[-1], horizon), partition_key=context.partition_keys[-1])
     log_run(context, "signal_outcomes", graded=rows, sessions=len(sessions))
-    yield MaterializeResult(metadata={"horizon_sessions": BARRIERS.horizon})
+    yield MaterializeResult(metadata={"horizon_sessions": horizon})
 
 
-def quality(warehouse: Warehouse, bars: pl.DataFrame, last: date) -> dict:
+def quality(warehouse: Warehouse, bars: pl.DataFrame, last: date, horizon: int) -> dict:
     """Hit rates and IC measures over the last 20 and 60 sessions up to `last`."""
     metadata = {}
-    returns = scanner.forward_returns(bars, BARRIERS.horizon)
+    returns = scanner.forward_returns(bars, horizon)
     for window in QUALITY_WINDOWS:
         first = sessions_before(last, window - 1)[0]
         graded = warehouse.query("SELECT * FROM signal_outcomes WHERE session BETWEEN ? AND ?", [first, last])

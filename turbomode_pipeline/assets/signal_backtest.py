@@ -4,10 +4,12 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+from pydantic import Field
 from dagster import (
     AssetDep,
     AssetExecutionContext,
     BackfillPolicy,
+    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -15,13 +17,13 @@ from dagster import (
     asset,
 )
 
-from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, readable
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.calendar import daily_sessions, sessions_after
 from turbomode_pipeline.core import report_html
 from turbomode_pipeline.core import signal_backtest as backtest
 from turbomode_pipeline.core.signal_backtest_html import SignalBacktestReport, equity_png, render_report
+from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.assets.table_schema import table_metadata
@@ -43,10 +45,17 @@ from turbomode_pipeline.settings import get_settings
 col = pl.col
 
 
-def _inputs(warehouse: Warehouse, sessions: list[date]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+class SignalBacktestConfig(Config):
+    """The launchpad's book; the defaults are TURBOMODE_BACKTEST_QUANTILES and TURBOMODE_BACKTEST_COST_BPS."""
+
+    quantiles: int = Field(default=get_settings().backtest_quantiles, ge=2, description="score quantiles per sector")
+    cost_bps: float = Field(default=get_settings().backtest_cost_bps, ge=0.0, description="costs per side, in bps")
+
+
+def _inputs(warehouse: Warehouse, sessions: list[date], horizon: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Every score and graded signal up to the last session, and the closes through its horizon."""
     last = sessions[-1]
-    horizon_end = sessions_after(last, BARRIERS.horizon)[-1]
+    horizon_end = sessions_after(last, horizon)[-1]
     scores = warehouse.query(
         "SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session <= ? ORDER BY session, symbol",
         [last],
@@ -96,17 +105,21 @@ def _summary_rows(as_of: date, stats: dict[str, dict], curves: dict[str, pl.Data
     deps=[
         AssetDep(signal_outcomes),
         AssetDep(scanner_signals, partition_mapping=TimeWindowPartitionMapping(
-            start_offset=-BARRIERS.horizon, end_offset=0, allow_nonexistent_upstream_partitions=True)),
+            start_offset=-get_settings().label_horizon, end_offset=0, allow_nonexistent_upstream_partitions=True)),
     ],
     group_name="scanner",
     kinds={"duckdb", "html", "polars"},
     metadata={
         **table_metadata("signal_backtest_summary", SignalBacktestSummary),
         "also_writes": "signal_backtest_daily, signal_backtest_trades, signal_backtest_curves, signal_backtest_quantiles",
-        "materialisable": f"partition d once signal_outcomes d is (daily_bars through the {BARRIERS.horizon} sessions after d)",
+        "materialisable": f"partition d once signal_outcomes d is (daily_bars through the "
+                          f"{get_settings().label_horizon} sessions after d)",
     },
 )
-def signal_backtest(context: AssetExecutionContext, warehouse: Warehouse, reports: ReportStore):
+def signal_backtest(
+    context: AssetExecutionContext, config: SignalBacktestConfig, warehouse: Warehouse, reports: ReportStore,
+    labels: LabelSettings,
+):
     """The scanner's scores and signals over every graded session up to the run's last partition:
     a sector-neutral long-short book (top vs bottom score quantile per sector, H-session overlapping
     tranches, TURBOMODE_BACKTEST_QUANTILES, TURBOMODE_BACKTEST_COST_BPS per side) against an
@@ -116,11 +129,10 @@ def signal_backtest(context: AssetExecutionContext, warehouse: Warehouse, report
     last partition also holds the curves, summary and returns by quantile as of it, and the report
     $TURBOMODE_DATA_DIR/reports/signal_backtest_<session>.html.
     """
-    settings = get_settings()
-    costs, quantiles, horizon = backtest.Costs(settings.backtest_cost_bps), settings.backtest_quantiles, BARRIERS.horizon
+    costs, quantiles, horizon = backtest.Costs(config.cost_bps), config.quantiles, labels.horizon
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     as_of = sessions[-1]
-    scores, bars, graded = _inputs(warehouse, sessions)
+    scores, bars, graded = _inputs(warehouse, sessions, horizon)
 
     daily = backtest.long_short(scores, bars, horizon, quantiles, costs)
     trades = backtest.signal_trades(graded, costs) if graded.height else None  # None: no signal graded yet

@@ -12,7 +12,7 @@ from turbomode_pipeline import clock
 from turbomode_pipeline.calendar import session_open, sessions_before, sessions_between
 from turbomode_pipeline.core.strategy_backtest import DAILY, Costs, backtest_strategy
 from turbomode_pipeline.core.strategy_backtest_html import equity_png, render_report
-from turbomode_pipeline.live.trading import risk_limits
+from turbomode_pipeline.live.trading import LiveTrading
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import MarketDataSource
 from turbomode_pipeline.resources.reports import ReportStore
@@ -28,7 +28,6 @@ from turbomode_pipeline.schemas import (
     StrategyBacktestTrades,
     conform,
 )
-from turbomode_pipeline.settings import get_settings
 
 col = pl.col
 NO_SIGNALS = "the warehouse has no signal_history to follow (materialise scanner_signals first)"
@@ -93,16 +92,15 @@ def _range(config: StrategyBacktestConfig) -> list[date]:
        metadata=table_metadata("strategy_backtest", StrategyBacktestSummary))
 def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestConfig, ledger: Ledger,
                       market_data: MarketDataSource, universe: Universe, warehouse: Warehouse,
-                      reports: ReportStore) -> MaterializeResult:
+                      reports: ReportStore, live_trading: LiveTrading) -> MaterializeResult:
     """The live strategies (every enabled row of live_strategies, or `strategy_ids`) over start..end, through the live
     tick's decision function, the live risk limits and the local paper broker's fill model.
 
     Writes strategy_backtest (one row per strategy and range), strategy_backtest_trades, strategy_backtest_equity,
     and strategy_backtest_<first>_<last>.html under $TURBOMODE_DATA_DIR/reports/.
     """
-    settings = get_settings()
     sessions = _range(config)
-    ledger.seed_strategies(str(settings.strategies_file))
+    ledger.seed_strategies(live_trading.strategies_file)
     try:
         chosen = selected_strategies(ledger, config.strategy_ids)
     except ValueError as error:
@@ -122,8 +120,8 @@ def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestCo
         lambda p: int(json.loads(p).get("timeframe_minutes", 1)) >= DAILY, return_dtype=pl.Boolean).alias("daily"))
     bars = {daily: history_bars(market_data, universe.load(), group["symbol"].unique().to_list(), sessions, daily)
             for (daily,), group in runnable.group_by("daily")}  # at most two loads: minute and daily bars
-    costs = Costs(settings.paper_starting_cash, settings.slippage_bps, settings.commission_per_share)
-    limits = risk_limits()
+    costs = Costs(live_trading.starting_cash, live_trading.slippage_bps, live_trading.commission_per_share)
+    limits = live_trading.limits()
     name = f"strategy_backtest_{sessions[0]}_{sessions[-1]}.html"
     path = str((Path(reports.directory) / name).resolve())
     summaries, trades, equities = [], [], []

@@ -14,7 +14,7 @@ from dagster import (
     schedule,
 )
 
-from turbomode_pipeline.assets.features import BARRIERS, daily_features, training_samples
+from turbomode_pipeline.assets.features import daily_features, training_samples
 from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
 from turbomode_pipeline.calendar import daily_sessions, sessions_between
 from turbomode_pipeline.settings import get_settings
@@ -45,7 +45,7 @@ def backfill_ranges(instance: DagsterInstance) -> list[tuple[date, date]]:
     done = _materialized(instance, "daily_features") & _materialized(instance, "training_samples")
     ranges = []
     for stretch in _unbroken_stretches(bars):
-        eligible = stretch[: max(len(stretch) - BARRIERS.horizon, 0)]
+        eligible = stretch[: max(len(stretch) - get_settings().label_horizon, 0)]
         missing = [day for day in eligible if day not in done]
         if missing:
             ranges.append((missing[0], eligible[-1]))

@@ -26,7 +26,6 @@ from dagster import (
 )
 
 from turbomode_pipeline import clock
-from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.assets.signal_backtest import signal_backtest
 from turbomode_pipeline.automation.market_data import (
@@ -135,7 +134,7 @@ def overnight_scanner(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.astimezone(desk_timezone()).date()
     if not is_session(day):
         return SkipReason(f"{day} ({day:%A}) is not an NYSE session: nothing to scan")
-    graded = sessions_before(day, BARRIERS.horizon)[0]
+    graded = sessions_before(day, get_settings().label_horizon)[0]
     return [
         RunRequest(run_key=f"scanner_signals:{day}", partition_key=day.isoformat(), asset_selection=[scanner_signals.key]),
         RunRequest(

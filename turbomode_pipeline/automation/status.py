@@ -14,7 +14,6 @@ import polars as pl
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from turbomode_pipeline import clock
-from turbomode_pipeline.assets.features import BARRIERS
 from turbomode_pipeline.schemas import ACTIVE_SIGNALS_AT
 from turbomode_pipeline.automation.market_data import due_sessions, judged_at, research_note
 from turbomode_pipeline.automation.scanner import latest_due_scan, unscanned
@@ -23,6 +22,7 @@ from turbomode_pipeline.core.model_types import MODEL_TYPES, STACKED
 from turbomode_pipeline.partitions import SECTOR_BY_KEY, SECTORS
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseError
+from turbomode_pipeline.settings import get_settings
 
 RECENT = 10
 # Nightly assets are stale when one of their recent due sessions is missing; the labelled and
@@ -74,7 +74,7 @@ def _recent_sessions(asset: str, now: datetime) -> list[date]:
     if asset == "scanner_signals":
         latest = latest_due_scan(now)
         return [*sessions_before(latest, RECENT - 1), latest] if latest else []
-    due = due_sessions(now, RECENT + BARRIERS.horizon)
+    due = due_sessions(now, RECENT + get_settings().label_horizon)
     return due[-RECENT:] if asset in NIGHTLY else due[:RECENT]
 
 

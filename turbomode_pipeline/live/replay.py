@@ -42,7 +42,7 @@ def tick_times(session: date, every: int) -> list[datetime]:
 def replay_session(session: date, every: int, live: dict, strategies: Ledger, folder: Path, starting_cash: float,
                    slippage_bps: float, commission_per_share: float, strategy_ids: list[str] | None = None,
                    progress=print) -> Replay:
-    """`live`: the run's market_data, universe and live_warehouse resources; `strategies`: the ledger whose
+    """`live`: the run's market_data, universe, live_warehouse and live_trading resources; `strategies`: the ledger whose
     live_strategies are replayed (the enabled ones, or `strategy_ids`)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"trading_{session}.sqlite"

@@ -34,7 +34,7 @@ from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import MarketDataSource
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
-from turbomode_pipeline.settings import get_settings
+from turbomode_pipeline.settings import Settings
 
 STRATEGIES_TAG = "turbomode/strategies"
 UNFINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
@@ -51,21 +51,45 @@ class TradingClock(ConfigurableResource):
         return clock.now().replace(microsecond=0)
 
 
+class LiveTrading(ConfigurableResource):
+    """The desk's terms for live paper trading: the kill switch, the strategies file, the risk limits
+    (TURBOMODE_KILL_SWITCH, TURBOMODE_STRATEGIES_FILE, TURBOMODE_RISK_*, TURBOMODE_ALLOW_SHORT) and the
+    paper account the strategy backtest assumes (TURBOMODE_PAPER_CASH, _SLIPPAGE_BPS, _COMMISSION_PER_SHARE)."""
+
+    kill_switch: bool
+    strategies_file: str
+    max_allocation_share: float
+    max_equity_share: float
+    max_open_positions: int
+    daily_loss_limit: float
+    min_price: float
+    allow_short: bool
+    starting_cash: float
+    slippage_bps: float
+    commission_per_share: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LiveTrading":
+        return cls(
+            kill_switch=settings.kill_switch, strategies_file=str(settings.strategies_file),
+            max_allocation_share=settings.risk_max_allocation_share, max_equity_share=settings.risk_max_equity_share,
+            max_open_positions=settings.risk_max_open_positions, daily_loss_limit=settings.risk_daily_loss_limit,
+            min_price=settings.risk_min_price, allow_short=settings.allow_short,
+            starting_cash=settings.paper_starting_cash, slippage_bps=settings.slippage_bps,
+            commission_per_share=settings.commission_per_share,
+        )
+
+    def limits(self) -> RiskLimits:
+        return RiskLimits(
+            max_allocation_share=self.max_allocation_share, max_equity_share=self.max_equity_share,
+            max_open_positions=self.max_open_positions, daily_loss_limit=self.daily_loss_limit,
+            min_price=self.min_price, allow_short=self.allow_short,
+        )
+
+
 class TickConfig(Config):
     tick_time: str  # ISO UTC minute the sensor decided on
     strategy_ids: list[str]
-
-
-def risk_limits() -> RiskLimits:
-    settings = get_settings()
-    return RiskLimits(
-        max_allocation_share=settings.risk_max_allocation_share,
-        max_equity_share=settings.risk_max_equity_share,
-        max_open_positions=settings.risk_max_open_positions,
-        daily_loss_limit=settings.risk_daily_loss_limit,
-        min_price=settings.risk_min_price,
-        allow_short=settings.allow_short,
-    )
 
 
 @op(description="Evaluate the due strategies on the newest minute bars, apply risk, trade, reconcile, record.")
@@ -77,6 +101,7 @@ def live_trading_tick(
     market_data: MarketDataSource,
     universe: Universe,
     live_warehouse: Warehouse,
+    live_trading: LiveTrading,
 ) -> None:
     result = run_tick(
         datetime.fromisoformat(config.tick_time).astimezone(UTC),
@@ -86,8 +111,8 @@ def live_trading_tick(
         market_data=market_data,
         universe=universe.load(),
         warehouse=live_warehouse,
-        limits=risk_limits(),
-        kill_switch=get_settings().kill_switch,
+        limits=live_trading.limits(),
+        kill_switch=live_trading.kill_switch,
         log=context.log,
     )
     context.log.info(
@@ -114,10 +139,12 @@ def next_open_message(now: datetime) -> str:
     default_status=DefaultSensorStatus.RUNNING,
     description="Every minute of NYSE hours: one live_trading_job run for the strategies that are due.",
 )
-def live_trading_sensor(context: SensorEvaluationContext, ledger: Ledger, broker: PaperBroker, trading_clock: TradingClock):
-    settings = get_settings()
+def live_trading_sensor(
+    context: SensorEvaluationContext, ledger: Ledger, broker: PaperBroker, trading_clock: TradingClock,
+    live_trading: LiveTrading,
+):
     now = trading_clock.now()
-    if settings.kill_switch:
+    if live_trading.kill_switch:
         return SkipReason("TURBOMODE_KILL_SWITCH is on: live trading is halted")
     if not xnys().is_open_on_minute(pd.Timestamp(now).floor("min")):
         return SkipReason(next_open_message(now))
@@ -127,7 +154,7 @@ def live_trading_sensor(context: SensorEvaluationContext, ledger: Ledger, broker
     unfinished = context.instance.get_runs(RunsFilter(job_name=live_trading_job.name, statuses=UNFINISHED), limit=1)
     if unfinished:
         return SkipReason(f"the previous tick (run {unfinished[0].run_id}) has not finished; ticks never overlap")
-    ledger.seed_strategies(str(settings.strategies_file))
+    ledger.seed_strategies(live_trading.strategies_file)
     due = ledger.due_strategies(now)
     if not due:
         return SkipReason(f"no strategy is due at {now:%H:%M} UTC")

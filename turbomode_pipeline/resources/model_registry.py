@@ -39,7 +39,7 @@ from dagster import ConfigurableResource
 from turbomode_pipeline.core.model_types import STACKED
 from turbomode_pipeline.core.promotion import FAST, FULL, Contender, replaces_champion, significance_refusal
 from turbomode_pipeline.core.universe import sector_slug
-from turbomode_pipeline.settings import get_settings, is_uri
+from turbomode_pipeline.settings import is_uri
 
 if TYPE_CHECKING:  # training imports scikit-learn: seconds at every process start
     from turbomode_pipeline.core.training import SectorTraining, TrainedModel
@@ -114,27 +114,27 @@ class ModelRegistry(ConfigurableResource):
         return client.create_experiment(EXPERIMENT, artifact_location=location, tags=EXPERIMENT_KIND)
 
     def log_training(
-        self, trainings: list[SectorTraining], run_name: str, tags: dict[str, str], min_rank_ic_t: float | None = None
+        self, trainings: list[SectorTraining], run_name: str, tags: dict[str, str], min_rank_ic_t: float,
+        samples_source: str,
     ) -> list[dict]:
         """Log, register and promote every model of `trainings`; one row per model for the caller.
 
-        `min_rank_ic_t`: the champion gate's null band in standard errors (default: the setting
-        TURBOMODE_CHAMPION_MIN_RANK_IC_T)."""
-        gate = get_settings().champion_min_rank_ic_t if min_rank_ic_t is None else min_rank_ic_t
+        `tags` name the `label_target` the models learnt; `min_rank_ic_t`: the champion gate's null band in
+        standard errors; `samples_source`: where the training samples were read (the warehouse file)."""
         settings = FAST if tags.get("fast") == "True" else FULL
         import mlflow
 
         client = self._client()
         experiment_id = self._experiment_id(client)
         rows = []
-        label = tags.get("label_target", get_settings().label_target)
+        label = tags["label_target"]
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as parent:
             mlflow.log_params({"sectors": len(trainings), "model_types": len(trainings[0].models) if trainings else 0})
             for training in trainings:
-                dataset = _training_dataset(training)
+                dataset = _training_dataset(training, samples_source)
                 for trained in training.models.values():
-                    rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained, gate, settings,
-                                                dataset, label))
+                    rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained,
+                                                min_rank_ic_t, settings, dataset, label))
         return rows
 
     def _log_model(
@@ -330,7 +330,7 @@ def _description(training: SectorTraining, trained: TrainedModel, label: str) ->
     )
 
 
-def _training_dataset(training: SectorTraining):
+def _training_dataset(training: SectorTraining, source: str):
     """The sector's training samples as an MLflow dataset (digest, schema, row count; no copy of the rows)."""
     if training.samples is None:
         return None
@@ -342,7 +342,7 @@ def _training_dataset(training: SectorTraining):
     frame = training.samples.select(pl.col("session").cast(pl.Datetime("ms")), "symbol", "label", *training.feature_names)
     with warnings.catch_warnings():  # MLflow registers its local-file source twice, and says so on every resolve
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-        return mlflow.data.from_polars(frame, source=str(get_settings().warehouse_path), targets="label",
+        return mlflow.data.from_polars(frame, source=source, targets="label",
                                        name=f"training_samples {sector_slug(training.sector)}")
 
 
