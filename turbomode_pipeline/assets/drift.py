@@ -17,6 +17,7 @@ from dagster import (
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import daily_features
+from turbomode_pipeline.assets.guards import require_sessions
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.automation.market_data import due_at, judged_at
@@ -88,35 +89,26 @@ def _champions(registry: ModelRegistry) -> pl.DataFrame:
 
 def _features(warehouse: Warehouse, champions: pl.DataFrame, window: list[date]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Feature rows of each sector's training window, and of the current window."""
-    columns = ", ".join(RAW_FEATURES)
-    rows = warehouse.query(
-        f"SELECT session, sector, {columns} FROM daily_features WHERE session BETWEEN ? AND ? AND sector IN (SELECT unnest(?))",
-        [champions["train_start"].min(), window[-1], champions["sector"].to_list()],
-    )
+    rows = warehouse.sector_features(champions["train_start"].min(), window[-1], champions["sector"].to_list(), RAW_FEATURES)
     reference = rows.join(champions.select("sector", "train_start", "train_end"), on="sector").filter(
         pl.col("session").is_between(pl.col("train_start"), pl.col("train_end"))
     ).drop("train_start", "train_end")
     current = rows.filter(pl.col("session").is_in(pl.Series(window).implode()))
-    missing = sorted(set(window) - set(current["session"].unique().to_list()))
-    if missing:
-        raise Failure(
-            description=f"daily_features has no rows for session(s) {', '.join(map(str, missing))} of the drift "
-            f"window {window[0]}..{window[-1]}; materialise daily_features for them first"
-        )
+    require_sessions(current["session"], window, "daily_features has no rows for session(s) {shown} of the drift "
+                     f"window {window[0]}..{window[-1]}; materialise daily_features for them first")
     return reference, current
 
 
 def _scanner_tables(warehouse: Warehouse, window: list[date], week: tuple[date, date]):
     """Scores before and in the window, the week's signals and the window's outcomes (empty before the scanner ran)."""
     before = sessions_before(window[0], CONFIDENCE_REFERENCE_SESSIONS)
-    scores = "SELECT session, sector, probability_up FROM scanner_scores WHERE session BETWEEN ? AND ?"
+    scores = ["session", "sector", "probability_up"]
     tables = {
-        "reference": (scores, [before[0], before[-1]], "scanner_scores"),
-        "current": (scores, [window[0], window[-1]], "scanner_scores"),
-        "signals": ("SELECT sector, signal_type FROM signal_history WHERE session BETWEEN ? AND ?", list(week),
-                    "signal_history"),
-        "outcomes": ("SELECT sector, outcome FROM signal_outcomes WHERE exit_session BETWEEN ? AND ?",
-                     [window[0], window[-1]], "signal_outcomes"),
+        "reference": (lambda: warehouse.scores_between(before[0], before[-1], scores), "scanner_scores"),
+        "current": (lambda: warehouse.scores_between(window[0], window[-1], scores), "scanner_scores"),
+        "signals": (lambda: warehouse.signals_between(*week, ["sector", "signal_type"]), "signal_history"),
+        "outcomes": (lambda: warehouse.outcomes_between(window[0], window[-1], ["sector", "outcome"], by="exit_session"),
+                     "signal_outcomes"),
     }
     empty = {
         "reference": {"session": pl.Date, "sector": pl.String, "probability_up": pl.Float64},
@@ -125,8 +117,8 @@ def _scanner_tables(warehouse: Warehouse, window: list[date], week: tuple[date, 
         "outcomes": {"sector": pl.String, "outcome": pl.String},
     }
     return {
-        name: warehouse.query(sql, params) if warehouse.has_table(table) else pl.DataFrame(schema=empty[name])
-        for name, (sql, params, table) in tables.items()
+        name: read() if warehouse.has_table(table) else pl.DataFrame(schema=empty[name])
+        for name, (read, table) in tables.items()
     }
 
 

@@ -47,7 +47,7 @@ def daily_bars(
     bars = market_data.daily_bars(sessions, symbols).with_columns(ingested_at=pl.lit(clock.now()))
     failures = yield from evaluate(
         bars, DailyBars, SCHEMA_CHECK, RULES,
-        universe=symbols, sessions=sessions, prior=_prior_closes(warehouse, sessions[0]),
+        universe=symbols, sessions=sessions, prior=warehouse.closes_before(sessions[0], FROZEN_LOOKBACK),
         min_coverage=get_settings().min_coverage,
     )
     if failures and (failures.sessions is None or set(failures.sessions) >= set(sessions)):
@@ -91,16 +91,4 @@ def _write_passing(context: AssetExecutionContext, warehouse: Warehouse, bars: p
             "written_sessions": len(passing),
             "failed_sessions": MetadataValue.json({str(session): rules for session, rules in sorted(failed.items())}),
         },
-    )
-
-
-def _prior_closes(warehouse: Warehouse, first_session: date) -> pl.DataFrame | None:
-    if not warehouse.has_table(DAILY_BARS.name):
-        return None
-    return warehouse.query(
-        """
-        SELECT session, symbol, close FROM daily_bars
-        WHERE session IN (SELECT DISTINCT session FROM daily_bars WHERE session < ? ORDER BY session DESC LIMIT ?)
-        """,
-        [first_session, FROZEN_LOOKBACK],
     )

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
+from turbomode_pipeline.assets.guards import bars_through_horizon, require_sessions
 from turbomode_pipeline.assets.features import BARRIERS, daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
@@ -34,8 +35,6 @@ from turbomode_pipeline.resources.model_registry import ModelRegistry, Untrusted
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.assets.table_schema import table_metadata
 from turbomode_pipeline.schemas import (
-    ACTIVE_SIGNALS_VIEW,
-    mark_active,
     SCANNER_SCORES,
     SIGNAL_HISTORY,
     SIGNAL_OUTCOMES,
@@ -94,22 +93,14 @@ def expiry(sessions: list[date]) -> pl.DataFrame:
 
 
 def _features(warehouse: Warehouse, sessions: list[date]) -> pl.DataFrame:
-    features = warehouse.query(
-        f"SELECT session, symbol, sector, close, atr_14, {', '.join(FEATURES)} FROM daily_features "
-        "WHERE session IN (SELECT unnest(?)) ORDER BY session, symbol",
-        [sessions],
+    features = warehouse.features(sessions, ["sector", "close", "atr_14", *FEATURES])
+    require_sessions(
+        features["session"], sessions,
+        "scanner not run: daily_features has no rows for session(s) {shown}. Features are written only when that "
+        "session's daily_bars passed every blocking check; fix and re-materialise daily_bars (then daily_features) "
+        "for them first",
+        metadata_key="sessions_without_features",
     )
-    missing = sorted(set(sessions) - set(features["session"].unique().to_list()))
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise Failure(
-            description=(
-                f"scanner not run: daily_features has no rows for session(s) {shown}. Features are written only "
-                "when that session's daily_bars passed every blocking check; fix and re-materialise daily_bars "
-                "(then daily_features) for them first"
-            ),
-            metadata={"sessions_without_features": shown},
-        )
     return features
 
 
@@ -188,7 +179,7 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     warehouse.replace_partitions(SIGNAL_HISTORY, conform(found, SignalHistory), sessions)
     scores = scored.select(list(ScannerScores.to_schema().columns))
     warehouse.replace_partitions(SCANNER_SCORES, conform(scores, ScannerScores), sessions)
-    warehouse.execute(ACTIVE_SIGNALS_VIEW, mark_active(clock.now()))
+    warehouse.refresh_active_signals(clock.now())
     latest = found.filter(pl.col("session") == sessions[-1])
     per_session = scanner.balance(found).with_columns(pl.col("session").cast(pl.String), pl.col("buy_share").round(3))
     # each partition: its own signals, BUY/SELL and symbols scored (assets/partition_metadata.py)
@@ -254,23 +245,12 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
     direction, and the scanner's IC, rank IC and ICIR over the last 20 and 60 sessions.
     """
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
-    horizon_end = sessions_after(sessions[-1], BARRIERS.horizon)[-1]
-    bars = warehouse.query(
-        "SELECT session, symbol, open, high, low, close FROM daily_bars WHERE session BETWEEN ? AND ?",
-        [sessions_before(sessions[0], max(QUALITY_WINDOWS))[0], horizon_end],
+    bars = bars_through_horizon(
+        warehouse, "signal_outcomes", sessions_before(sessions[0], max(QUALITY_WINDOWS))[0], sessions[-1],
+        BARRIERS.horizon, ["session", "symbol", "open", "high", "low", "close"], "its signals' horizon",
     )
-    newest = bars["session"].max()
-    if newest is None or newest < horizon_end:
-        raise Failure(
-            description=(
-                f"signal_outcomes {sessions[-1]} is not materialisable yet: its signals' horizon needs bars through "
-                f"{horizon_end} ({BARRIERS.horizon} sessions later), and daily_bars ends at {newest}"
-            )
-        )
-    signals = warehouse.query("SELECT * FROM signal_history WHERE session IN (SELECT unnest(?))", [sessions])
-    scores = warehouse.query(
-        "SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session IN (SELECT unnest(?))", [sessions]
-    )
+    signals = warehouse.signals(sessions)
+    scores = warehouse.scores(sessions)
     graded = scanner.relative_outcomes(
         scanner.outcomes(signals, bars.filter(pl.col("session") >= sessions[0]), BARRIERS.horizon),
         scores, bars, BARRIERS.horizon,
@@ -300,8 +280,8 @@ def quality(warehouse: Warehouse, bars: pl.DataFrame, last: date) -> dict:
     returns = scanner.forward_returns(bars, BARRIERS.horizon)
     for window in QUALITY_WINDOWS:
         first = sessions_before(last, window - 1)[0]
-        graded = warehouse.query("SELECT * FROM signal_outcomes WHERE session BETWEEN ? AND ?", [first, last])
-        scores = warehouse.query("SELECT * FROM scanner_scores WHERE session BETWEEN ? AND ?", [first, last])
+        graded = warehouse.outcomes_between(first, last)
+        scores = warehouse.scores_between(first, last)
         rates = scanner.hit_rates(graded).with_columns(pl.col("hit_rate", "stop_rate", "mean_ret").round(3))
         summary = scanner.ic_summary(scanner.daily_ic(scores, returns))
         metadata[f"hit_rate_{window}d"] = MetadataValue.md(rates.to_pandas().to_markdown(index=False))
