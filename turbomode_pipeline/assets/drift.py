@@ -24,13 +24,13 @@ from turbomode_pipeline.automation.market_data import due_at, judged_at
 from turbomode_pipeline.calendar import PARTITION_TZ, sessions_before, sessions_between
 from turbomode_pipeline.core.drift import (
     Thresholds,
+    compose_report,
+    confidence_psi,
     feature_drift,
-    hit_rates,
     judged_features,
     sector_status,
     signal_balance,
     status_of,
-    with_hit_rate_status,
 )
 from turbomode_pipeline.core.drift_html import DriftReportData, render_report
 from turbomode_pipeline.core.features import RAW_FEATURES, WARMUP
@@ -122,13 +122,6 @@ def _scanner_tables(warehouse: Warehouse, window: list[date], week: tuple[date, 
     }
 
 
-def _confidence_psi(scanner: dict, window: int) -> pl.DataFrame:
-    if scanner["reference"].is_empty() or scanner["current"].is_empty():
-        return pl.DataFrame(schema={"sector": pl.String, "confidence_psi": pl.Float64})
-    drift = feature_drift(scanner["reference"], scanner["current"], ["probability_up"], window)
-    return drift.select("sector", pl.col("psi").alias("confidence_psi"))
-
-
 def _summary(report: pl.DataFrame) -> str:
     table = report.select(
         "sector", "status", pl.col("median_excess_psi").round(3), "top_feature", "buy", "sell",
@@ -171,24 +164,14 @@ def drift_report(
     judged = judged_features(list(RAW_FEATURES), WARMUP, settings.drift_window_sessions)
     scanner = _scanner_tables(warehouse, window, (end - timedelta(days=6), end))
     balance = signal_balance(scanner["signals"], limits)
-    expected = dict(champions.select("sector", "expected_hit_rate").iter_rows())
     name = f"drift_report_{end}.html"
     title = f"{end} (partial: sessions {', '.join(map(str, so_far))} so far)" if partial else str(end)
     path = str((Path(reports.directory) / name).resolve())
-    report = (
-        sector_status(drift, judged, limits)
-        .join(_confidence_psi(scanner, settings.drift_window_sessions), on="sector", how="left", maintain_order="left")
-        .join(balance.filter(pl.col("sector") != "All sectors"), on="sector", how="left", maintain_order="left")
-        .join(hit_rates(scanner["outcomes"], expected).drop("expected_hit_rate"), on="sector", how="left",
-              maintain_order="left")
-        .join(champions, on="sector", how="left", maintain_order="left")
-        .with_columns(
-            pl.col("buy", "sell", "outcomes", "hits").fill_null(0),
-            pl.col("one_sided", "hit_rate_low").fill_null(False),
-            week_ending=pl.lit(end), window_start=pl.lit(window[0]), window_end=pl.lit(window[-1]),
-            report_path=pl.lit(path), created_at=pl.lit(clock.now()),
-        )
-        .pipe(with_hit_rate_status)
+    report = compose_report(
+        sector_status(drift, judged, limits),
+        confidence_psi(scanner["reference"], scanner["current"], settings.drift_window_sessions),
+        balance, scanner["outcomes"], champions,
+        week_ending=end, window_start=window[0], window_end=window[-1], report_path=path, created_at=clock.now(),
     )
     features = drift.with_columns(
         week_ending=pl.lit(end), judged=pl.col("feature").is_in(judged),
