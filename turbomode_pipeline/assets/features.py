@@ -19,12 +19,11 @@ from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.calendar import daily_sessions, sessions_before
 from turbomode_pipeline.core.feature_rules import FEATURE_RULES
 from turbomode_pipeline.core.features import FEATURES, LOOKBACK_SESSIONS, compute_features
-from turbomode_pipeline.core.labels import Barriers, triple_barrier
-from turbomode_pipeline.core.rules import Rule, violations
+from turbomode_pipeline.core.labels import SAMPLE_RULES, Barriers, triple_barrier
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.resources.warehouse_reads import BAR_COLUMNS
 from turbomode_pipeline.assets.table_schema import table_metadata
-from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
+from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples
 from turbomode_pipeline.settings import get_settings
 
 BARRIERS = Barriers(get_settings().label_k_up, get_settings().label_k_dn, get_settings().label_horizon)
@@ -62,32 +61,17 @@ def daily_features(context: AssetExecutionContext, warehouse: Warehouse):
     bars_seen = bars.select("session", "symbol", pl.int_range(1, pl.len() + 1).over("symbol").alias("bars_seen"))
     features = compute_features(bars).filter(pl.col("session").is_in(pl.Series(sessions).implode()))
     checked = features.join(bars_seen, on=["session", "symbol"], how="left")
-    failures = yield from evaluate(features, DailyFeatures, FEATURES_SCHEMA_CHECK, FEATURE_RULES, rule_frame=checked)
+    validated, failures = yield from evaluate(features, DailyFeatures, FEATURES_SCHEMA_CHECK, FEATURE_RULES,
+                                              rule_frame=checked)
     if failures:
         raise refuse("daily_features", failures, sessions)
-    rows = warehouse.replace_partitions(DAILY_FEATURES, conform(features, DailyFeatures), sessions)
+    rows = warehouse.replace_partitions(DAILY_FEATURES, validated, sessions)
     attach(context, by_session(features, **{
         "dagster/row_count": pl.len(), "symbols": pl.col("symbol").n_unique(),
         "null_share": pl.mean_horizontal(pl.col(FEATURES).is_null().mean()).first(),
     }), context.partition_keys, missing={"dagster/row_count": 0, "symbols": 0})
     log_run(context, "daily_features", rows=rows, sessions=len(sessions))
     yield MaterializeResult(metadata={"features": len(FEATURES)})
-
-
-def label_consistency(samples: pl.DataFrame, **_) -> pl.DataFrame:
-    col = pl.col
-    bad = samples.filter(
-        ((col("barrier") == "upper") & ((col("label") != 1) | (col("exit_price") < col("upper"))))
-        | ((col("barrier") == "lower") & ((col("label") != 0) | (col("exit_price") > col("lower"))))
-        | (col("t1") <= col("session"))
-        | (col("days_held") > BARRIERS.horizon)
-    )
-    return violations(bad, pl.format("barrier={} label={} exit={} t1={}", "barrier", "label", "exit_price", "t1"))
-
-
-SAMPLE_RULES = (
-    Rule("labels_consistent", "barrier, label, exit price and exit session agree", True, label_consistency),
-)
 
 
 @asset(
@@ -124,10 +108,11 @@ def training_samples(context: AssetExecutionContext, warehouse: Warehouse):
     atr = warehouse.features(sessions, ["atr_14"])
     require_sessions(atr["session"], sessions, MISSING.format(table="daily_features"))
     samples = triple_barrier(bars, atr, BARRIERS).filter(pl.col("session").is_in(pl.Series(sessions).implode()))
-    failures = yield from evaluate(samples, TrainingSamples, SAMPLES_SCHEMA_CHECK, SAMPLE_RULES)
+    validated, failures = yield from evaluate(samples, TrainingSamples, SAMPLES_SCHEMA_CHECK, SAMPLE_RULES,
+                                              horizon=BARRIERS.horizon)
     if failures:
         raise refuse("training_samples", failures, sessions)
-    rows = warehouse.replace_partitions(TRAINING_SAMPLES, conform(samples, TrainingSamples), sessions)
+    rows = warehouse.replace_partitions(TRAINING_SAMPLES, validated, sessions)
     barriers = {f"barrier_{name}": (pl.col("barrier") == name).sum() for name in ("lower", "time", "upper")}
     attach(context, by_session(samples, **{
         "dagster/row_count": pl.len(), "label_up_share": pl.col("label").mean().cast(pl.Float64), **barriers,

@@ -17,7 +17,6 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
-from threadpoolctl import threadpool_limits
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
@@ -28,9 +27,8 @@ from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run, readable
 from turbomode_pipeline.calendar import daily_sessions, session_close, sessions_after, sessions_before
 from turbomode_pipeline.core import scanner
-from turbomode_pipeline.core.features import FEATURES, MODEL_FEATURES
+from turbomode_pipeline.core.features import FEATURES
 from turbomode_pipeline.core.model_types import STACKED
-from turbomode_pipeline.core.rules import Rule, violations
 from turbomode_pipeline.resources.model_registry import ModelRegistry, UntrustedModel, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.assets.table_schema import table_metadata
@@ -58,30 +56,6 @@ SCAN_WHEN_FEATURES_LAND = (
     & ~AutomationCondition.in_progress()
 ).with_label("scan a recent session when its features land")
 
-
-
-def signal_direction(frame: pl.DataFrame, **_) -> pl.DataFrame:
-    col = pl.col
-    buy_ok = (col("target_price") > col("entry_price")) & (col("entry_price") > col("stop_loss"))
-    sell_ok = (col("target_price") < col("entry_price")) & (col("entry_price") < col("stop_loss"))
-    bad = frame.filter(pl.when(col("signal_type") == "BUY").then(~buy_ok).otherwise(~sell_ok))
-    return violations(bad, pl.format("{} entry={} target={} stop={}", "signal_type", "entry_price", "target_price", "stop_loss"))
-
-
-def one_sided(frame: pl.DataFrame, **_) -> pl.DataFrame:
-    flagged = scanner.one_sided_sessions(frame).with_columns(symbol=pl.lit(""))
-    return violations(flagged, pl.format("{} BUY / {} SELL", "buy", "sell"))
-
-
-SIGNAL_RULES = (
-    Rule("signal_barriers_ordered", "BUY: target > entry > stop; SELL: target < entry < stop", True, signal_direction),
-    Rule(
-        "signals_two_sided",
-        f"neither BUY nor SELL is more than {scanner.ONE_SIDED_SHARE:.0%} of a session's signals "
-        f"(sessions with at least {scanner.ONE_SIDED_MIN_SIGNALS})",
-        False, one_sided,
-    ),
-)
 
 
 def expiry(sessions: list[date]) -> pl.DataFrame:
@@ -116,37 +90,33 @@ def _champion(model_registry: ModelRegistry, name: str):
         raise Failure(description=f"scanner not run: {error}", metadata={"refused_model": name}) from None
 
 
+def _champions(model_registry: ModelRegistry, sectors: list[str]) -> tuple[dict, dict[str, float], list[str]]:
+    """The stacked champion of each of `sectors` that has one, each one's load time, and the sectors without."""
+    champions, loading, without = {}, {}, []
+    for sector in sectors:
+        started = time.perf_counter()
+        champion = _champion(model_registry, registered_name(sector, STACKED))
+        if champion is None:
+            without.append(sector)
+            continue
+        champions[sector], loading[champion.name] = champion, time.perf_counter() - started
+    return champions, loading, sorted(without)
+
+
 def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.DataFrame, dict, list[str]]:
-    """Every symbol with complete features, scored by its sector's stacked champion; the load
-    times, and the sectors left unscored because they have no champion."""
-    complete = features.drop_nulls([*MODEL_FEATURES, "atr_14"])
+    """Every symbol with complete features, scored by its sector's stacked champion (core/scanner.score); the
+    load times, and the sectors left unscored because they have no champion."""
+    complete = scanner.complete_rows(features)
     if complete.is_empty():
         raise Failure(description="scanner not run: no symbol has a complete feature row (still in the 252-session warm-up?)")
-    frames, loading, without = [], {}, []
-    for sector, rows in complete.group_by("sector", maintain_order=True):
-        started = time.perf_counter()
-        champion = _champion(model_registry, registered_name(sector[0], STACKED))
-        if champion is None:
-            without.append(sector[0])
-            continue
-        loading[champion.name] = time.perf_counter() - started
-        # One OpenMP thread: a sector's few dozen rows take microseconds per tree, and waking a thread team
-        # for each of hist_gradient_boosting's hundreds of trees cost more than the work itself.
-        with threadpool_limits(limits=1, user_api="openmp"):
-            probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
-        frames.append(
-            rows.select("session", "symbol", "sector", "close", "atr_14").with_columns(
-                probability_up=pl.Series(probability, dtype=pl.Float64),
-                model_name=pl.lit(champion.name), model_version=pl.lit(champion.version),
-                mlflow_run_id=pl.lit(champion.run_id),
-            )
-        )
-    if not frames:
+    champions, loading, without = _champions(model_registry, complete["sector"].unique(maintain_order=True).to_list())
+    scored = scanner.score(complete, champions)
+    if scored.is_empty():
         raise Failure(
             description=f"scanner not run: no sector has a champion stacked model (none for {', '.join(sorted(without))}); "
             "materialise sector_models first, and see each version's promotion_reason tag"
         )
-    return pl.concat(frames).sort("session", "symbol"), loading, sorted(without)
+    return scored, loading, without
 
 
 @asset(
@@ -154,7 +124,7 @@ def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.Dat
     backfill_policy=BackfillPolicy.single_run(),
     pool="warehouse",
     deps=[AssetDep(daily_features), AssetDep(sector_models, partition_mapping=AllPartitionMapping())],
-    check_specs=check_specs("scanner_signals", SIGNALS_SCHEMA_CHECK, SIGNAL_RULES),
+    check_specs=check_specs("scanner_signals", SIGNALS_SCHEMA_CHECK, scanner.SIGNAL_RULES),
     automation_condition=SCAN_WHEN_FEATURES_LAND,
     group_name="scanner",
     kinds={"duckdb", "mlflow", "polars"},
@@ -173,10 +143,10 @@ def scanner_signals(context: AssetExecutionContext, warehouse: Warehouse, model_
     scan_seconds = time.perf_counter() - started
     threshold = get_settings().signal_threshold
     found = scanner.signals(scored, expiry(sessions), threshold, BARRIERS, clock.now())
-    failures = yield from evaluate(found, SignalHistory, SIGNALS_SCHEMA_CHECK, SIGNAL_RULES)
+    validated, failures = yield from evaluate(found, SignalHistory, SIGNALS_SCHEMA_CHECK, scanner.SIGNAL_RULES)
     if failures:
         raise refuse("scanner_signals", failures, sessions)
-    warehouse.replace_partitions(SIGNAL_HISTORY, conform(found, SignalHistory), sessions)
+    warehouse.replace_partitions(SIGNAL_HISTORY, validated, sessions)
     scores = scored.select(list(ScannerScores.to_schema().columns))
     warehouse.replace_partitions(SCANNER_SCORES, conform(scores, ScannerScores), sessions)
     warehouse.refresh_active_signals(clock.now())
@@ -255,10 +225,10 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
         scanner.outcomes(signals, bars.filter(pl.col("session") >= sessions[0]), BARRIERS.horizon),
         scores, bars, BARRIERS.horizon,
     )
-    failures = yield from evaluate(graded, SignalOutcomes, OUTCOMES_SCHEMA_CHECK, ())
+    validated, failures = yield from evaluate(graded, SignalOutcomes, OUTCOMES_SCHEMA_CHECK, ())
     if failures:
         raise refuse("signal_outcomes", failures, sessions)
-    rows = warehouse.replace_partitions(SIGNAL_OUTCOMES, conform(graded, SignalOutcomes), sessions)
+    rows = warehouse.replace_partitions(SIGNAL_OUTCOMES, validated, sessions)
     # each partition: its own graded signals, hit rate and the session's IC; the 20- and 60-session
     # windows (as of the run's last session) on the last partition only
     ic = scanner.daily_ic(scores, scanner.forward_returns(bars, BARRIERS.horizon))
