@@ -239,7 +239,7 @@ def _signal_summary(warehouse, scanned) -> str:
         + (f"{newest['buy'][0]} BUY / {newest['sell'][0]} SELL" if newest.height else "no signals"),
     ]
     scores = warehouse.scores_between(scanned[0], scanned[-1], ["session", "symbol", "sector", "probability_up"])
-    bars = warehouse.bars(scanned[0], columns=["session", "symbol", "close"])
+    bars = warehouse.bars(scanned[0], columns=["session", "symbol", "close"], ordered=False)
     graded = realised_relative(scores, bars, BARRIERS.horizon)
     if graded.height:
         table = reliability_table(graded["beat"].to_numpy(), graded["probability_up"].to_numpy())

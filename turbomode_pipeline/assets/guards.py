@@ -26,12 +26,13 @@ def require_sessions(have: pl.Series, wanted: Sequence[date], message: str, meta
 
 
 def bars_through_horizon(
-    warehouse: Warehouse, asset: str, first: date, last: date, horizon: int, columns: Sequence[str], needs: str
+    warehouse: Warehouse, asset: str, first: date, last: date, horizon: int, columns: Sequence[str], needs: str,
+    ordered: bool = True,
 ) -> pl.DataFrame:
     """`columns` of daily_bars first..the `horizon`-th session after `last`; fails when daily_bars does not reach
     that far yet (`needs`: what of the asset needs those bars, e.g. "its outcome")."""
     horizon_end = sessions_after(last, horizon)[-1]
-    bars = warehouse.bars(first, horizon_end, columns)
+    bars = warehouse.bars(first, horizon_end, columns, ordered)
     newest = bars["session"].max()
     if newest is None or newest < horizon_end:
         raise Failure(

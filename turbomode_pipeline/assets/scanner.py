@@ -217,7 +217,7 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse):
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     bars = bars_through_horizon(
         warehouse, "signal_outcomes", sessions_before(sessions[0], max(QUALITY_WINDOWS))[0], sessions[-1],
-        BARRIERS.horizon, ["session", "symbol", "open", "high", "low", "close"], "its signals' horizon",
+        BARRIERS.horizon, ["session", "symbol", "open", "high", "low", "close"], "its signals' horizon", ordered=False,
     )
     signals = warehouse.signals(sessions)
     scores = warehouse.scores(sessions)

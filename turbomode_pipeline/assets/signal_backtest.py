@@ -50,7 +50,7 @@ def _inputs(warehouse: Warehouse, sessions: list[date]) -> tuple[pl.DataFrame, p
     require_sessions(scores["session"], sessions, "signal_backtest not run: scanner_scores has no rows for session(s) "
                      "{shown}; materialise scanner_signals (then signal_outcomes) for them first")
     bars = bars_through_horizon(warehouse, "signal_backtest", scores["session"].min(), last, BARRIERS.horizon,
-                                ["session", "symbol", "close"], "its signals' horizon")
+                                ["session", "symbol", "close"], "its signals' horizon", ordered=False)
     graded = warehouse.graded_signals_through(last)
     return scores, bars, graded
 

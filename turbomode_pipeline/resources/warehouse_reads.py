@@ -33,11 +33,14 @@ class WarehouseReads:
 
     # daily_bars
 
-    def bars(self, first: date, last: date | None = None, columns: Sequence[str] = BAR_COLUMNS) -> pl.DataFrame:
-        """`columns` of daily_bars for the sessions first..last (no `last`: through the newest), by symbol and session."""
+    def bars(self, first: date, last: date | None = None, columns: Sequence[str] = BAR_COLUMNS, ordered: bool = True
+             ) -> pl.DataFrame:
+        """`columns` of daily_bars for the sessions first..last (no `last`: through the newest), by symbol and
+        session when `ordered` (sorting ten years costs ~0.4 s, so a reader that joins instead says ordered=False)."""
         through = "AND session <= ?" if last is not None else ""
+        order = "ORDER BY symbol, session" if ordered else ""
         return self.query(
-            f"SELECT {_columns(columns)} FROM daily_bars WHERE session >= ? {through} ORDER BY symbol, session",
+            f"SELECT {_columns(columns)} FROM daily_bars WHERE session >= ? {through} {order}",
             [first] if last is None else [first, last],
         )
 
