@@ -149,18 +149,10 @@ def _demo_chain(session_count: int) -> bool:
               f"{DEMO_HOLDOUT}-session holdout with as many before it need --sessions {minimum} or more")
 
     warehouse = defs.resources["warehouse"]
-    bars = warehouse.query(
-        "SELECT count(*) AS rows, count(DISTINCT symbol) AS symbols, count(DISTINCT session) AS sessions "
-        "FROM daily_bars WHERE session BETWEEN ? AND ?",
-        [sessions[0], sessions[-1]],
-    ).row(0, named=True)
-    features = warehouse.query("SELECT count(*) AS rows FROM daily_features").item()
-    balance = warehouse.query(
-        "SELECT barrier, count(*) AS samples, round(100 * count(*) / sum(count(*)) OVER (), 1) AS pct, "
-        "round(100 * avg(ret), 2) AS avg_return_pct, round(avg(days_held), 1) AS avg_days "
-        "FROM training_samples GROUP BY barrier ORDER BY barrier"
-    )
-    up_share = warehouse.query("SELECT avg(label) FROM training_samples").item()
+    bars = warehouse.bar_totals(sessions[0], sessions[-1])
+    features = warehouse.feature_rows()
+    balance = warehouse.barrier_balance()
+    up_share = warehouse.label_up_share()
     print(f"\ndaily_bars:       {bars['rows']:,} rows, {bars['symbols']} symbols, {bars['sessions']} sessions")
     print(f"daily_features:   {len(FEATURES)} features, {features:,} rows")
     print(f"training_samples: {balance['samples'].sum():,} samples; label 'up' {100 * up_share:.1f}%, by barrier:")
@@ -203,12 +195,7 @@ def _scan(sessions) -> None:
           + ", ".join(f"{k} {quality[f'{k}_20d'].value:.3f}" for k in ("ic_mean", "icir", "rank_ic_mean", "rank_icir"))
           + f", target hit rate {quality['hit_rate_overall_20d'].value:.1%}")
     warehouse = defs.resources["warehouse"]
-    top = warehouse.query(
-        "SELECT symbol, sector, signal_type, round(confidence, 3) AS confidence, round(entry_price, 2) AS entry, "
-        "round(target_price, 2) AS target, round(stop_loss, 2) AS stop, expires_at FROM signal_history "
-        "WHERE session = ? ORDER BY confidence DESC, symbol LIMIT 10",
-        [scanned[-1]],
-    )
+    top = warehouse.top_signals(scanned[-1])
     with pl.Config(tbl_rows=10, tbl_width_chars=160, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         print(f"\ntop 10 signals of {scanned[-1]} by confidence:\n{top}")
     report = collect(DagsterInstance.get(), warehouse, defs.resources["model_registry"], [s.name for s in defs.schedules])
@@ -247,7 +234,7 @@ def _signal_summary(warehouse, scanned) -> str:
     from turbomode_pipeline.core.training import reliability_table
     from turbomode_pipeline.settings import get_settings
 
-    signals = warehouse.query("SELECT session, signal_type FROM signal_history WHERE session BETWEEN ? AND ?", [scanned[0], scanned[-1]])
+    signals = warehouse.signals_between(scanned[0], scanned[-1], ["session", "signal_type"])
     counts = balance(signals)
     newest = counts.filter(pl.col("session") == scanned[-1])
     buy, sell = int(counts["buy"].sum()), int(counts["sell"].sum())
@@ -256,8 +243,8 @@ def _signal_summary(warehouse, scanned) -> str:
         f" (BUY share {buy / max(buy + sell, 1):.0%}); newest session {scanned[-1]}: "
         + (f"{newest['buy'][0]} BUY / {newest['sell'][0]} SELL" if newest.height else "no signals"),
     ]
-    scores = warehouse.query("SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session BETWEEN ? AND ?", [scanned[0], scanned[-1]])
-    bars = warehouse.query("SELECT session, symbol, close FROM daily_bars WHERE session >= ?", [scanned[0]])
+    scores = warehouse.scores_between(scanned[0], scanned[-1], ["session", "symbol", "sector", "probability_up"])
+    bars = warehouse.bars(scanned[0], columns=["session", "symbol", "close"], ordered=False)
     graded = realised_relative(scores, bars, get_settings().label_horizon)
     if graded.height:
         table = reliability_table(graded["beat"].to_numpy(), graded["probability_up"].to_numpy())
@@ -331,10 +318,7 @@ def status(args: argparse.Namespace) -> int:
 
 def _backtest_summary(warehouse) -> str:
     """The signal backtest as of its newest session: the long-short book's numbers and the report."""
-    row = warehouse.query(
-        "SELECT * FROM signal_backtest_summary WHERE strategy = 'long_short' "
-        "AND as_of = (SELECT max(as_of) FROM signal_backtest_summary)"
-    ).row(0, named=True)
+    row = warehouse.latest_backtest_summary("long_short")
     return (
         f"\nsignal backtest as of {row['as_of']} ({row['days']} sessions {row['first_session']}..{row['last_session']}, "
         f"{row['cost_bps']:g} bps per side):\n"
@@ -347,11 +331,7 @@ def _backtest_summary(warehouse) -> str:
 def _drift_summary(warehouse) -> str:
     import polars as pl
 
-    report = warehouse.query(
-        "SELECT sector, status, round(median_excess_psi, 3) AS median_excess_psi, top_feature, buy, sell, one_sided, "
-        "report_path "
-        "FROM drift_report WHERE week_ending = (SELECT max(week_ending) FROM drift_report) ORDER BY sector"
-    )
+    report = warehouse.latest_drift_report()
     with pl.Config(tbl_rows=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         table = str(report.drop("report_path"))
     return f"\ndrift report: {report['report_path'][0]}\nper-sector status:\n{table}"
@@ -427,12 +407,8 @@ def backtest(args: argparse.Namespace) -> int:
         print(f"turbomode backtest: {failure.splitlines()[0]}", file=sys.stderr)  # the step, the run and the reason
         return 1
     metadata = result.asset_materializations_for_node("strategy_backtest")[0].metadata
-    summary = doors["warehouse"].query(
-        "SELECT strategy_id, symbol, timeframe_minutes AS tf, round_trips AS trips, orders_rejected AS rejected, "
-        "round(hit_rate, 3) AS hit_rate, round(pnl, 2) AS pnl, round(total_return, 4) AS return, round(sharpe, 2) AS sharpe, "
-        "round(max_drawdown, 4) AS max_drawdown, round(exposure, 3) AS exposure FROM strategy_backtest "
-        "WHERE backtest_id IN (SELECT unnest(?)) ORDER BY strategy_id",
-        [[f"{sid}:{sessions[0]}..{sessions[-1]}" for sid in metadata["strategies"].value]],
+    summary = doors["warehouse"].strategy_backtests(
+        [f"{sid}:{sessions[0]}..{sessions[-1]}" for sid in metadata["strategies"].value]
     )
     print(f"strategy backtest {sessions[0]}..{sessions[-1]} ({len(sessions)} sessions, {settings.market_data} bars) "
           f"in {time.perf_counter() - started:.1f} s")

@@ -1,4 +1,4 @@
-"""The warehouse's tables: a pandera (polars) model and the DuckDB DDL for each.
+"""The warehouse's tables: a pandera (polars) model for each, and its DuckDB DDL generated from it (resources/ddl.py).
 
 The pandera models are the structural contract (columns, types, nulls); the semantic rules
 with messages that name symbol, session and rule live in `core/bar_rules.py`.
@@ -11,6 +11,8 @@ from datetime import date, datetime
 
 import pandera.polars as pa
 import polars as pl
+
+from turbomode_pipeline.resources.ddl import create_table
 
 FINITE = "finite (no NaN, no infinity)"
 
@@ -62,28 +64,13 @@ class Table:
     stamp_column: str | None = None  # kept when a re-written row's values are unchanged
 
 
-DAILY_BARS = Table(
-    name="daily_bars",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS daily_bars (
-        session DATE NOT NULL,
-        symbol VARCHAR NOT NULL,
-        sector VARCHAR NOT NULL,
-        open DOUBLE NOT NULL,
-        high DOUBLE NOT NULL,
-        low DOUBLE NOT NULL,
-        close DOUBLE NOT NULL,
-        volume DOUBLE NOT NULL,
-        vwap DOUBLE,
-        trade_count BIGINT,
-        source VARCHAR NOT NULL,
-        ingested_at TIMESTAMP WITH TIME ZONE NOT NULL,
-        PRIMARY KEY (session, symbol)
-    )""",
-    partition_column="session",
-    key_columns=("session", "symbol"),
-    stamp_column="ingested_at",
-)
+def _table(name: str, model, partition_column: str, key_columns: tuple[str, ...], stamp_column: str | None = None
+           ) -> Table:
+    """The table of a pandera model: its DDL generated from the model's columns, keyed by `key_columns`."""
+    return Table(name, create_table(name, model, key_columns), partition_column, key_columns, stamp_column)
+
+
+DAILY_BARS = _table("daily_bars", DailyBars, "session", ("session", "symbol"), stamp_column="ingested_at")
 
 
 def conform(frame: pl.DataFrame, schema) -> pl.DataFrame:
@@ -112,23 +99,7 @@ def _feature_table() -> tuple[pa.DataFrameSchema, Table]:
         unique=["session", "symbol"],
         name="daily_features",
     )
-    columns = ",\n        ".join(f"{name} DOUBLE" for name in FEATURES)
-    table = Table(
-        name="daily_features",
-        ddl=f"""
-    CREATE TABLE IF NOT EXISTS daily_features (
-        session DATE NOT NULL,
-        symbol VARCHAR NOT NULL,
-        sector VARCHAR NOT NULL,
-        close DOUBLE NOT NULL,
-        atr_14 DOUBLE,
-        {columns},
-        PRIMARY KEY (session, symbol)
-    )""",
-        partition_column="session",
-        key_columns=("session", "symbol"),
-    )
-    return schema, table
+    return schema, _table("daily_features", schema, "session", ("session", "symbol"))
 
 
 DailyFeatures, DAILY_FEATURES = _feature_table()
@@ -159,30 +130,7 @@ class TrainingSamples(FiniteModel):
         unique = ["session", "symbol"]
 
 
-TRAINING_SAMPLES = Table(
-    name="training_samples",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS training_samples (
-        session DATE NOT NULL,
-        symbol VARCHAR NOT NULL,
-        sector VARCHAR NOT NULL,
-        entry DOUBLE NOT NULL,
-        atr_14 DOUBLE NOT NULL,
-        upper DOUBLE NOT NULL,
-        lower DOUBLE NOT NULL,
-        barrier VARCHAR NOT NULL,
-        label TINYINT NOT NULL,
-        t1 DATE NOT NULL,
-        exit_price DOUBLE NOT NULL,
-        ret DOUBLE NOT NULL,
-        days_held INTEGER NOT NULL,
-        fwd_ret DOUBLE NOT NULL,
-        beats_sector TINYINT NOT NULL,
-        PRIMARY KEY (session, symbol)
-    )""",
-    partition_column="session",
-    key_columns=("session", "symbol"),
-)
+TRAINING_SAMPLES = _table("training_samples", TrainingSamples, "session", ("session", "symbol"))
 
 
 # The scanner's tables (issue 5 writes them; drift, maintenance and live trading read them).
@@ -216,30 +164,7 @@ class SignalHistory(FiniteModel):
         unique = ["id"]
 
 
-SIGNAL_HISTORY = Table(
-    name="signal_history",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS signal_history (
-        id VARCHAR NOT NULL,
-        session DATE NOT NULL,
-        symbol VARCHAR NOT NULL,
-        signal_type VARCHAR NOT NULL,
-        confidence DOUBLE NOT NULL,
-        entry_price DOUBLE NOT NULL,
-        target_price DOUBLE NOT NULL,
-        stop_loss DOUBLE NOT NULL,
-        sector VARCHAR NOT NULL,
-        created_at TIMESTAMP WITH TIME ZONE NOT NULL,
-        expires_at TIMESTAMP WITH TIME ZONE NOT NULL,
-        is_active BOOLEAN NOT NULL,
-        model_name VARCHAR NOT NULL,
-        model_version VARCHAR NOT NULL,
-        mlflow_run_id VARCHAR NOT NULL,
-        PRIMARY KEY (id)
-    )""",
-    partition_column="session",
-    key_columns=("id",),
-)
+SIGNAL_HISTORY = _table("signal_history", SignalHistory, "session", ("id",))
 
 
 class ScannerScores(FiniteModel):
@@ -260,21 +185,7 @@ class ScannerScores(FiniteModel):
         unique = ["session", "symbol"]
 
 
-SCANNER_SCORES = Table(
-    name="scanner_scores",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS scanner_scores (
-        session DATE NOT NULL,
-        symbol VARCHAR NOT NULL,
-        sector VARCHAR NOT NULL,
-        probability_up DOUBLE NOT NULL,
-        model_name VARCHAR NOT NULL,
-        model_version VARCHAR NOT NULL,
-        PRIMARY KEY (session, symbol)
-    )""",
-    partition_column="session",
-    key_columns=("session", "symbol"),
-)
+SCANNER_SCORES = _table("scanner_scores", ScannerScores, "session", ("session", "symbol"))
 
 
 class SignalOutcomes(FiniteModel):
@@ -301,27 +212,7 @@ class SignalOutcomes(FiniteModel):
         unique = ["id"]
 
 
-SIGNAL_OUTCOMES = Table(
-    name="signal_outcomes",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS signal_outcomes (
-        id VARCHAR NOT NULL,
-        session DATE NOT NULL,
-        symbol VARCHAR NOT NULL,
-        sector VARCHAR NOT NULL,
-        signal_type VARCHAR NOT NULL,
-        outcome VARCHAR NOT NULL,
-        exit_session DATE NOT NULL,
-        exit_price DOUBLE NOT NULL,
-        ret DOUBLE NOT NULL,
-        days_held INTEGER NOT NULL,
-        excess_ret DOUBLE,
-        beat_sector BOOLEAN,
-        PRIMARY KEY (id)
-    )""",
-    partition_column="session",
-    key_columns=("id",),
-)
+SIGNAL_OUTCOMES = _table("signal_outcomes", SignalOutcomes, "session", ("id",))
 
 
 # The weekly drift report (issue 6): one row per sector, and one per sector and feature.
@@ -364,43 +255,7 @@ class DriftReport(FiniteModel):
         unique = ["week_ending", "sector"]
 
 
-DRIFT_REPORT = Table(
-    name="drift_report",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS drift_report (
-        week_ending DATE NOT NULL,
-        sector VARCHAR NOT NULL,
-        status VARCHAR NOT NULL,
-        median_excess_psi DOUBLE NOT NULL,
-        median_psi DOUBLE NOT NULL,
-        max_psi DOUBLE NOT NULL,
-        top_feature VARCHAR NOT NULL,
-        max_ks DOUBLE NOT NULL,
-        features_drift INTEGER NOT NULL,
-        features_judged INTEGER NOT NULL,
-        confidence_psi DOUBLE,
-        buy BIGINT NOT NULL,
-        sell BIGINT NOT NULL,
-        buy_share DOUBLE,
-        one_sided BOOLEAN NOT NULL,
-        outcomes BIGINT NOT NULL,
-        hits BIGINT NOT NULL,
-        hit_rate DOUBLE,
-        expected_hit_rate DOUBLE,
-        hit_rate_pvalue DOUBLE,
-        hit_rate_low BOOLEAN NOT NULL,
-        champion_version VARCHAR NOT NULL,
-        train_start DATE NOT NULL,
-        train_end DATE NOT NULL,
-        window_start DATE NOT NULL,
-        window_end DATE NOT NULL,
-        report_path VARCHAR NOT NULL,
-        created_at TIMESTAMP WITH TIME ZONE NOT NULL,
-        PRIMARY KEY (week_ending, sector)
-    )""",
-    partition_column="week_ending",
-    key_columns=("week_ending", "sector"),
-)
+DRIFT_REPORT = _table("drift_report", DriftReport, "week_ending", ("week_ending", "sector"))
 
 
 class DriftFeatures(FiniteModel):
@@ -423,27 +278,7 @@ class DriftFeatures(FiniteModel):
         unique = ["week_ending", "sector", "feature"]
 
 
-DRIFT_FEATURES = Table(
-    name="drift_features",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS drift_features (
-        week_ending DATE NOT NULL,
-        sector VARCHAR NOT NULL,
-        feature VARCHAR NOT NULL,
-        psi DOUBLE NOT NULL,
-        baseline_psi DOUBLE NOT NULL,
-        excess_psi DOUBLE NOT NULL,
-        ks DOUBLE NOT NULL,
-        ks_pvalue DOUBLE NOT NULL,
-        n_reference BIGINT NOT NULL,
-        n_current BIGINT NOT NULL,
-        judged BOOLEAN NOT NULL,
-        status VARCHAR NOT NULL,
-        PRIMARY KEY (week_ending, sector, feature)
-    )""",
-    partition_column="week_ending",
-    key_columns=("week_ending", "sector", "feature"),
-)
+DRIFT_FEATURES = _table("drift_features", DriftFeatures, "week_ending", ("week_ending", "sector", "feature"))
 
 
 # The scanner's signal backtest (issue 14). Per session: the long-short book's day and the signals
@@ -471,26 +306,7 @@ class SignalBacktestDaily(FiniteModel):
         unique = ["session"]
 
 
-SIGNAL_BACKTEST_DAILY = Table(
-    name="signal_backtest_daily",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS signal_backtest_daily (
-        session DATE NOT NULL,
-        gross_ret DOUBLE NOT NULL,
-        turnover DOUBLE NOT NULL,
-        cost DOUBLE NOT NULL,
-        net_ret DOUBLE NOT NULL,
-        exposure DOUBLE NOT NULL,
-        longs BIGINT NOT NULL,
-        shorts BIGINT NOT NULL,
-        benchmark_ret DOUBLE NOT NULL,
-        quantiles INTEGER NOT NULL,
-        cost_bps DOUBLE NOT NULL,
-        PRIMARY KEY (session)
-    )""",
-    partition_column="session",
-    key_columns=("session",),
-)
+SIGNAL_BACKTEST_DAILY = _table("signal_backtest_daily", SignalBacktestDaily, "session", ("session",))
 
 
 class SignalBacktestTrades(FiniteModel):
@@ -513,27 +329,7 @@ class SignalBacktestTrades(FiniteModel):
         unique = ["id"]
 
 
-SIGNAL_BACKTEST_TRADES = Table(
-    name="signal_backtest_trades",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS signal_backtest_trades (
-        id VARCHAR NOT NULL,
-        session DATE NOT NULL,
-        symbol VARCHAR NOT NULL,
-        sector VARCHAR NOT NULL,
-        signal_type VARCHAR NOT NULL,
-        confidence DOUBLE NOT NULL,
-        outcome VARCHAR NOT NULL,
-        exit_session DATE NOT NULL,
-        days_held INTEGER NOT NULL,
-        ret DOUBLE NOT NULL,
-        cost DOUBLE NOT NULL,
-        net_ret DOUBLE NOT NULL,
-        PRIMARY KEY (id)
-    )""",
-    partition_column="session",
-    key_columns=("id",),
-)
+SIGNAL_BACKTEST_TRADES = _table("signal_backtest_trades", SignalBacktestTrades, "session", ("id",))
 
 
 class SignalBacktestCurves(FiniteModel):
@@ -550,21 +346,7 @@ class SignalBacktestCurves(FiniteModel):
         unique = ["as_of", "strategy", "session"]
 
 
-SIGNAL_BACKTEST_CURVES = Table(
-    name="signal_backtest_curves",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS signal_backtest_curves (
-        as_of DATE NOT NULL,
-        strategy VARCHAR NOT NULL,
-        session DATE NOT NULL,
-        ret DOUBLE NOT NULL,
-        equity DOUBLE NOT NULL,
-        drawdown DOUBLE NOT NULL,
-        PRIMARY KEY (as_of, strategy, session)
-    )""",
-    partition_column="as_of",
-    key_columns=("as_of", "strategy", "session"),
-)
+SIGNAL_BACKTEST_CURVES = _table("signal_backtest_curves", SignalBacktestCurves, "as_of", ("as_of", "strategy", "session"))
 
 
 class SignalBacktestSummary(FiniteModel):
@@ -592,32 +374,7 @@ class SignalBacktestSummary(FiniteModel):
         unique = ["as_of", "strategy"]
 
 
-SIGNAL_BACKTEST_SUMMARY = Table(
-    name="signal_backtest_summary",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS signal_backtest_summary (
-        as_of DATE NOT NULL,
-        strategy VARCHAR NOT NULL,
-        first_session DATE NOT NULL,
-        last_session DATE NOT NULL,
-        days BIGINT NOT NULL,
-        ann_return DOUBLE NOT NULL,
-        ann_vol DOUBLE NOT NULL,
-        sharpe DOUBLE NOT NULL,
-        t_stat DOUBLE NOT NULL,
-        max_drawdown DOUBLE NOT NULL,
-        turnover DOUBLE NOT NULL,
-        hit_rate DOUBLE NOT NULL,
-        avg_holding DOUBLE NOT NULL,
-        observations BIGINT NOT NULL,
-        quantiles INTEGER NOT NULL,
-        cost_bps DOUBLE NOT NULL,
-        report_path VARCHAR NOT NULL,
-        PRIMARY KEY (as_of, strategy)
-    )""",
-    partition_column="as_of",
-    key_columns=("as_of", "strategy"),
-)
+SIGNAL_BACKTEST_SUMMARY = _table("signal_backtest_summary", SignalBacktestSummary, "as_of", ("as_of", "strategy"))
 
 
 class SignalBacktestQuantiles(FiniteModel):
@@ -634,36 +391,7 @@ class SignalBacktestQuantiles(FiniteModel):
         unique = ["as_of", "strategy", "quantile"]
 
 
-SIGNAL_BACKTEST_QUANTILES = Table(
-    name="signal_backtest_quantiles",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS signal_backtest_quantiles (
-        as_of DATE NOT NULL,
-        strategy VARCHAR NOT NULL,
-        quantile INTEGER NOT NULL,
-        observations BIGINT NOT NULL,
-        mean_ret DOUBLE NOT NULL,
-        mean_excess DOUBLE NOT NULL,
-        PRIMARY KEY (as_of, strategy, quantile)
-    )""",
-    partition_column="as_of",
-    key_columns=("as_of", "strategy", "quantile"),
-)
-
-
-ACTIVE = "session = (SELECT max(session) FROM scanner_scores) AND expires_at > {now}"
-# The view is for people at a duckdb prompt (the wall clock); the product reads ACTIVE_SIGNALS_AT
-# with clock.now(), so a test that sets the clock sees the signals active at that time.
-ACTIVE_SIGNALS_VIEW = (
-    "CREATE OR REPLACE VIEW active_signals AS SELECT * REPLACE (true AS is_active) FROM signal_history "
-    f"WHERE {ACTIVE.format(now='current_timestamp')}"
-)
-ACTIVE_SIGNALS_AT = f"SELECT * REPLACE (true AS is_active) FROM signal_history WHERE {ACTIVE.format(now='?')}"
-
-
-def mark_active(now: datetime) -> str:
-    moment = f"TIMESTAMPTZ '{now.isoformat()}'"  # ours, formatted from a datetime: no outside text
-    return f"UPDATE signal_history SET is_active = ({ACTIVE.format(now=moment)})"
+SIGNAL_BACKTEST_QUANTILES = _table("signal_backtest_quantiles", SignalBacktestQuantiles, "as_of", ("as_of", "strategy", "quantile"))
 
 
 # The live strategies backtested on history (issue 14, item 2): one backtest_id per strategy and range,
@@ -735,43 +463,6 @@ class StrategyBacktestEquity(FiniteModel):
         unique = ["backtest_id", "session"]
 
 
-STRATEGY_BACKTEST = Table(
-    name="strategy_backtest",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS strategy_backtest (
-        backtest_id VARCHAR NOT NULL, strategy_id VARCHAR NOT NULL, type VARCHAR NOT NULL, symbol VARCHAR NOT NULL,
-        timeframe_minutes BIGINT NOT NULL, first_session DATE NOT NULL, last_session DATE NOT NULL,
-        sessions BIGINT NOT NULL, bars BIGINT NOT NULL, orders_filled BIGINT NOT NULL, orders_rejected BIGINT NOT NULL,
-        round_trips BIGINT NOT NULL, hit_rate DOUBLE, commission DOUBLE NOT NULL, starting_equity DOUBLE NOT NULL,
-        final_equity DOUBLE NOT NULL, pnl DOUBLE NOT NULL, total_return DOUBLE NOT NULL, sharpe DOUBLE,
-        max_drawdown DOUBLE NOT NULL, exposure DOUBLE NOT NULL, slippage_bps DOUBLE NOT NULL,
-        report_path VARCHAR NOT NULL, created_at TIMESTAMP WITH TIME ZONE NOT NULL,
-        PRIMARY KEY (backtest_id)
-    )""",
-    partition_column="backtest_id",
-    key_columns=("backtest_id",),
-)
-STRATEGY_BACKTEST_TRADES = Table(
-    name="strategy_backtest_trades",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS strategy_backtest_trades (
-        backtest_id VARCHAR NOT NULL, strategy_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL,
-        bar_time TIMESTAMP WITH TIME ZONE NOT NULL, side VARCHAR NOT NULL, price DOUBLE NOT NULL,
-        decision VARCHAR NOT NULL, qty DOUBLE NOT NULL, approved BOOLEAN NOT NULL, risk_reason VARCHAR NOT NULL,
-        fill_time TIMESTAMP WITH TIME ZONE, filled_price DOUBLE, commission DOUBLE NOT NULL,
-        PRIMARY KEY (backtest_id, bar_time, side)
-    )""",
-    partition_column="backtest_id",
-    key_columns=("backtest_id", "bar_time", "side"),
-)
-STRATEGY_BACKTEST_EQUITY = Table(
-    name="strategy_backtest_equity",
-    ddl="""
-    CREATE TABLE IF NOT EXISTS strategy_backtest_equity (
-        backtest_id VARCHAR NOT NULL, strategy_id VARCHAR NOT NULL, session DATE NOT NULL, equity DOUBLE NOT NULL,
-        position DOUBLE NOT NULL, exposure DOUBLE NOT NULL,
-        PRIMARY KEY (backtest_id, session)
-    )""",
-    partition_column="backtest_id",
-    key_columns=("backtest_id", "session"),
-)
+STRATEGY_BACKTEST = _table("strategy_backtest", StrategyBacktestSummary, "backtest_id", ("backtest_id",))
+STRATEGY_BACKTEST_TRADES = _table("strategy_backtest_trades", StrategyBacktestTrades, "backtest_id", ("backtest_id", "bar_time", "side"))
+STRATEGY_BACKTEST_EQUITY = _table("strategy_backtest_equity", StrategyBacktestEquity, "backtest_id", ("backtest_id", "session"))

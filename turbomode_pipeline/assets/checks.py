@@ -9,6 +9,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Failur
 from pandera.errors import SchemaErrors
 
 from turbomode_pipeline.core.rules import Rule, describe, describe_schema_failures
+from turbomode_pipeline.schemas import conform
 
 
 def check_specs(asset: str, schema_check: str, rules: tuple[Rule, ...]) -> list[AssetCheckSpec]:
@@ -31,18 +32,19 @@ def evaluate(
     frame: pl.DataFrame, schema, schema_check: str, rules: tuple[Rule, ...], rule_frame: pl.DataFrame | None = None,
     **context,
 ):
-    """Yield a result per check; return the messages of the failed blocking ones.
+    """Yield a result per check; return `frame` as the schema validated it (coerced, columns in the schema's
+    order, ready to write; None when the schema check failed) and the messages of the failed blocking checks.
 
     The rules see `rule_frame` when given: `frame` with helper columns the schema forbids.
     """
     try:
-        schema.validate(frame, lazy=True)
+        validated = conform(frame, schema)
     except SchemaErrors as errors:
         message = f"{schema_check} failed, {describe_schema_failures(frame, errors.failure_cases)}"
         yield AssetCheckResult(check_name=schema_check, passed=False, description=message)
         for rule in rules:
             yield AssetCheckResult(check_name=rule.name, passed=False, description="not evaluated: schema check failed")
-        return CheckFailures([message], None)
+        return None, CheckFailures([message], None)
     yield AssetCheckResult(check_name=schema_check, passed=True)
     failures = CheckFailures(sessions={})
     for rule in rules:
@@ -67,7 +69,7 @@ def evaluate(
                     failures.sessions.setdefault(session, []).append(rule.name)
             else:
                 failures.sessions = None
-    return failures
+    return validated, failures
 
 
 def refuse(asset: str, failures: list[str], sessions: list) -> Failure:

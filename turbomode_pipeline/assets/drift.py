@@ -19,19 +19,20 @@ from pydantic import Field, model_validator
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import daily_features
+from turbomode_pipeline.assets.guards import require_sessions
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.automation.market_data import due_at, judged_at
 from turbomode_pipeline.calendar import PARTITION_TZ, sessions_before, sessions_between
 from turbomode_pipeline.core.drift import (
     Thresholds,
+    compose_report,
+    confidence_psi,
     feature_drift,
-    hit_rates,
     judged_features,
     sector_status,
     signal_balance,
     status_of,
-    with_hit_rate_status,
 )
 from turbomode_pipeline.core.drift_html import DriftReportData, render_report
 from turbomode_pipeline.core.features import RAW_FEATURES, WARMUP
@@ -105,35 +106,26 @@ def _champions(registry: ModelRegistry) -> pl.DataFrame:
 
 def _features(warehouse: Warehouse, champions: pl.DataFrame, window: list[date]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Feature rows of each sector's training window, and of the current window."""
-    columns = ", ".join(RAW_FEATURES)
-    rows = warehouse.query(
-        f"SELECT session, sector, {columns} FROM daily_features WHERE session BETWEEN ? AND ? AND sector IN (SELECT unnest(?))",
-        [champions["train_start"].min(), window[-1], champions["sector"].to_list()],
-    )
+    rows = warehouse.sector_features(champions["train_start"].min(), window[-1], champions["sector"].to_list(), RAW_FEATURES)
     reference = rows.join(champions.select("sector", "train_start", "train_end"), on="sector").filter(
         pl.col("session").is_between(pl.col("train_start"), pl.col("train_end"))
     ).drop("train_start", "train_end")
     current = rows.filter(pl.col("session").is_in(pl.Series(window).implode()))
-    missing = sorted(set(window) - set(current["session"].unique().to_list()))
-    if missing:
-        raise Failure(
-            description=f"daily_features has no rows for session(s) {', '.join(map(str, missing))} of the drift "
-            f"window {window[0]}..{window[-1]}; materialise daily_features for them first"
-        )
+    require_sessions(current["session"], window, "daily_features has no rows for session(s) {shown} of the drift "
+                     f"window {window[0]}..{window[-1]}; materialise daily_features for them first")
     return reference, current
 
 
 def _scanner_tables(warehouse: Warehouse, window: list[date], week: tuple[date, date]):
     """Scores before and in the window, the week's signals and the window's outcomes (empty before the scanner ran)."""
     before = sessions_before(window[0], CONFIDENCE_REFERENCE_SESSIONS)
-    scores = "SELECT session, sector, probability_up FROM scanner_scores WHERE session BETWEEN ? AND ?"
+    scores = ["session", "sector", "probability_up"]
     tables = {
-        "reference": (scores, [before[0], before[-1]], "scanner_scores"),
-        "current": (scores, [window[0], window[-1]], "scanner_scores"),
-        "signals": ("SELECT sector, signal_type FROM signal_history WHERE session BETWEEN ? AND ?", list(week),
-                    "signal_history"),
-        "outcomes": ("SELECT sector, outcome FROM signal_outcomes WHERE exit_session BETWEEN ? AND ?",
-                     [window[0], window[-1]], "signal_outcomes"),
+        "reference": (lambda: warehouse.scores_between(before[0], before[-1], scores), "scanner_scores"),
+        "current": (lambda: warehouse.scores_between(window[0], window[-1], scores), "scanner_scores"),
+        "signals": (lambda: warehouse.signals_between(*week, ["sector", "signal_type"]), "signal_history"),
+        "outcomes": (lambda: warehouse.outcomes_between(window[0], window[-1], ["sector", "outcome"], by="exit_session"),
+                     "signal_outcomes"),
     }
     empty = {
         "reference": {"session": pl.Date, "sector": pl.String, "probability_up": pl.Float64},
@@ -142,16 +134,9 @@ def _scanner_tables(warehouse: Warehouse, window: list[date], week: tuple[date, 
         "outcomes": {"sector": pl.String, "outcome": pl.String},
     }
     return {
-        name: warehouse.query(sql, params) if warehouse.has_table(table) else pl.DataFrame(schema=empty[name])
-        for name, (sql, params, table) in tables.items()
+        name: read() if warehouse.has_table(table) else pl.DataFrame(schema=empty[name])
+        for name, (read, table) in tables.items()
     }
-
-
-def _confidence_psi(scanner: dict, window: int) -> pl.DataFrame:
-    if scanner["reference"].is_empty() or scanner["current"].is_empty():
-        return pl.DataFrame(schema={"sector": pl.String, "confidence_psi": pl.Float64})
-    drift = feature_drift(scanner["reference"], scanner["current"], ["probability_up"], window)
-    return drift.select("sector", pl.col("psi").alias("confidence_psi"))
 
 
 def _summary(report: pl.DataFrame) -> str:
@@ -197,24 +182,14 @@ def drift_report(
     judged = judged_features(list(RAW_FEATURES), WARMUP, window_sessions)
     scanner = _scanner_tables(warehouse, window, (end - timedelta(days=6), end))
     balance = signal_balance(scanner["signals"], limits)
-    expected = dict(champions.select("sector", "expected_hit_rate").iter_rows())
     name = f"drift_report_{end}.html"
     title = f"{end} (partial: sessions {', '.join(map(str, so_far))} so far)" if partial else str(end)
     path = str((Path(reports.directory) / name).resolve())
-    report = (
-        sector_status(drift, judged, limits)
-        .join(_confidence_psi(scanner, window_sessions), on="sector", how="left", maintain_order="left")
-        .join(balance.filter(pl.col("sector") != "All sectors"), on="sector", how="left", maintain_order="left")
-        .join(hit_rates(scanner["outcomes"], expected).drop("expected_hit_rate"), on="sector", how="left",
-              maintain_order="left")
-        .join(champions, on="sector", how="left", maintain_order="left")
-        .with_columns(
-            pl.col("buy", "sell", "outcomes", "hits").fill_null(0),
-            pl.col("one_sided", "hit_rate_low").fill_null(False),
-            week_ending=pl.lit(end), window_start=pl.lit(window[0]), window_end=pl.lit(window[-1]),
-            report_path=pl.lit(path), created_at=pl.lit(clock.now()),
-        )
-        .pipe(with_hit_rate_status)
+    report = compose_report(
+        sector_status(drift, judged, limits),
+        confidence_psi(scanner["reference"], scanner["current"], window_sessions),
+        balance, scanner["outcomes"], champions,
+        week_ending=end, window_start=window[0], window_end=window[-1], report_path=path, created_at=clock.now(),
     )
     features = drift.with_columns(
         week_ending=pl.lit(end), judged=pl.col("feature").is_in(judged),

@@ -7,43 +7,29 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     BackfillPolicy,
-    Failure,
     MaterializeResult,
     TimeWindowPartitionMapping,
     asset,
 )
 
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
+from turbomode_pipeline.assets.guards import bars_through_horizon, require_sessions
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run
 from turbomode_pipeline.assets.market_data import daily_bars
-from turbomode_pipeline.calendar import daily_sessions, sessions_after, sessions_before
+from turbomode_pipeline.calendar import daily_sessions, sessions_before
 from turbomode_pipeline.core.feature_rules import FEATURE_RULES
 from turbomode_pipeline.core.features import FEATURES, LOOKBACK_SESSIONS, compute_features
-from turbomode_pipeline.core.labels import triple_barrier
-from turbomode_pipeline.core.rules import Rule, violations
+from turbomode_pipeline.core.labels import SAMPLE_RULES, triple_barrier
 from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.warehouse import Warehouse
+from turbomode_pipeline.resources.warehouse_reads import BAR_COLUMNS
 from turbomode_pipeline.assets.table_schema import table_metadata
-from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
+from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples
 from turbomode_pipeline.settings import get_settings
 
 FEATURES_SCHEMA_CHECK = "features_match_schema"
 SAMPLES_SCHEMA_CHECK = "samples_match_schema"
-
-
-def _bars(warehouse: Warehouse, first: date, last: date) -> pl.DataFrame:
-    return warehouse.query(
-        "SELECT session, symbol, sector, open, high, low, close, volume FROM daily_bars "
-        "WHERE session BETWEEN ? AND ? ORDER BY symbol, session",
-        [first, last],
-    )
-
-
-def _require_sessions(table: str, have: pl.Series, sessions: list[date], hint: str) -> None:
-    missing = sorted(set(sessions) - set(have.unique().to_list()))
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise Failure(description=f"{table} has no rows for {len(missing)} session(s): {shown}; {hint}")
+MISSING = "{table} has no rows for {{count}} session(s): {{shown}}; materialise {table} for them first"
 
 
 @asset(
@@ -70,37 +56,22 @@ def daily_features(context: AssetExecutionContext, warehouse: Warehouse):
     """
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     lookback = sessions_before(sessions[0], LOOKBACK_SESSIONS)
-    bars = _bars(warehouse, lookback[0] if lookback else sessions[0], sessions[-1])
-    _require_sessions("daily_bars", bars["session"], sessions, "materialise daily_bars for them first")
+    bars = warehouse.bars(lookback[0] if lookback else sessions[0], sessions[-1])
+    require_sessions(bars["session"], sessions, MISSING.format(table="daily_bars"))
     bars_seen = bars.select("session", "symbol", pl.int_range(1, pl.len() + 1).over("symbol").alias("bars_seen"))
     features = compute_features(bars).filter(pl.col("session").is_in(pl.Series(sessions).implode()))
     checked = features.join(bars_seen, on=["session", "symbol"], how="left")
-    failures = yield from evaluate(features, DailyFeatures, FEATURES_SCHEMA_CHECK, FEATURE_RULES, rule_frame=checked)
+    validated, failures = yield from evaluate(features, DailyFeatures, FEATURES_SCHEMA_CHECK, FEATURE_RULES,
+                                              rule_frame=checked)
     if failures:
         raise refuse("daily_features", failures, sessions)
-    rows = warehouse.replace_partitions(DAILY_FEATURES, conform(features, DailyFeatures), sessions)
+    rows = warehouse.replace_partitions(DAILY_FEATURES, validated, sessions)
     attach(context, by_session(features, **{
         "dagster/row_count": pl.len(), "symbols": pl.col("symbol").n_unique(),
         "null_share": pl.mean_horizontal(pl.col(FEATURES).is_null().mean()).first(),
     }), context.partition_keys, missing={"dagster/row_count": 0, "symbols": 0})
     log_run(context, "daily_features", rows=rows, sessions=len(sessions))
     yield MaterializeResult(metadata={"features": len(FEATURES)})
-
-
-def label_consistency(samples: pl.DataFrame, horizon: int, **_) -> pl.DataFrame:
-    col = pl.col
-    bad = samples.filter(
-        ((col("barrier") == "upper") & ((col("label") != 1) | (col("exit_price") < col("upper"))))
-        | ((col("barrier") == "lower") & ((col("label") != 0) | (col("exit_price") > col("lower"))))
-        | (col("t1") <= col("session"))
-        | (col("days_held") > horizon)
-    )
-    return violations(bad, pl.format("barrier={} label={} exit={} t1={}", "barrier", "label", "exit_price", "t1"))
-
-
-SAMPLE_RULES = (
-    Rule("labels_consistent", "barrier, label, exit price and exit session agree", True, label_consistency),
-)
 
 
 @asset(
@@ -133,27 +104,16 @@ def training_samples(context: AssetExecutionContext, warehouse: Warehouse, label
     """
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     barriers = labels.barriers
-    horizon_end = sessions_after(sessions[-1], barriers.horizon)[-1]
-    bars = _bars(warehouse, sessions[0], horizon_end)
-    newest = bars["session"].max()
-    if newest is None or newest < horizon_end:
-        raise Failure(
-            description=(
-                f"training_samples {sessions[-1]} is not materialisable yet: its outcome needs bars through "
-                f"{horizon_end} ({barriers.horizon} sessions later), and daily_bars ends at {newest}"
-            ),
-            metadata={"needs_bars_through": str(horizon_end), "newest_bars": str(newest)},
-        )
-    atr = warehouse.query(
-        "SELECT session, symbol, atr_14 FROM daily_features WHERE session BETWEEN ? AND ?", [sessions[0], sessions[-1]]
-    )
-    _require_sessions("daily_features", atr["session"], sessions, "materialise daily_features for them first")
+    bars = bars_through_horizon(warehouse, "training_samples", sessions[0], sessions[-1], barriers.horizon, BAR_COLUMNS,
+                                "its outcome")
+    atr = warehouse.features(sessions, ["atr_14"])
+    require_sessions(atr["session"], sessions, MISSING.format(table="daily_features"))
     samples = triple_barrier(bars, atr, barriers).filter(pl.col("session").is_in(pl.Series(sessions).implode()))
-    failures = yield from evaluate(samples, TrainingSamples, SAMPLES_SCHEMA_CHECK, SAMPLE_RULES,
-                                    horizon=barriers.horizon)
+    validated, failures = yield from evaluate(samples, TrainingSamples, SAMPLES_SCHEMA_CHECK, SAMPLE_RULES,
+                                              horizon=barriers.horizon)
     if failures:
         raise refuse("training_samples", failures, sessions)
-    rows = warehouse.replace_partitions(TRAINING_SAMPLES, conform(samples, TrainingSamples), sessions)
+    rows = warehouse.replace_partitions(TRAINING_SAMPLES, validated, sessions)
     hits = {f"barrier_{name}": (pl.col("barrier") == name).sum() for name in ("lower", "time", "upper")}
     attach(context, by_session(samples, **{
         "dagster/row_count": pl.len(), "label_up_share": pl.col("label").mean().cast(pl.Float64), **hits,

@@ -17,7 +17,7 @@ from turbomode_pipeline.resources.market_data import MarketDataSource
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.assets.table_schema import table_metadata
-from turbomode_pipeline.schemas import DAILY_BARS, DailyBars, conform
+from turbomode_pipeline.schemas import DAILY_BARS, DailyBars
 from turbomode_pipeline.settings import get_settings
 
 SCHEMA_CHECK = "bars_match_schema"
@@ -56,16 +56,16 @@ def daily_bars(
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     symbols = universe.load()
     bars = market_data.daily_bars(sessions, symbols).with_columns(ingested_at=pl.lit(clock.now()))
-    failures = yield from evaluate(
+    validated, failures = yield from evaluate(
         bars, DailyBars, SCHEMA_CHECK, RULES,
-        universe=symbols, sessions=sessions, prior=_prior_closes(warehouse, sessions[0]),
+        universe=symbols, sessions=sessions, prior=warehouse.closes_before(sessions[0], FROZEN_LOOKBACK),
         min_coverage=config.min_coverage,
     )
     if failures and (failures.sessions is None or set(failures.sessions) >= set(sessions)):
         raise refuse("daily_bars", failures, sessions)
     if failures:
-        raise _write_passing(context, warehouse, bars, sessions, failures)
-    rows = warehouse.replace_partitions(DAILY_BARS, conform(bars, DailyBars), sessions)
+        raise _write_passing(context, warehouse, validated, sessions, failures)
+    rows = warehouse.replace_partitions(DAILY_BARS, validated, sessions)
     # each partition its own rows and symbols; the run's totals in its log (see assets/partition_metadata.py)
     attach(context, by_session(bars, **{"dagster/row_count": pl.len(), "symbols": pl.col("symbol").n_unique()}),
            context.partition_keys, missing={"dagster/row_count": 0, "symbols": 0})
@@ -85,10 +85,10 @@ def _preview(bars: pl.DataFrame) -> str:
 
 
 def _write_passing(context: AssetExecutionContext, warehouse: Warehouse, bars: pl.DataFrame, sessions, failures) -> Failure:
-    """Write the sessions that passed, record each as materialised, and return the Failure naming the others."""
+    """Write the sessions of `bars` (validated) that passed, record each as materialised, and return the Failure naming the others."""
     failed = failures.sessions
     passing = [session for session in sessions if session not in failed]
-    rows = warehouse.replace_partitions(DAILY_BARS, conform(bars.filter(pl.col("session").is_in(passing)), DailyBars), passing)
+    rows = warehouse.replace_partitions(DAILY_BARS, bars.filter(pl.col("session").is_in(passing)), passing)
     for session in passing:
         context.log_event(AssetMaterialization(asset_key=context.asset_key, partition=session.isoformat()))
     named = "; ".join(f"{session} ({', '.join(rules)})" for session, rules in sorted(failed.items())[:20])
@@ -102,16 +102,4 @@ def _write_passing(context: AssetExecutionContext, warehouse: Warehouse, bars: p
             "written_sessions": len(passing),
             "failed_sessions": MetadataValue.json({str(session): rules for session, rules in sorted(failed.items())}),
         },
-    )
-
-
-def _prior_closes(warehouse: Warehouse, first_session: date) -> pl.DataFrame | None:
-    if not warehouse.has_table(DAILY_BARS.name):
-        return None
-    return warehouse.query(
-        """
-        SELECT session, symbol, close FROM daily_bars
-        WHERE session IN (SELECT DISTINCT session FROM daily_bars WHERE session < ? ORDER BY session DESC LIMIT ?)
-        """,
-        [first_session, FROZEN_LOOKBACK],
     )

@@ -38,16 +38,7 @@ class TrainingConfig(Config):
 def _samples(warehouse: Warehouse, sector: str, label_target: str) -> pl.DataFrame:
     """One sector's learnt label (TURBOMODE_LABEL_TARGET) joined to the features known at entry; rows
     with a missing feature dropped, and for the sector-relative label each session's median stock."""
-    columns = ", ".join(f"f.{name}" for name in MODEL_FEATURES)
-    samples = warehouse.query(
-        f"""
-        SELECT s.session, s.symbol, s.sector, s.{LABEL_COLUMNS[label_target]} AS label, s.barrier, s.t1, s.fwd_ret,
-               {columns}
-        FROM training_samples s JOIN daily_features f USING (session, symbol)
-        WHERE s.sector = ?
-        """,
-        [sector],
-    )
+    samples = warehouse.labelled_features(sector, LABEL_COLUMNS[label_target], MODEL_FEATURES)
     return (without_sector_median(samples) if label_target == "relative" else samples).drop_nulls(list(MODEL_FEATURES))
 
 

@@ -19,26 +19,23 @@ from dagster import (
     asset,
 )
 from pydantic import Field
-from threadpoolctl import threadpool_limits
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
+from turbomode_pipeline.assets.guards import bars_through_horizon, require_sessions
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run, readable
 from turbomode_pipeline.calendar import daily_sessions, session_close, sessions_after, sessions_before
 from turbomode_pipeline.core import scanner
-from turbomode_pipeline.core.features import FEATURES, MODEL_FEATURES
+from turbomode_pipeline.core.features import FEATURES
 from turbomode_pipeline.core.model_types import STACKED
-from turbomode_pipeline.core.rules import Rule, violations
 from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.model_registry import ModelRegistry, UntrustedModel, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.assets.table_schema import table_metadata
 from turbomode_pipeline.schemas import (
-    ACTIVE_SIGNALS_VIEW,
-    mark_active,
     SCANNER_SCORES,
     SIGNAL_HISTORY,
     SIGNAL_OUTCOMES,
@@ -73,30 +70,6 @@ SCAN_WHEN_FEATURES_LAND = (
 
 
 
-def signal_direction(frame: pl.DataFrame, **_) -> pl.DataFrame:
-    col = pl.col
-    buy_ok = (col("target_price") > col("entry_price")) & (col("entry_price") > col("stop_loss"))
-    sell_ok = (col("target_price") < col("entry_price")) & (col("entry_price") < col("stop_loss"))
-    bad = frame.filter(pl.when(col("signal_type") == "BUY").then(~buy_ok).otherwise(~sell_ok))
-    return violations(bad, pl.format("{} entry={} target={} stop={}", "signal_type", "entry_price", "target_price", "stop_loss"))
-
-
-def one_sided(frame: pl.DataFrame, **_) -> pl.DataFrame:
-    flagged = scanner.one_sided_sessions(frame).with_columns(symbol=pl.lit(""))
-    return violations(flagged, pl.format("{} BUY / {} SELL", "buy", "sell"))
-
-
-SIGNAL_RULES = (
-    Rule("signal_barriers_ordered", "BUY: target > entry > stop; SELL: target < entry < stop", True, signal_direction),
-    Rule(
-        "signals_two_sided",
-        f"neither BUY nor SELL is more than {scanner.ONE_SIDED_SHARE:.0%} of a session's signals "
-        f"(sessions with at least {scanner.ONE_SIDED_MIN_SIGNALS})",
-        False, one_sided,
-    ),
-)
-
-
 def expiry(sessions: list[date], horizon: int) -> pl.DataFrame:
     """session, expires_at: the close of the session `horizon` sessions later."""
     closes = [session_close(sessions_after(day, horizon)[-1]) for day in sessions]
@@ -106,22 +79,14 @@ def expiry(sessions: list[date], horizon: int) -> pl.DataFrame:
 
 
 def _features(warehouse: Warehouse, sessions: list[date]) -> pl.DataFrame:
-    features = warehouse.query(
-        f"SELECT session, symbol, sector, close, atr_14, {', '.join(FEATURES)} FROM daily_features "
-        "WHERE session IN (SELECT unnest(?)) ORDER BY session, symbol",
-        [sessions],
+    features = warehouse.features(sessions, ["sector", "close", "atr_14", *FEATURES])
+    require_sessions(
+        features["session"], sessions,
+        "scanner not run: daily_features has no rows for session(s) {shown}. Features are written only when that "
+        "session's daily_bars passed every blocking check; fix and re-materialise daily_bars (then daily_features) "
+        "for them first",
+        metadata_key="sessions_without_features",
     )
-    missing = sorted(set(sessions) - set(features["session"].unique().to_list()))
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise Failure(
-            description=(
-                f"scanner not run: daily_features has no rows for session(s) {shown}. Features are written only "
-                "when that session's daily_bars passed every blocking check; fix and re-materialise daily_bars "
-                "(then daily_features) for them first"
-            ),
-            metadata={"sessions_without_features": shown},
-        )
     return features
 
 
@@ -137,37 +102,33 @@ def _champion(model_registry: ModelRegistry, name: str):
         raise Failure(description=f"scanner not run: {error}", metadata={"refused_model": name}) from None
 
 
+def _champions(model_registry: ModelRegistry, sectors: list[str]) -> tuple[dict, dict[str, float], list[str]]:
+    """The stacked champion of each of `sectors` that has one, each one's load time, and the sectors without."""
+    champions, loading, without = {}, {}, []
+    for sector in sectors:
+        started = time.perf_counter()
+        champion = _champion(model_registry, registered_name(sector, STACKED))
+        if champion is None:
+            without.append(sector)
+            continue
+        champions[sector], loading[champion.name] = champion, time.perf_counter() - started
+    return champions, loading, sorted(without)
+
+
 def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.DataFrame, dict, list[str]]:
-    """Every symbol with complete features, scored by its sector's stacked champion; the load
-    times, and the sectors left unscored because they have no champion."""
-    complete = features.drop_nulls([*MODEL_FEATURES, "atr_14"])
+    """Every symbol with complete features, scored by its sector's stacked champion (core/scanner.score); the
+    load times, and the sectors left unscored because they have no champion."""
+    complete = scanner.complete_rows(features)
     if complete.is_empty():
         raise Failure(description="scanner not run: no symbol has a complete feature row (still in the 252-session warm-up?)")
-    frames, loading, without = [], {}, []
-    for sector, rows in complete.group_by("sector", maintain_order=True):
-        started = time.perf_counter()
-        champion = _champion(model_registry, registered_name(sector[0], STACKED))
-        if champion is None:
-            without.append(sector[0])
-            continue
-        loading[champion.name] = time.perf_counter() - started
-        # One OpenMP thread: a sector's few dozen rows take microseconds per tree, and waking a thread team
-        # for each of hist_gradient_boosting's hundreds of trees cost more than the work itself.
-        with threadpool_limits(limits=1, user_api="openmp"):
-            probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
-        frames.append(
-            rows.select("session", "symbol", "sector", "close", "atr_14").with_columns(
-                probability_up=pl.Series(probability, dtype=pl.Float64),
-                model_name=pl.lit(champion.name), model_version=pl.lit(champion.version),
-                mlflow_run_id=pl.lit(champion.run_id),
-            )
-        )
-    if not frames:
+    champions, loading, without = _champions(model_registry, complete["sector"].unique(maintain_order=True).to_list())
+    scored = scanner.score(complete, champions)
+    if scored.is_empty():
         raise Failure(
             description=f"scanner not run: no sector has a champion stacked model (none for {', '.join(sorted(without))}); "
             "materialise sector_models first, and see each version's promotion_reason tag"
         )
-    return pl.concat(frames).sort("session", "symbol"), loading, sorted(without)
+    return scored, loading, without
 
 
 @asset(
@@ -175,7 +136,7 @@ def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.Dat
     backfill_policy=BackfillPolicy.single_run(),
     pool="warehouse",
     deps=[AssetDep(daily_features), AssetDep(sector_models, partition_mapping=AllPartitionMapping())],
-    check_specs=check_specs("scanner_signals", SIGNALS_SCHEMA_CHECK, SIGNAL_RULES),
+    check_specs=check_specs("scanner_signals", SIGNALS_SCHEMA_CHECK, scanner.SIGNAL_RULES),
     automation_condition=SCAN_WHEN_FEATURES_LAND,
     group_name="scanner",
     kinds={"duckdb", "mlflow", "polars"},
@@ -197,13 +158,13 @@ def scanner_signals(
     scan_seconds = time.perf_counter() - started
     threshold = config.threshold
     found = scanner.signals(scored, expiry(sessions, labels.horizon), threshold, labels.barriers, clock.now())
-    failures = yield from evaluate(found, SignalHistory, SIGNALS_SCHEMA_CHECK, SIGNAL_RULES)
+    validated, failures = yield from evaluate(found, SignalHistory, SIGNALS_SCHEMA_CHECK, scanner.SIGNAL_RULES)
     if failures:
         raise refuse("scanner_signals", failures, sessions)
-    warehouse.replace_partitions(SIGNAL_HISTORY, conform(found, SignalHistory), sessions)
+    warehouse.replace_partitions(SIGNAL_HISTORY, validated, sessions)
     scores = scored.select(list(ScannerScores.to_schema().columns))
     warehouse.replace_partitions(SCANNER_SCORES, conform(scores, ScannerScores), sessions)
-    warehouse.execute(ACTIVE_SIGNALS_VIEW, mark_active(clock.now()))
+    warehouse.refresh_active_signals(clock.now())
     latest = found.filter(pl.col("session") == sessions[-1])
     per_session = scanner.balance(found).with_columns(pl.col("session").cast(pl.String), pl.col("buy_share").round(3))
     # each partition: its own signals, BUY/SELL and symbols scored (assets/partition_metadata.py)
@@ -270,31 +231,20 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse, labels
     """
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     horizon = labels.horizon
-    horizon_end = sessions_after(sessions[-1], horizon)[-1]
-    bars = warehouse.query(
-        "SELECT session, symbol, open, high, low, close FROM daily_bars WHERE session BETWEEN ? AND ?",
-        [sessions_before(sessions[0], max(QUALITY_WINDOWS))[0], horizon_end],
+    bars = bars_through_horizon(
+        warehouse, "signal_outcomes", sessions_before(sessions[0], max(QUALITY_WINDOWS))[0], sessions[-1],
+        horizon, ["session", "symbol", "open", "high", "low", "close"], "its signals' horizon", ordered=False,
     )
-    newest = bars["session"].max()
-    if newest is None or newest < horizon_end:
-        raise Failure(
-            description=(
-                f"signal_outcomes {sessions[-1]} is not materialisable yet: its signals' horizon needs bars through "
-                f"{horizon_end} ({horizon} sessions later), and daily_bars ends at {newest}"
-            )
-        )
-    signals = warehouse.query("SELECT * FROM signal_history WHERE session IN (SELECT unnest(?))", [sessions])
-    scores = warehouse.query(
-        "SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session IN (SELECT unnest(?))", [sessions]
-    )
+    signals = warehouse.signals(sessions)
+    scores = warehouse.scores(sessions)
     graded = scanner.relative_outcomes(
         scanner.outcomes(signals, bars.filter(pl.col("session") >= sessions[0]), horizon),
         scores, bars, horizon,
     )
-    failures = yield from evaluate(graded, SignalOutcomes, OUTCOMES_SCHEMA_CHECK, ())
+    validated, failures = yield from evaluate(graded, SignalOutcomes, OUTCOMES_SCHEMA_CHECK, ())
     if failures:
         raise refuse("signal_outcomes", failures, sessions)
-    rows = warehouse.replace_partitions(SIGNAL_OUTCOMES, conform(graded, SignalOutcomes), sessions)
+    rows = warehouse.replace_partitions(SIGNAL_OUTCOMES, validated, sessions)
     # each partition: its own graded signals, hit rate and the session's IC; the 20- and 60-session
     # windows (as of the run's last session) on the last partition only
     ic = scanner.daily_ic(scores, scanner.forward_returns(bars, horizon))
@@ -316,8 +266,8 @@ def quality(warehouse: Warehouse, bars: pl.DataFrame, last: date, horizon: int) 
     returns = scanner.forward_returns(bars, horizon)
     for window in QUALITY_WINDOWS:
         first = sessions_before(last, window - 1)[0]
-        graded = warehouse.query("SELECT * FROM signal_outcomes WHERE session BETWEEN ? AND ?", [first, last])
-        scores = warehouse.query("SELECT * FROM scanner_scores WHERE session BETWEEN ? AND ?", [first, last])
+        graded = warehouse.outcomes_between(first, last)
+        scores = warehouse.scores_between(first, last)
         rates = scanner.hit_rates(graded).with_columns(pl.col("hit_rate", "stop_rate", "mean_ret").round(3))
         summary = scanner.ic_summary(scanner.daily_ic(scores, returns))
         metadata[f"hit_rate_{window}d"] = MetadataValue.md(rates.to_pandas().to_markdown(index=False))

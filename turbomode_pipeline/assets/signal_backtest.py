@@ -10,16 +10,16 @@ from dagster import (
     AssetExecutionContext,
     BackfillPolicy,
     Config,
-    Failure,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
     asset,
 )
 
+from turbomode_pipeline.assets.guards import bars_through_horizon, require_sessions
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, readable
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
-from turbomode_pipeline.calendar import daily_sessions, sessions_after
+from turbomode_pipeline.calendar import daily_sessions
 from turbomode_pipeline.core import report_html
 from turbomode_pipeline.core import signal_backtest as backtest
 from turbomode_pipeline.core.signal_backtest_html import SignalBacktestReport, equity_png, render_report
@@ -55,30 +55,12 @@ class SignalBacktestConfig(Config):
 def _inputs(warehouse: Warehouse, sessions: list[date], horizon: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Every score and graded signal up to the last session, and the closes through its horizon."""
     last = sessions[-1]
-    horizon_end = sessions_after(last, horizon)[-1]
-    scores = warehouse.query(
-        "SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session <= ? ORDER BY session, symbol",
-        [last],
-    )
-    missing = sorted(set(sessions) - set(scores["session"].unique().to_list()))
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise Failure(description=f"signal_backtest not run: scanner_scores has no rows for session(s) {shown}; "
-                                  "materialise scanner_signals (then signal_outcomes) for them first")
-    bars = warehouse.query(
-        "SELECT session, symbol, close FROM daily_bars WHERE session BETWEEN ? AND ?",
-        [scores["session"].min(), horizon_end],
-    )
-    newest = bars["session"].max()
-    if newest is None or newest < horizon_end:
-        raise Failure(description=f"signal_backtest {last} is not materialisable yet: its signals' horizon needs bars "
-                                  f"through {horizon_end}, and daily_bars ends at {newest}")
-    graded = warehouse.query(
-        "SELECT o.id, o.session, o.symbol, o.sector, o.signal_type, h.confidence, o.outcome, o.exit_session, "
-        "o.days_held, o.ret FROM signal_outcomes o JOIN signal_history h USING (id) WHERE o.session <= ? "
-        "ORDER BY o.session, o.symbol",
-        [last],
-    ) if warehouse.has_table("signal_outcomes") else pl.DataFrame()
+    scores = warehouse.scores_between(None, last, ["session", "symbol", "sector", "probability_up"])
+    require_sessions(scores["session"], sessions, "signal_backtest not run: scanner_scores has no rows for session(s) "
+                     "{shown}; materialise scanner_signals (then signal_outcomes) for them first")
+    bars = bars_through_horizon(warehouse, "signal_backtest", scores["session"].min(), last, horizon,
+                                ["session", "symbol", "close"], "its signals' horizon", ordered=False)
+    graded = warehouse.graded_signals_through(last)
     return scores, bars, graded
 
 

@@ -68,9 +68,11 @@ def scanner_signals_for(warehouse: Warehouse, symbols: list[str], sessions: list
         return None
     scans = [*sessions_before(sessions[0], 1), *sessions[:-1]]
     mapping = pl.DataFrame({"session": scans, "trading_session": sessions}, schema={"session": pl.Date, "trading_session": pl.Date})
-    found = warehouse.query(
-        "SELECT id, session, symbol, signal_type, confidence, target_price, stop_loss, created_at, expires_at "
-        "FROM signal_history WHERE symbol IN (SELECT unnest(?)) AND session BETWEEN ? AND ?", [symbols, scans[0], scans[-1]])
+    found = warehouse.signals_between(
+        scans[0], scans[-1],
+        ["id", "session", "symbol", "signal_type", "confidence", "target_price", "stop_loss", "created_at", "expires_at"],
+        symbols=symbols,
+    )
     return found.join(mapping, on="session").drop("session").with_columns(
         col("created_at", "expires_at").dt.convert_time_zone("UTC"))
 

@@ -40,9 +40,8 @@ class MaintenanceConfig(Config):
 def _signals(warehouse: Warehouse, now: datetime, retention_days: int) -> dict[str, int]:
     if not warehouse.has_table("signal_history"):
         return {"signals_expired": 0, "signals_dropped": 0}
-    expired = warehouse.update("UPDATE signal_history SET is_active = false WHERE is_active AND expires_at < ?", [now])
-    cutoff = (now - timedelta(days=retention_days)).date()
-    dropped = warehouse.update("DELETE FROM signal_history WHERE session < ?", [cutoff])
+    expired = warehouse.expire_signals(now)
+    dropped = warehouse.drop_signals_before((now - timedelta(days=retention_days)).date())
     return {"signals_expired": expired, "signals_dropped": dropped}
 
 

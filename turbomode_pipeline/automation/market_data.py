@@ -123,10 +123,7 @@ def held_sessions(
     atomic write kept its last good rows."""
     materialised = instance.get_materialized_partitions(AssetKey(asset))
     candidates = sorted(day for day in sessions if day.isoformat() in materialised)
-    if not candidates or not warehouse.has_table(table):
-        return set()
-    found = warehouse.query(f"SELECT DISTINCT session FROM {table} WHERE session IN (SELECT unnest(?))", [candidates])
-    return set(found["session"].to_list())
+    return warehouse.held_sessions(table, candidates)
 
 
 def heal_request(gaps: list[date], attempt: int = 1) -> RunRequest:

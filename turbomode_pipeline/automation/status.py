@@ -14,7 +14,6 @@ import polars as pl
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from turbomode_pipeline import clock
-from turbomode_pipeline.schemas import ACTIVE_SIGNALS_AT
 from turbomode_pipeline.automation.market_data import due_sessions, judged_at, research_note
 from turbomode_pipeline.automation.scanner import latest_due_scan, unscanned
 from turbomode_pipeline.calendar import sessions_before
@@ -144,9 +143,7 @@ def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegi
         if last["result"] == DagsterRunStatus.FAILURE.value:
             status.failed.append(f"asset {row['asset']}: last run {last['last_run']} failed: {last['reason']}")
     try:
-        status.signals = warehouse.query(
-            f"SELECT session, signal_type, count(*) AS signals FROM ({ACTIVE_SIGNALS_AT}) GROUP BY ALL ORDER BY ALL", [judged]
-        )
+        status.signals = warehouse.active_signal_counts(judged)
     except WarehouseError:
         status.signals = None
     status.schedules = _runs_of(instance, now, "schedule", schedules, "dagster/schedule_name")

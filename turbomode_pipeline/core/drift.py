@@ -194,6 +194,38 @@ def hit_rates(outcomes: pl.DataFrame, expected: dict[str, float]) -> pl.DataFram
     return frame.with_columns((col("hit_rate_pvalue") < HIT_RATE_ALPHA).fill_null(False).alias("hit_rate_low"))
 
 
+def confidence_psi(reference: pl.DataFrame, current: pl.DataFrame, window: int) -> pl.DataFrame:
+    """sector, confidence_psi: how far the scanner's scores in the window moved from those before it."""
+    if reference.is_empty() or current.is_empty():
+        return pl.DataFrame(schema={"sector": pl.String, "confidence_psi": pl.Float64})
+    drift = feature_drift(reference, current, ["probability_up"], window)
+    return drift.select("sector", col("psi").alias("confidence_psi"))
+
+
+def compose_report(
+    status: pl.DataFrame, confidence: pl.DataFrame, balance: pl.DataFrame, outcomes: pl.DataFrame,
+    champions: pl.DataFrame, **constants,
+) -> pl.DataFrame:
+    """One row per sector of `status` (sector_status): its confidence PSI, BUY/SELL balance, hit rate against
+    its champion's expected one, and the champion's lineage; `constants` (week_ending, window_start, ...) as
+    columns. A sector with no signals or outcomes has zero counts and is neither one-sided nor low."""
+    expected = dict(champions.select("sector", "expected_hit_rate").iter_rows())
+    left = {"on": "sector", "how": "left", "maintain_order": "left"}
+    return (
+        status
+        .join(confidence, **left)
+        .join(balance.filter(col("sector") != "All sectors"), **left)
+        .join(hit_rates(outcomes, expected).drop("expected_hit_rate"), **left)
+        .join(champions, **left)
+        .with_columns(
+            col("buy", "sell", "outcomes", "hits").fill_null(0),
+            col("one_sided", "hit_rate_low").fill_null(False),
+            **{name: pl.lit(value) for name, value in constants.items()},
+        )
+        .pipe(with_hit_rate_status)
+    )
+
+
 def psi_matrix(drift: pl.DataFrame, value: str = "excess_psi") -> tuple[list[str], list[str], np.ndarray]:
     """Sectors, features and a matrix (sectors x features) of `value` for a heat map."""
     wide = drift.pivot(on="feature", index="sector", values=value).sort("sector")

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from turbomode_pipeline.core.rules import Rule, violations
+
 col = pl.col
 
 
@@ -104,3 +106,20 @@ def without_sector_median(samples: pl.DataFrame) -> pl.DataFrame:
 def beats_sector_median(forward_return: pl.Expr) -> pl.Expr:
     """1 where the return is above the median of its (session, sector), else 0 (Int8)."""
     return (forward_return > forward_return.median().over("session", "sector")).cast(pl.Int8)
+
+
+def label_consistency(samples: pl.DataFrame, horizon: int, **_) -> pl.DataFrame:
+    """Samples whose barrier, label, exit price and exit session disagree, or held past the `horizon`."""
+    bad = samples.filter(
+        ((col("barrier") == "upper") & ((col("label") != 1) | (col("exit_price") < col("upper"))))
+        | ((col("barrier") == "lower") & ((col("label") != 0) | (col("exit_price") > col("lower"))))
+        | (col("t1") <= col("session"))
+        | (col("days_held") > horizon)
+    )
+    return violations(bad, pl.format("barrier={} label={} exit={} t1={}", "barrier", "label", "exit_price", "t1"))
+
+
+# The checks training_samples passes before it is written; evaluated with the label horizon (`horizon=`).
+SAMPLE_RULES = (
+    Rule("labels_consistent", "barrier, label, exit price and exit session agree", True, label_consistency),
+)

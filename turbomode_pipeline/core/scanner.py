@@ -11,13 +11,50 @@ vectorised over symbols and sessions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import polars as pl
+from threadpoolctl import threadpool_limits
 
+from turbomode_pipeline.core.features import MODEL_FEATURES
 from turbomode_pipeline.core.labels import Barriers
+from turbomode_pipeline.core.rules import Rule, violations
 
 col = pl.col
+
+
+def complete_rows(features: pl.DataFrame) -> pl.DataFrame:
+    """The feature rows a model can score: every model feature and the ATR known."""
+    return features.drop_nulls([*MODEL_FEATURES, "atr_14"])
+
+
+def score(features: pl.DataFrame, champions: Mapping[str, Any]) -> pl.DataFrame:
+    """The rows of `features` whose sector has a champion, scored by it: session, symbol, sector, close, atr_14,
+    probability_up and the lineage (model_name, model_version, mlflow_run_id), by session and symbol.
+
+    `champions`: sector -> a loaded model with `model` (predict_proba, feature_names), `name`, `version`, `run_id`.
+    """
+    frames = []
+    for sector, rows in features.group_by("sector", maintain_order=True):  # one model per sector: eleven groups
+        champion = champions.get(sector[0])
+        if champion is None:
+            continue
+        # One OpenMP thread: a sector's few dozen rows take microseconds per tree, and waking a thread team
+        # for each of hist_gradient_boosting's hundreds of trees cost more than the work itself.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
+        frames.append(
+            rows.select("session", "symbol", "sector", "close", "atr_14").with_columns(
+                probability_up=pl.Series(probability, dtype=pl.Float64),
+                model_name=pl.lit(champion.name), model_version=pl.lit(champion.version),
+                mlflow_run_id=pl.lit(champion.run_id),
+            )
+        )
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames).sort("session", "symbol")
 
 
 def signals(scored: pl.DataFrame, expiry: pl.DataFrame, threshold: float, barriers: Barriers, created_at: datetime) -> pl.DataFrame:
@@ -132,6 +169,31 @@ def one_sided_sessions(signals: pl.DataFrame) -> pl.DataFrame:
     return balance(signals).filter(
         (col("buy") + col("sell") >= ONE_SIDED_MIN_SIGNALS) & ((share > ONE_SIDED_SHARE) | (1 - share > ONE_SIDED_SHARE))
     )
+
+
+def signal_direction(frame: pl.DataFrame, **_) -> pl.DataFrame:
+    """Signals whose target and stop are on the wrong sides of the entry for their direction."""
+    buy_ok = (col("target_price") > col("entry_price")) & (col("entry_price") > col("stop_loss"))
+    sell_ok = (col("target_price") < col("entry_price")) & (col("entry_price") < col("stop_loss"))
+    bad = frame.filter(pl.when(col("signal_type") == "BUY").then(~buy_ok).otherwise(~sell_ok))
+    return violations(bad, pl.format("{} entry={} target={} stop={}", "signal_type", "entry_price", "target_price", "stop_loss"))
+
+
+def one_sided(frame: pl.DataFrame, **_) -> pl.DataFrame:
+    flagged = one_sided_sessions(frame).with_columns(symbol=pl.lit(""))
+    return violations(flagged, pl.format("{} BUY / {} SELL", "buy", "sell"))
+
+
+# The checks scanner_signals' signals pass before they are written.
+SIGNAL_RULES = (
+    Rule("signal_barriers_ordered", "BUY: target > entry > stop; SELL: target < entry < stop", True, signal_direction),
+    Rule(
+        "signals_two_sided",
+        f"neither BUY nor SELL is more than {ONE_SIDED_SHARE:.0%} of a session's signals "
+        f"(sessions with at least {ONE_SIDED_MIN_SIGNALS})",
+        False, one_sided,
+    ),
+)
 
 
 def relative_outcomes(graded: pl.DataFrame, scores: pl.DataFrame, bars: pl.DataFrame, horizon: int) -> pl.DataFrame:

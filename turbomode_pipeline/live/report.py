@@ -32,23 +32,8 @@ def _window(session: date) -> list[str]:
 def strategy_pnl(ledger: Ledger, session: date) -> pl.DataFrame:
     """Per strategy: quantity held at the close, and P&L over the session marked to the last price it saw."""
     start, end = _window(session)
-    marks = ledger.query(
-        "SELECT strategy_id, "
-        "(SELECT price FROM strategy_signals s WHERE s.strategy_id = l.id AND tick_time < ? AND price IS NOT NULL "
-        " ORDER BY tick_time DESC LIMIT 1) AS p0, "
-        "(SELECT price FROM strategy_signals s WHERE s.strategy_id = l.id AND tick_time <= ? AND price IS NOT NULL "
-        " ORDER BY tick_time DESC LIMIT 1) AS p1 "
-        "FROM (SELECT id, id AS strategy_id FROM live_strategies) l",
-        [start, end],
-    )
-    before = ledger.query(
-        "SELECT strategy_id, SUM(CASE WHEN side = 'buy' THEN qty ELSE -qty END) AS q0 FROM fills WHERE filled_at < ? "
-        "GROUP BY strategy_id", [start])
-    during = ledger.query(
-        "SELECT strategy_id, SUM(CASE WHEN side = 'buy' THEN qty ELSE -qty END) AS dq, "
-        "SUM(CASE WHEN side = 'buy' THEN -qty * price ELSE qty * price END) AS cash_flow, COUNT(*) AS fills "
-        "FROM fills WHERE filled_at >= ? AND filled_at <= ? GROUP BY strategy_id", [start, end])
-    frame = marks
+    frame = ledger.strategy_marks(start, end)
+    before, during = ledger.net_quantity_before(start), ledger.fills_between(start, end)
     for part in (before, during):
         if not part.is_empty():
             frame = frame.join(part, on="strategy_id", how="left", maintain_order="left")
@@ -83,14 +68,8 @@ def equity_plot(equity: pl.DataFrame, session: date) -> str:
 def paper_trading_report(context: AssetExecutionContext, ledger: Ledger) -> MaterializeResult:
     session = date.fromisoformat(context.partition_key)
     start, end = _window(session)
-    equity = ledger.query("SELECT tick_time, cash, equity FROM equity WHERE tick_time BETWEEN ? AND ? ORDER BY tick_time", [start, end])
-    orders = ledger.query("SELECT * FROM orders WHERE submitted_at BETWEEN ? AND ? ORDER BY submitted_at", [start, end])
-    rejections = ledger.query(
-        "SELECT tick_time, strategy_id, symbol, side, reason FROM risk_decisions "
-        "WHERE approved = 0 AND tick_time BETWEEN ? AND ? ORDER BY tick_time", [start, end])
-    positions = ledger.query(
-        "SELECT symbol, broker_qty, ledger_qty, avg_entry_price, reconciled FROM positions "
-        "WHERE tick_time = (SELECT MAX(tick_time) FROM positions WHERE tick_time <= ?)", [end])
+    equity, orders = ledger.equity_between(start, end), ledger.orders_between(start, end)
+    rejections, positions = ledger.rejections_between(start, end), ledger.positions_at(end)
     pnl = strategy_pnl(ledger, session)
     metadata = {
         "pnl_total": MetadataValue.float(round(float(pnl["pnl"].sum()), 2)),  # dollars and cents

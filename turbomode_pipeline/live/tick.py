@@ -14,7 +14,6 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from turbomode_pipeline.schemas import ACTIVE_SIGNALS_AT
 from turbomode_pipeline.calendar import sessions_before, session_open, xnys
 from turbomode_pipeline.core.risk import MarketState, RiskLimits, review
 from turbomode_pipeline.core.strategies import decide
@@ -56,7 +55,7 @@ def completed_bars(market_data: MarketDataSource, universe: pl.DataFrame, symbol
 def active_signals(warehouse: Warehouse, ledger: Ledger, now: datetime, log: logging.Logger) -> pl.DataFrame | None:
     """The scanner's active signals, or the ledger's last copy when the warehouse is locked or empty."""
     try:
-        signals = warehouse.query(ACTIVE_SIGNALS_AT, [now])
+        signals = warehouse.active_signals_at(now)
     except (WarehouseLockedError, WarehouseError) as error:
         cached, cached_at = ledger.cached_active_signals()
         age = f"{(now - cached_at).total_seconds() / 60:.0f} min old (cached {cached_at:%Y-%m-%d %H:%M} UTC)" if cached_at else "none cached"
@@ -112,10 +111,7 @@ def sync_orders(ledger: Ledger, broker: PaperBroker, now: datetime, log: logging
     recorded: the broker's order of that client_order_id is adopted, or, when the broker never got it, the
     order is marked `unsent` (its client id is never sent again, the decision's bar has passed).
     """
-    open_orders = ledger.query(
-        f"SELECT client_order_id, strategy_id, submitted_at, status FROM orders WHERE status NOT IN ({', '.join('?' * len(SETTLED))})",
-        SETTLED,
-    )
+    open_orders = ledger.unsettled_orders(SETTLED)
     if open_orders.is_empty():
         return
     answers = [(row, broker.order_by_client_id(row["client_order_id"]))
@@ -132,9 +128,7 @@ def sync_orders(ledger: Ledger, broker: PaperBroker, now: datetime, log: logging
                         f"{order.side} {order.qty:g} {order.symbol} ({order.status})")
     unsent = [row["client_order_id"] for row, order in answers if order is None and row["status"] == SUBMITTING]
     if unsent:
-        with ledger.connection() as con:
-            con.executemany("UPDATE orders SET status = ?, updated_at = ? WHERE client_order_id = ?",
-                            [(UNSENT, now.isoformat(), cid) for cid in unsent])
+        ledger.set_order_status(unsent, UNSENT, now)
 
 
 def run_tick(
@@ -240,8 +234,7 @@ def submit_approved(reviewed: pl.DataFrame, ledger: Ledger, broker: PaperBroker,
             lambda r: client_order_id(r["strategy_id"], r["bar_time"], r["side"]), return_dtype=pl.String
         ).alias("client_order_id")
     )
-    known = ledger.query("SELECT client_order_id FROM orders")
-    known_ids = known["client_order_id"].to_list() if not known.is_empty() else []
+    known_ids = ledger.client_order_ids()
     sent = []
     for row in approved.filter(~col("client_order_id").is_in(known_ids)).iter_rows(named=True):  # a few per tick
         ledger.append("orders", pl.DataFrame([{  # first: a crash during the call leaves a row the next tick adopts

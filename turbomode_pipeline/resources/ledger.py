@@ -173,6 +173,71 @@ class Ledger(ConfigurableResource):
             return pl.DataFrame(schema={"strategy_id": pl.String, "symbol": pl.String, "held_qty": pl.Float64, "cash_flow": pl.Float64})
         return frame.with_columns(pl.col("held_qty", "cash_flow").cast(pl.Float64))
 
+    # -- orders --------------------------------------------------------------------------
+
+    def client_order_ids(self) -> list[str]:
+        """Every client order id the ledger holds: none is ever sent twice."""
+        known = self.query("SELECT client_order_id FROM orders")
+        return known["client_order_id"].to_list() if not known.is_empty() else []
+
+    def unsettled_orders(self, settled: Sequence[str]) -> pl.DataFrame:
+        """client_order_id, strategy_id, submitted_at, status of the orders whose status is not in `settled`."""
+        return self.query(
+            "SELECT client_order_id, strategy_id, submitted_at, status FROM orders "
+            f"WHERE status NOT IN ({', '.join('?' * len(settled))})",
+            settled,
+        )
+
+    def set_order_status(self, client_order_ids: Sequence[str], status: str, now: datetime) -> None:
+        with self.connection() as con:
+            con.executemany("UPDATE orders SET status = ?, updated_at = ? WHERE client_order_id = ?",
+                            [(status, _iso(now), cid) for cid in client_order_ids])
+
+    # -- a session's record (the paper-trading report); start and end are ISO timestamps --
+
+    def strategy_marks(self, start: str, end: str) -> pl.DataFrame:
+        """Per strategy: the last price it saw before `start` (p0) and by `end` (p1)."""
+        return self.query(
+            "SELECT strategy_id, "
+            "(SELECT price FROM strategy_signals s WHERE s.strategy_id = l.id AND tick_time < ? AND price IS NOT NULL "
+            " ORDER BY tick_time DESC LIMIT 1) AS p0, "
+            "(SELECT price FROM strategy_signals s WHERE s.strategy_id = l.id AND tick_time <= ? AND price IS NOT NULL "
+            " ORDER BY tick_time DESC LIMIT 1) AS p1 "
+            "FROM (SELECT id, id AS strategy_id FROM live_strategies) l",
+            [start, end],
+        )
+
+    def net_quantity_before(self, start: str) -> pl.DataFrame:
+        """Per strategy: the net quantity its fills before `start` bought (q0)."""
+        return self.query(
+            "SELECT strategy_id, SUM(CASE WHEN side = 'buy' THEN qty ELSE -qty END) AS q0 FROM fills WHERE filled_at < ? "
+            "GROUP BY strategy_id", [start])
+
+    def fills_between(self, start: str, end: str) -> pl.DataFrame:
+        """Per strategy: net quantity (dq), cash flow and count of its fills in [start, end]."""
+        return self.query(
+            "SELECT strategy_id, SUM(CASE WHEN side = 'buy' THEN qty ELSE -qty END) AS dq, "
+            "SUM(CASE WHEN side = 'buy' THEN -qty * price ELSE qty * price END) AS cash_flow, COUNT(*) AS fills "
+            "FROM fills WHERE filled_at >= ? AND filled_at <= ? GROUP BY strategy_id", [start, end])
+
+    def equity_between(self, start: str, end: str) -> pl.DataFrame:
+        return self.query("SELECT tick_time, cash, equity FROM equity WHERE tick_time BETWEEN ? AND ? ORDER BY tick_time",
+                          [start, end])
+
+    def orders_between(self, start: str, end: str) -> pl.DataFrame:
+        return self.query("SELECT * FROM orders WHERE submitted_at BETWEEN ? AND ? ORDER BY submitted_at", [start, end])
+
+    def rejections_between(self, start: str, end: str) -> pl.DataFrame:
+        return self.query(
+            "SELECT tick_time, strategy_id, symbol, side, reason FROM risk_decisions "
+            "WHERE approved = 0 AND tick_time BETWEEN ? AND ? ORDER BY tick_time", [start, end])
+
+    def positions_at(self, end: str) -> pl.DataFrame:
+        """The newest reconciled positions recorded by `end`."""
+        return self.query(
+            "SELECT symbol, broker_qty, ledger_qty, avg_entry_price, reconciled FROM positions "
+            "WHERE tick_time = (SELECT MAX(tick_time) FROM positions WHERE tick_time <= ?)", [end])
+
     # -- the scanner's signals, cached ---------------------------------------------------
 
     def cache_active_signals(self, signals: pl.DataFrame, now: datetime) -> None:

@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 from dagster import ConfigurableResource
 
+from turbomode_pipeline.resources.warehouse_reads import WarehouseReads
 from turbomode_pipeline.schemas import Table
 
 
@@ -28,8 +29,9 @@ class WarehouseLockedError(RuntimeError):
     """The warehouse file stayed locked by another process for the whole retry window."""
 
 
-class Warehouse(ConfigurableResource):
-    """DuckDB warehouse at `path`; connections retry on a lock for `lock_timeout_s`."""
+class Warehouse(WarehouseReads, ConfigurableResource):
+    """DuckDB warehouse at `path`; connections retry on a lock for `lock_timeout_s`. Its named reads and
+    writes (`bars`, `features`, `signals`, ...) are in resources/warehouse_reads.py."""
 
     path: str
     lock_timeout_s: float = 20.0
