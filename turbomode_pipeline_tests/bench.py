@@ -13,7 +13,8 @@ from pathlib import Path
 from dagster import DagsterInstance, materialize
 
 from turbomode_pipeline.assets.market_data import daily_bars
-from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START, due_sessions
+from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
+from turbomode_pipeline.due import due_sessions
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
@@ -170,7 +171,7 @@ def noop_backfill_seconds(sessions: list[str], config: str) -> float:
 
     from dagster import BackfillPolicy, MaterializeResult, asset
 
-    from turbomode_pipeline.calendar import daily_sessions
+    from turbomode_pipeline.partitions import daily_sessions
 
     @asset(partitions_def=daily_sessions(), backfill_policy=BackfillPolicy.single_run())
     def noop():

@@ -126,7 +126,7 @@ def trained_models(tmp_path_factory) -> TrainedModels:
     """The 44-symbol small universe over the latest 700 sessions: bars, features and labels written
     with the core functions, then one real `sector_models` run into a temporary MLflow store."""
     from turbomode_pipeline.assets.models import sector_models
-    from turbomode_pipeline.automation.market_data import due_sessions
+    from turbomode_pipeline.due import due_sessions
     from turbomode_pipeline.automation.models import all_sectors_tags
     from turbomode_pipeline.core.features import compute_features
     from turbomode_pipeline.core.labels import triple_barrier

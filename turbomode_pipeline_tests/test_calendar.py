@@ -3,7 +3,9 @@ from datetime import date
 import exchange_calendars as xcals
 import pandas as pd
 
-from turbomode_pipeline.calendar import is_session, session_close, session_partitions, sessions_between
+from turbomode_pipeline.calendar import is_session, session_close, sessions_between
+
+from turbomode_pipeline.partitions import session_partitions
 
 
 def test_partition_keys_are_exactly_the_nyse_sessions_2015_to_2026():

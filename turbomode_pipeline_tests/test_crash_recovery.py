@@ -18,7 +18,8 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatu
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.market_data import daily_bars
-from turbomode_pipeline.automation.market_data import due_sessions, freshness
+from turbomode_pipeline.automation.market_data import freshness
+from turbomode_pipeline.due import due_sessions
 from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline.definitions import resources as configured_resources
 from turbomode_pipeline.resources.warehouse import Warehouse

@@ -13,8 +13,8 @@ from unittest.mock import patch
 
 from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
 
-from turbomode_pipeline.automation.market_data import due_sessions
-from turbomode_pipeline.calendar import daily_sessions
+from turbomode_pipeline.due import due_sessions
+from turbomode_pipeline.partitions import daily_sessions
 from turbomode_pipeline.instance_storage import BatchingSqliteEventLogStorage
 from turbomode_pipeline_tests.conftest import materialize_bars, range_tags
 

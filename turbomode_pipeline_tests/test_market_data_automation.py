@@ -9,12 +9,11 @@ from dagster import RunRequest, SkipReason, build_schedule_context, build_sensor
 from turbomode_pipeline.automation.market_data import (
     PARTITION_RANGE_END,
     PARTITION_RANGE_START,
-    due_sessions,
     freshness_verdict,
     market_data_ingestion,
     missed_sessions_sensor,
-    pending_session,
 )
+from turbomode_pipeline.due import due_sessions, pending_session
 from turbomode_pipeline_tests.conftest import materialize_bars, materialized_keys, range_tags
 
 CHICAGO = ZoneInfo("America/Chicago")
