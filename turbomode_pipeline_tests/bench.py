@@ -350,8 +350,9 @@ def real_closes() -> None:
     from turbomode_pipeline.core.model_zoo import STACKED
     from turbomode_pipeline.core.training import TooFewSamples, overlap_adjusted_t, train_sector
     from turbomode_pipeline.settings import load_settings
-    from turbomode_pipeline_tests.test_real_closes import real_closes as closes
-    from turbomode_pipeline_tests.test_real_closes import vendor_bars
+    from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
+    from turbomode_pipeline_tests.support import real_closes as closes
+    from turbomode_pipeline_tests.support import vendor_bars
 
     bars = vendor_bars(closes(date(2012, 1, 3), date(2022, 12, 28)), date(2015, 6, 1), date(2021, 10, 29), date(2015, 3, 2))
     features = compute_features(bars)
@@ -531,7 +532,8 @@ def scanner_scan(repeat: int = 5) -> None:
     from turbomode_pipeline.core.universe import GICS_SECTORS, load_universe
     from turbomode_pipeline.resources import model_registry
     from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
-    from turbomode_pipeline_tests.conftest import small_universe
+    from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
+    from turbomode_pipeline_tests.support import small_universe
 
     sessions = due_sessions(datetime.now(UTC), 700)
     with tempfile.TemporaryDirectory() as tmp:
@@ -810,7 +812,8 @@ def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
     from turbomode_pipeline.core.universe import load_universe, sector_slug
     from turbomode_pipeline.partitions import universe_sectors
     from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
-    from turbomode_pipeline_tests.conftest import small_universe
+    from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
+    from turbomode_pipeline_tests.support import small_universe
     from turbomode_pipeline_tests.servers import BIN, Server, free_port, server_env
 
     sessions = due_sessions(datetime.now(UTC), sessions)

@@ -25,7 +25,7 @@ from turbomode_pipeline.schemas import (
     SignalOutcomes, conform,
 )
 from turbomode_pipeline.settings import get_settings
-from turbomode_pipeline_tests.conftest import range_tags, small_universe
+from turbomode_pipeline_tests.support import range_tags, small_universe
 
 DEMO_SESSIONS = 750  # the history `make demo` builds
 WARMUP = 252  # the scanner scores once the features' year of warm-up has passed
