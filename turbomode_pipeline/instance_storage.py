@@ -14,6 +14,10 @@ It also records a planned asset check the way Dagster does (a row per partition 
 holding the planned event) but serialises that event once instead of once per row: the event
 carries the partitions definition with its ~150 holiday exclusions (13.5 kB), so a ten-year run
 spent about 5 s per check serialising it 2,520 times.
+
+It leans on Dagster's private classes (seven `dagster._core` names) and overrides a private
+method, so it holds only for the Dagster it was checked against, CHECKED_DAGSTER_VERSION:
+test_instance_storage fails on any other until the storage is checked again.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import serialize_value
 
+# The Dagster whose private storage classes this file was read against and tested with.
+CHECKED_DAGSTER_VERSION = "1.13.27"
 EVENT_BATCH_SIZE = "500"  # events per write; Dagster reads DAGSTER_EVENT_BATCH_SIZE at every event
 
 

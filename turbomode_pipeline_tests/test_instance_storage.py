@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from unittest.mock import patch
 
+import dagster
 from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
 
 from turbomode_pipeline.due import due_sessions
 from turbomode_pipeline.partitions import daily_sessions
-from turbomode_pipeline.instance_storage import BatchingSqliteEventLogStorage
-from turbomode_pipeline_tests.conftest import materialize_bars, range_tags
+from turbomode_pipeline.instance_storage import CHECKED_DAGSTER_VERSION, BatchingSqliteEventLogStorage
+from turbomode_pipeline_tests.support import materialize_bars, range_tags
 
 REPO = Path(__file__).resolve().parents[1]
 STOCK_SQLITE = "storage:\n  sqlite:\n    base_dir:\n      env: DAGSTER_HOME\ntelemetry:\n  enabled: false\n"
@@ -82,3 +83,13 @@ def test_the_batching_storage_records_what_dagsters_sqlite_storage_records(tmp_p
     assert sum(expected["events"]["ASSET_MATERIALIZATION_PLANNED"].values()) == days + 5
     planned_checks = sum(n for (_, status, _), n in expected["checks"].items() if status == "PLANNED")
     assert planned_checks == days + 5  # a planned check execution per partition of each run
+
+
+def test_the_installed_dagster_is_the_one_the_storage_was_checked_against():
+    """instance_storage.py subclasses Dagster's private SQLite event log and overrides a private method:
+    a new Dagster may change either without notice, so the storage is checked again before it runs on one."""
+    assert dagster.__version__ == CHECKED_DAGSTER_VERSION, (
+        f"instance_storage.py was checked against dagster {CHECKED_DAGSTER_VERSION}; the installed is "
+        f"{dagster.__version__}: re-run test_instance_storage and the instance_storage bench "
+        f"(python -m turbomode_pipeline_tests.bench instance_storage), then update CHECKED_DAGSTER_VERSION"
+    )
