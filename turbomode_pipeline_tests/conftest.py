@@ -8,6 +8,9 @@ import os
 HOST_PREFIXES = ("TURBOMODE_", "APCA_", "ALPACA_", "MLFLOW_", "DAGSTER_")
 for _name in [name for name in os.environ if name.startswith(HOST_PREFIXES)]:
     del os.environ[_name]
+# What the Makefile and the services' environment set for every Dagster process (dagster_home/dagster.yaml).
+DESK_ENV = {"DAGSTER_EVENT_BATCH_SIZE": "500"}
+os.environ.update(DESK_ENV)
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,6 +62,8 @@ def _quiet_env(monkeypatch):
     for name in list(os.environ):
         if name.startswith(HOST_PREFIXES):
             monkeypatch.delenv(name)
+    for name, value in DESK_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance, 
 
 from turbomode_pipeline.due import due_sessions
 from turbomode_pipeline.partitions import daily_sessions
-from turbomode_pipeline.instance_storage import CHECKED_DAGSTER_VERSION, BatchingSqliteEventLogStorage
+from turbomode_pipeline.instance_storage import CHECKED_DAGSTER_VERSION, EVENT_BATCH_SIZE, BatchingSqliteEventLogStorage
 from turbomode_pipeline_tests.support import materialize_bars, range_tags
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +73,8 @@ def test_the_batching_storage_records_what_dagsters_sqlite_storage_records(tmp_p
 
         shipped = instance_from(tmp_path / "shipped", REPO / "dagster_home" / "dagster.yaml")
         assert isinstance(shipped.event_log_storage, BatchingSqliteEventLogStorage)
-        assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == "500"  # the storage turned Dagster's batching on
+        assert "DAGSTER_EVENT_BATCH_SIZE" not in os.environ  # building the storage leaves the environment alone
+        os.environ["DAGSTER_EVENT_BATCH_SIZE"] = EVENT_BATCH_SIZE  # the environment turns Dagster's batching on
         two_range_runs(shipped, resources, sessions, tmp_path / "missing.csv")
         assert recorded(shipped, sessions) == expected
 
@@ -93,3 +94,16 @@ def test_the_installed_dagster_is_the_one_the_storage_was_checked_against():
         f"{dagster.__version__}: re-run test_instance_storage and the instance_storage bench "
         f"(python -m turbomode_pipeline_tests.bench instance_storage), then update CHECKED_DAGSTER_VERSION"
     )
+
+
+def test_every_environment_that_runs_steps_on_the_shipped_instance_turns_batching_on():
+    """Dagster reads DAGSTER_EVENT_BATCH_SIZE in the process that runs the steps; the storage no longer
+    sets it, so the Makefile (make ui, demo, test, bench, soak), the services' environment file and
+    the tests' servers do."""
+    from turbomode_pipeline_tests.servers import server_env
+
+    setting = f"DAGSTER_EVENT_BATCH_SIZE={EVENT_BATCH_SIZE}"
+    assert f"export DAGSTER_EVENT_BATCH_SIZE ?= {EVENT_BATCH_SIZE}" in (REPO / "Makefile").read_text()
+    assert setting in (REPO / "deploy" / "turbomode.env.example").read_text().splitlines()
+    assert setting in (REPO / "dagster_home" / "dagster.yaml").read_text()
+    assert server_env(REPO, REPO, REPO)["DAGSTER_EVENT_BATCH_SIZE"] == EVENT_BATCH_SIZE
