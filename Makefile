@@ -6,6 +6,8 @@ RUN := $(UV) run --frozen --no-sync
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONWARNINGS := ignore::UserWarning
+# Dagster writes a range run's events in batches (turbomode_pipeline/instance_storage.py) only when set.
+export DAGSTER_EVENT_BATCH_SIZE ?= 500
 
 .PHONY: env demo test system-deps ui bench soak mlflow clean
 

@@ -1,29 +1,19 @@
-"""NYSE sessions and the Dagster partitions built from them.
+"""NYSE sessions (exchange_calendars' XNYS): which days are sessions, their opens and closes.
 
-Partition keys are exactly the XNYS sessions (exchange_calendars) from the history start:
-weekends are excluded by cron and holidays by date, so neither ever shows as a missing
-partition. A session's partition exists from 16:00 New York time in winter (17:00 in summer)
-on its own date, once its bars can exist, and not before: see PARTITION_TZ.
+Pure session arithmetic, no Dagster: the partitions built from these sessions live in
+partitions.py.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
 import pandas as pd
-from dagster import DailyPartitionsDefinition
 
 EXCHANGE_TZ = ZoneInfo("America/New_York")
-# Partition D's window is [D 00:00, D+1 00:00) in UTC+3 ("Etc/GMT-3": the sign is POSIX's), so it
-# completes, and becomes the latest partition, at 21:00 UTC on D: 16:00 New York in winter, 17:00 in
-# summer, never before the close, with no end offset. New York with end_offset=1 made D a partition
-# from midnight, and on a weekend or holiday that offset reached the next session (on a Saturday,
-# Monday's partition existed and showed as missing).
-PARTITION_TZ = ZoneInfo("Etc/GMT-3")
-WEEKEND_CRONS = ("0 0 * * 6", "0 0 * * 0")
 # A fixed bound, not "today plus a year": nothing that loads may depend on the date it loads on
 # (a bound that is not itself a session made exchange_calendars raise on Fridays and Saturdays).
 # exchange_calendars projects NYSE's holiday rules this far; building to it costs ~0.3 s.
@@ -72,25 +62,6 @@ def holidays_between(start: date, end: date) -> list[date]:
     """Weekdays in [start, end] on which NYSE holds no session."""
     weekdays = pd.bdate_range(max(start, CALENDAR_START), min(end, CALENDAR_END))
     return [day.date() for day in weekdays.difference(xnys().sessions)]
-
-
-@cache
-def session_partitions(history_start: date) -> DailyPartitionsDefinition:
-    """Daily partitions whose keys are exactly the NYSE sessions from `history_start`; the newest is the
-    latest session whose day has reached 21:00 UTC (see PARTITION_TZ)."""
-    holidays = holidays_between(history_start, CALENDAR_END)
-    return DailyPartitionsDefinition(
-        start_date=history_start.isoformat(),
-        timezone=str(PARTITION_TZ),
-        exclusions=[*WEEKEND_CRONS, *(datetime.combine(day, time(), tzinfo=PARTITION_TZ) for day in holidays)],
-    )
-
-
-def daily_sessions() -> DailyPartitionsDefinition:
-    """The session partitions from the configured history start."""
-    from turbomode_pipeline.settings import get_settings
-
-    return session_partitions(get_settings().history_start)
 
 
 def not_a_session(day: date) -> str | None:

@@ -119,7 +119,7 @@ def _demo_chain(session_count: int) -> bool:
 
     from turbomode_pipeline import clock
     from turbomode_pipeline.automation.features import backfill_ranges
-    from turbomode_pipeline.automation.market_data import due_sessions, judged_at, research_note
+    from turbomode_pipeline.due import due_sessions, judged_at, research_note
     from turbomode_pipeline.automation.models import all_sectors_tags
     from turbomode_pipeline.core.features import FEATURES
     from turbomode_pipeline.definitions import defs
@@ -181,7 +181,7 @@ def _scan(sessions) -> None:
     import polars as pl
     from dagster import DagsterInstance
 
-    from turbomode_pipeline.automation.status import collect, render
+    from turbomode_pipeline.status import collect, render
     from turbomode_pipeline.definitions import defs
     from turbomode_pipeline.settings import get_settings
 
@@ -303,7 +303,7 @@ def status(args: argparse.Namespace) -> int:
     or an asset, schedule or job failed its last run."""
     from dagster import DagsterInstance
 
-    from turbomode_pipeline.automation.status import collect, exit_code, render
+    from turbomode_pipeline.status import collect, exit_code, render
     from turbomode_pipeline.definitions import defs
 
     report = collect(

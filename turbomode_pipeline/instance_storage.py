@@ -4,7 +4,9 @@ One run over a range of sessions records two events per partition (materialisati
 materialisation). Dagster's SQLite event log opens an engine and commits once per event per
 shard, about 12 ms an event here, so a ten-year single-run backfill spent a minute on that
 bookkeeping alone. With DAGSTER_EVENT_BATCH_SIZE > 0 Dagster hands such events to
-`store_event_batch` in groups; its PostgreSQL storage writes a group at once, its SQLite
+`store_event_batch` in groups (it reads the variable with os.getenv at every event, in the
+process that runs the steps: the environment of every such process sets it, see
+dagster_home/dagster.yaml; without it this storage writes event by event, the same records); its PostgreSQL storage writes a group at once, its SQLite
 storage loops over `store_event`. `BatchingSqliteEventLogStorage` writes a group as
 `store_event` writes one event (the run shard, then the cross-run index with the asset's tags
 and latest-event columns), in one transaction per shard. Same files and tables as Dagster's
@@ -14,11 +16,14 @@ It also records a planned asset check the way Dagster does (a row per partition 
 holding the planned event) but serialises that event once instead of once per row: the event
 carries the partitions definition with its ~150 holiday exclusions (13.5 kB), so a ten-year run
 spent about 5 s per check serialising it 2,520 times.
+
+It leans on Dagster's private classes (seven `dagster._core` names) and overrides a private
+method, so it holds only for the Dagster it was checked against, CHECKED_DAGSTER_VERSION:
+test_instance_storage fails on any other until the storage is checked again.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from dagster._core.events import ASSET_EVENTS
@@ -29,12 +34,11 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import serialize_value
 
-EVENT_BATCH_SIZE = "500"  # events per write; Dagster reads DAGSTER_EVENT_BATCH_SIZE at every event
-
-
-def enable_event_batches() -> None:
-    """Turn on Dagster's event batching in this process, unless the environment chose a size."""
-    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+# The Dagster whose private storage classes this file was read against and tested with.
+CHECKED_DAGSTER_VERSION = "1.13.27"
+# Events per write: the DAGSTER_EVENT_BATCH_SIZE that the Makefile, deploy/turbomode.env.example
+# and the tests' environment set.
+EVENT_BATCH_SIZE = "500"
 
 
 def _is_asset_event(event: EventLogEntry) -> bool:
@@ -87,7 +91,6 @@ class BatchingSqliteStorage(DagsterSqliteStorage):
     def __init__(self, base_dir: str, inst_data=None):
         super().__init__(base_dir, inst_data=inst_data)
         self._event_log_storage = BatchingSqliteEventLogStorage(_event_logs_directory(base_dir))
-        enable_event_batches()
 
     @classmethod
     def from_config_value(cls, inst_data, config_value) -> BatchingSqliteStorage:

@@ -5,6 +5,7 @@ Benchmarks, not tests: the machines are noisy, so nothing here asserts a time.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from datetime import UTC, date, datetime
@@ -13,7 +14,8 @@ from pathlib import Path
 from dagster import DagsterInstance, materialize
 
 from turbomode_pipeline.assets.market_data import daily_bars
-from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START, due_sessions
+from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
+from turbomode_pipeline.due import due_sessions
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
@@ -21,6 +23,8 @@ from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.settings import DEFAULT_UNIVERSE, load_settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# The shipped instance batches a range run's events where the environment says so, as `make bench` exports it.
+os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
 
 
 def timed(action) -> float:
@@ -162,15 +166,16 @@ def feature_engine() -> None:
 STOCK_SQLITE_STORAGE = "storage:\n  sqlite:\n    base_dir:\n      env: DAGSTER_HOME\ntelemetry:\n  enabled: false\n"
 
 
-def noop_backfill_seconds(sessions: list[str], config: str) -> float:
+def noop_backfill_seconds(sessions: list[str], config: str, event_batch_size: str | None = None) -> float:
     """Dagster's own cost of a single-run backfill over `sessions` on an instance with dagster.yaml
-    `config`: a no-op asset with daily_features' partitions, in process (no process start, none of our work)."""
+    `config` (and DAGSTER_EVENT_BATCH_SIZE, when given): a no-op asset with daily_features' partitions,
+    in process (no process start, none of our work)."""
     import os
     from unittest.mock import patch
 
     from dagster import BackfillPolicy, MaterializeResult, asset
 
-    from turbomode_pipeline.calendar import daily_sessions
+    from turbomode_pipeline.partitions import daily_sessions
 
     @asset(partitions_def=daily_sessions(), backfill_policy=BackfillPolicy.single_run())
     def noop():
@@ -178,6 +183,8 @@ def noop_backfill_seconds(sessions: list[str], config: str) -> float:
 
     with tempfile.TemporaryDirectory() as home, patch.dict(os.environ, {"DAGSTER_HOME": home}):
         os.environ.pop("DAGSTER_EVENT_BATCH_SIZE", None)
+        if event_batch_size:
+            os.environ["DAGSTER_EVENT_BATCH_SIZE"] = event_batch_size
         Path(home, "dagster.yaml").write_text(config)
         instance = DagsterInstance.from_config(home)
         tags = {PARTITION_RANGE_START: sessions[0], PARTITION_RANGE_END: sessions[-1]}
@@ -215,7 +222,7 @@ def features_backfill_cli() -> None:
         bars_time = materialize_cli("daily_bars")
         features_time = materialize_cli("daily_features")
         start_time = run([sys.executable, "-c", "import turbomode_pipeline.definitions"])
-    batching = noop_backfill_seconds(sessions, shipped.read_text())
+    batching = noop_backfill_seconds(sessions, shipped.read_text(), event_batch_size="500")
     stock = noop_backfill_seconds(sessions, STOCK_SQLITE_STORAGE)
     ours = features_time - start_time - batching
     table(
@@ -349,8 +356,9 @@ def real_closes() -> None:
     from turbomode_pipeline.core.model_zoo import STACKED
     from turbomode_pipeline.core.training import TooFewSamples, overlap_adjusted_t, train_sector
     from turbomode_pipeline.settings import load_settings
-    from turbomode_pipeline_tests.test_real_closes import real_closes as closes
-    from turbomode_pipeline_tests.test_real_closes import vendor_bars
+    from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
+    from turbomode_pipeline_tests.support import real_closes as closes
+    from turbomode_pipeline_tests.support import vendor_bars
 
     bars = vendor_bars(closes(date(2012, 1, 3), date(2022, 12, 28)), date(2015, 6, 1), date(2021, 10, 29), date(2015, 3, 2))
     features = compute_features(bars)
@@ -530,7 +538,8 @@ def scanner_scan(repeat: int = 5) -> None:
     from turbomode_pipeline.core.universe import GICS_SECTORS, load_universe
     from turbomode_pipeline.resources import model_registry
     from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
-    from turbomode_pipeline_tests.conftest import small_universe
+    from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
+    from turbomode_pipeline_tests.support import small_universe
 
     sessions = due_sessions(datetime.now(UTC), 700)
     with tempfile.TemporaryDirectory() as tmp:
@@ -809,7 +818,8 @@ def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
     from turbomode_pipeline.core.universe import load_universe, sector_slug
     from turbomode_pipeline.partitions import universe_sectors
     from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
-    from turbomode_pipeline_tests.conftest import small_universe
+    from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
+    from turbomode_pipeline_tests.support import small_universe
     from turbomode_pipeline_tests.servers import BIN, Server, free_port, server_env
 
     sessions = due_sessions(datetime.now(UTC), sessions)

@@ -1,43 +1,38 @@
-"""Shared fixtures: a real temporary Dagster instance, a real DuckDB file, a small universe, trained models."""
+"""Shared fixtures: a real temporary Dagster instance, a real DuckDB file, a small universe, trained models,
+the live-trading resources. Helpers that tests import live in support.py."""
 
 import os
-import shutil
 
 # Hermetic: the package reads its settings once, at import, so the shell's own variables are
 # dropped before anything of ours is imported. A test that needs a value sets it itself.
 HOST_PREFIXES = ("TURBOMODE_", "APCA_", "ALPACA_", "MLFLOW_", "DAGSTER_")
 for _name in [name for name in os.environ if name.startswith(HOST_PREFIXES)]:
     del os.environ[_name]
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+# What the Makefile and the services' environment set for every Dagster process (dagster_home/dagster.yaml).
+DESK_ENV = {"DAGSTER_EVENT_BATCH_SIZE": "500"}
+os.environ.update(DESK_ENV)
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
+from dagster import instance_for_test, materialize
 
-from turbomode_pipeline.assets.market_data import daily_bars
-from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
+from turbomode_pipeline.resources.broker import LocalPaperBroker
+from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.settings import DEFAULT_UNIVERSE, get_settings
+from turbomode_pipeline_tests.support import FAST_TRAINING, TRAINING_SESSIONS, TrainedModels, small_universe
 
 
 @pytest.fixture
 def instance():
     with instance_for_test() as dagster_instance:
         yield dagster_instance
-
-
-def small_universe(folder: Path, per_sector: int = 4) -> Path:
-    """The largest names of each of the 11 sectors (the file lists them first), as a universe file."""
-    universe = pl.read_csv(DEFAULT_UNIVERSE)
-    path = folder / "universe.csv"
-    universe.group_by("sector", maintain_order=True).head(per_sector).sort("symbol").write_csv(path)
-    return path
 
 
 @pytest.fixture
@@ -61,64 +56,14 @@ def resources(warehouse: Warehouse, small_universe_path: Path) -> dict:
     }
 
 
-def range_tags(first: str, last: str) -> dict[str, str]:
-    return {PARTITION_RANGE_START: first, PARTITION_RANGE_END: last}
-
-
-def materialize_bars(resources: dict, instance, *, partition_key=None, tags=None, assets=(daily_bars,)):
-    return materialize(
-        list(assets), resources=resources, instance=instance, partition_key=partition_key, tags=tags,
-        raise_on_error=False,
-    )
-
-
-def materialized_keys(instance, asset: str = "daily_bars") -> set[str]:
-    return set(instance.get_materialized_partitions(AssetKey(asset)))
-
-
-def table(warehouse: Warehouse, sql: str = "SELECT * FROM daily_bars ORDER BY session, symbol") -> pl.DataFrame:
-    return warehouse.query(sql)
-
-
 @pytest.fixture(autouse=True)
 def _quiet_env(monkeypatch):
     """What one test set in the environment never reaches the next: the settings' variables are cleared again."""
     for name in list(os.environ):
         if name.startswith(HOST_PREFIXES):
             monkeypatch.delenv(name)
-
-
-TRAINING_SESSIONS = 700  # the 252-session feature warm-up, then enough labelled sessions for 3 folds and a holdout
-# 4 stocks a sector and an 80-session holdout hold too few outcomes for any model's rank IC to
-# clear the champion gate's null band (measured t -0.9..2.0 at predictability 0.5): the shared
-# models are promoted without the gate, which test_sector_models tests on its own.
-FAST_TRAINING = {
-    "ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 80, "champion_min_rank_ic_t": -1e9}}}
-}
-
-
-@dataclass(frozen=True)
-class TrainedModels:
-    """66 champion models trained once per test session (fast settings) and the data they learnt from."""
-
-    folder: Path
-    universe_path: Path
-    warehouse_path: Path  # daily_bars, daily_features and training_samples of `sessions`
-    sessions: list[date]  # the latest due sessions, oldest first
-    registry: ModelRegistry
-    instance: DagsterInstance  # holds the sector_models materialisation of all 11 sectors
-    seed: int
-
-    def resources(self, folder: Path) -> dict:
-        """Every resource the assets need, over a private copy of the warehouse in `folder`."""
-        shutil.copy(self.warehouse_path, folder / "warehouse.duckdb")
-        return {
-            "market_data": SimulatedMarketData(seed=self.seed, predictability=0.5),
-            "warehouse": Warehouse(path=str(folder / "warehouse.duckdb"), lock_timeout_s=2.0),
-            "universe": Universe(path=str(self.universe_path)),
-            "model_registry": self.registry,
-            "labels": LabelSettings.from_settings(get_settings()),
-        }
+    for name, value in DESK_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +71,7 @@ def trained_models(tmp_path_factory) -> TrainedModels:
     """The 44-symbol small universe over the latest 700 sessions: bars, features and labels written
     with the core functions, then one real `sector_models` run into a temporary MLflow store."""
     from turbomode_pipeline.assets.models import sector_models
-    from turbomode_pipeline.automation.market_data import due_sessions
+    from turbomode_pipeline.due import due_sessions
     from turbomode_pipeline.automation.models import all_sectors_tags
     from turbomode_pipeline.core.features import compute_features
     from turbomode_pipeline.core.labels import triple_barrier
@@ -156,3 +101,22 @@ def trained_models(tmp_path_factory) -> TrainedModels:
         )
         assert result.success
         yield TrainedModels(folder, universe_path, Path(warehouse.path), sessions, registry, dagster_instance, seed)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> dict:
+    """The live-trading resources over three symbols, a local paper broker and a ledger in tmp_path."""
+    universe = tmp_path / "universe.csv"
+    pl.read_csv(DEFAULT_UNIVERSE).filter(pl.col("symbol").is_in(["AAPL", "AMD", "NVDA"])).write_csv(universe)
+    ledger_path = str(tmp_path / "trading.sqlite")
+    from turbomode_pipeline.live.trading import LiveTrading, TradingClock
+
+    return {
+        "ledger": Ledger(path=ledger_path),
+        "broker": LocalPaperBroker(ledger_path=ledger_path),
+        "market_data": SimulatedMarketData(seed=11),
+        "universe": Universe(path=str(universe)),
+        "live_warehouse": Warehouse(path=str(tmp_path / "warehouse.duckdb"), lock_timeout_s=0.5),
+        "trading_clock": TradingClock(),
+        "live_trading": LiveTrading.from_settings(get_settings()),
+    }

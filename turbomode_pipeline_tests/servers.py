@@ -177,6 +177,7 @@ def server_env(root: Path, home: Path, universe: Path, **extra: str) -> dict:
         "TURBOMODE_UNIVERSE": str(universe),
         "TURBOMODE_MARKET_DATA": "simulated",
         "PYTHONWARNINGS": "ignore",
+        "DAGSTER_EVENT_BATCH_SIZE": "500",  # as the Makefile and deploy/turbomode.env.example set it
         **extra,
     }
 

@@ -227,7 +227,7 @@ def run_soak(trained_models, emulator, folder: Path, sessions: list[date], every
     config = SoakConfig(str(folder), emulator.url, str(warehouse_path), str(trained_models.universe_path),
                         str(tick_universe), trained_models.registry.model_dump())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "TURBOMODE_", "DAGSTER_"))} | {
-        "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(folder)}
+        "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(folder), "DAGSTER_EVENT_BATCH_SIZE": "500"}
 
     minutes = {session: market_minutes(session, every) for session in sessions}
     tick_kill = (rng.randrange(len(sessions)), rng.random())  # which session, how far into it

@@ -10,7 +10,7 @@ from dagster import materialize
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.resources.market_data import AlpacaMarketData, SimulatedMarketData
 from turbomode_pipeline_tests.alpaca_emulator import KEY_ID, SECRET, AlpacaEmulator
-from turbomode_pipeline_tests.conftest import range_tags, table
+from turbomode_pipeline_tests.support import range_tags, table
 
 FIRST, LAST = "2024-03-04", "2024-03-08"
 

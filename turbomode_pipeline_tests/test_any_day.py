@@ -19,6 +19,7 @@ import pytest
 import time_machine
 
 import turbomode_pipeline.calendar as calendar_module
+import turbomode_pipeline.partitions as partitions_module
 
 NEW_YORK = ZoneInfo("America/New_York")
 # An independent XNYS (other bounds) to compare against.
@@ -35,7 +36,7 @@ def latest_session_on_or_before(day: date) -> date:
 
 def latest_partition() -> str:
     """The newest session partition at the (travelled) time now."""
-    return calendar_module.session_partitions(date(2015, 1, 2)).get_last_partition_key()
+    return partitions_module.session_partitions(date(2015, 1, 2)).get_last_partition_key()
 
 
 def test_every_day_of_2026_and_2027_the_calendar_loads_and_partitions_end_at_the_latest_closed_session():
@@ -43,7 +44,8 @@ def test_every_day_of_2026_and_2027_the_calendar_loads_and_partitions_end_at_the
     for day in days(date(2026, 1, 1), date(2027, 12, 31)):
         noon, evening = (datetime.combine(day, time(hour), tzinfo=NEW_YORK) for hour in (12, 20))
         with time_machine.travel(evening, tick=False):
-            importlib.reload(calendar_module)  # what runs when the code location imports it, on that day
+            importlib.reload(calendar_module)  # what runs when the code location imports them, on that day
+            importlib.reload(partitions_module)
             assert latest_partition() == latest_session_on_or_before(day).isoformat(), day
             assert calendar_module.is_session(day) == REFERENCE.is_session(pd.Timestamp(day)), day
         with time_machine.travel(noon, tick=False):  # before the close: the day's session is no partition yet
@@ -51,6 +53,7 @@ def test_every_day_of_2026_and_2027_the_calendar_loads_and_partitions_end_at_the
         checked += 1
     assert checked == 730
     importlib.reload(calendar_module)
+    importlib.reload(partitions_module)
 
 
 def test_a_sessions_partition_appears_at_21_utc_never_before_the_close():

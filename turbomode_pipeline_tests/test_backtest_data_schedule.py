@@ -9,7 +9,7 @@ from turbomode_pipeline.assets.features import daily_features, training_samples
 from turbomode_pipeline.automation.features import backtest_data
 from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
 from turbomode_pipeline.calendar import sessions_between
-from turbomode_pipeline_tests.conftest import materialize_bars, materialized_keys, range_tags
+from turbomode_pipeline_tests.support import materialize_bars, materialized_keys, range_tags
 
 SESSIONS = [d.isoformat() for d in sessions_between(date(2024, 1, 2), date(2024, 3, 28))]  # 61 sessions
 SATURDAY = datetime(2024, 3, 30, 23, 5, tzinfo=ZoneInfo("America/Chicago"))

@@ -3,7 +3,8 @@ from datetime import date
 import exchange_calendars as xcals
 import pandas as pd
 
-from turbomode_pipeline.calendar import is_session, session_close, session_partitions, sessions_between
+from turbomode_pipeline.calendar import is_session, session_close, sessions_between
+from turbomode_pipeline.partitions import session_partitions
 
 
 def test_partition_keys_are_exactly_the_nyse_sessions_2015_to_2026():
@@ -30,3 +31,16 @@ def test_session_helpers_follow_the_exchange():
     assert sessions_between(date(2024, 12, 23), date(2024, 12, 27)) == [
         date(2024, 12, 23), date(2024, 12, 24), date(2024, 12, 26), date(2024, 12, 27)
     ]
+
+
+def test_the_session_arithmetic_and_the_due_policy_import_no_dagster():
+    """Partitions live in partitions.py; calendar.py and due.py stay pure, no sensor or partition code."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "turbomode_pipeline"
+    for module in ("calendar.py", "due.py"):
+        tree = ast.parse((package / module).read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {name for name in imported if name.split(".")[0] == "dagster"}, module

@@ -14,7 +14,7 @@ import pytest
 from turbomode_pipeline.cli import main
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.settings import get_settings
-from turbomode_pipeline_tests.conftest import small_universe
+from turbomode_pipeline_tests.support import small_universe
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("turbomode")
 ADD = ["strategies", "add", "x", "--type", "keltner_channel", "--allocation", "1000"]

@@ -18,12 +18,13 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatu
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.market_data import daily_bars
-from turbomode_pipeline.automation.market_data import due_sessions, freshness
+from turbomode_pipeline.automation.market_data import freshness
+from turbomode_pipeline.due import due_sessions
 from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline.definitions import resources as configured_resources
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import load_settings
-from turbomode_pipeline_tests.conftest import range_tags, small_universe
+from turbomode_pipeline_tests.support import range_tags, small_universe
 from turbomode_pipeline_tests.servers import BIN, REPO, dagster_daemon, instance_home, server_env, wait_until
 
 # Long enough (44 symbols x 2,900 sessions: several seconds of fetching and validating on an idle

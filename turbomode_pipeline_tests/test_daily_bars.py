@@ -8,7 +8,7 @@ from dagster import AssetKey, asset
 
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
-from turbomode_pipeline_tests.conftest import materialize_bars, materialized_keys, range_tags, table
+from turbomode_pipeline_tests.support import CorruptedSource, materialize_bars, materialized_keys, range_tags, table
 
 DAY = "2024-03-05"
 
@@ -18,27 +18,6 @@ def downstream_of_bars() -> None:
     """Stands for every asset that reads bars: it must not run after a failed blocking check."""
 
 
-class CorruptedSource(SimulatedMarketData):
-    """A vendor feed gone wrong: the simulated bars with one kind of damage."""
-
-    damage: str
-
-    def daily_bars(self, sessions, universe):
-        bars = super().daily_bars(sessions, universe)
-        first = pl.col("symbol") == universe["symbol"][0]
-        match self.damage:
-            case "negative_price":
-                return bars.with_columns(low=pl.when(first).then(-1.0).otherwise(pl.col("low")))
-            case "high_below_low":
-                return bars.with_columns(high=pl.when(first).then(pl.col("low") - 1).otherwise(pl.col("high")))
-            case "duplicate_row":
-                return pl.concat([bars, bars.filter(first)])
-            case "missing_30_percent":
-                keep = universe["symbol"].head(int(universe.height * 0.7))
-                return bars.filter(pl.col("symbol").is_in(keep.implode()))
-            case "negative_volume":
-                return bars.with_columns(volume=pl.when(first).then(-5.0).otherwise(pl.col("volume")))
-        raise ValueError(self.damage)
 
 
 def test_a_partition_lands_in_the_warehouse_with_metadata(resources, instance, warehouse):

@@ -27,8 +27,8 @@ import pandas as pd
 import pytest
 import time_machine
 
-from turbomode_pipeline.automation.market_data import due_sessions
-from turbomode_pipeline_tests.conftest import small_universe
+from turbomode_pipeline.due import due_sessions
+from turbomode_pipeline_tests.support import small_universe
 
 CHICAGO = ZoneInfo("America/Chicago")
 REPO = Path(__file__).resolve().parents[1]

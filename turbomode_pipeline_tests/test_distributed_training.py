@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
 from turbomode_pipeline.partitions import SECTOR_PARTITIONS
-from turbomode_pipeline_tests.conftest import FAST_TRAINING
+from turbomode_pipeline_tests.support import FAST_TRAINING
 from turbomode_pipeline_tests.servers import (
     BIN, LOCATION, REPO, PostgresServer, Server, free_port, instance_home, mlflow_server, server_env, wait_until,
 )

@@ -35,7 +35,7 @@ from turbomode_pipeline.schemas import (
     TrainingSamples,
     conform,
 )
-from turbomode_pipeline_tests.conftest import small_universe
+from turbomode_pipeline_tests.support import small_universe
 
 REGIME_SECTOR = "Materials"
 # A stretch of the seed-11 market in which no untouched sector changes regime on its own

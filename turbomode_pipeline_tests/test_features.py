@@ -19,7 +19,7 @@ from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import get_settings
-from turbomode_pipeline_tests.conftest import materialize_bars, range_tags, small_universe, table
+from turbomode_pipeline_tests.support import materialize_bars, range_tags, small_universe, table
 
 DAY = date(2024, 6, 3)
 FIRST = sessions_before(DAY, 300)[0]

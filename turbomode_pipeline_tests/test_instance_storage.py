@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from unittest.mock import patch
 
+import dagster
 from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
 
-from turbomode_pipeline.automation.market_data import due_sessions
-from turbomode_pipeline.calendar import daily_sessions
-from turbomode_pipeline.instance_storage import BatchingSqliteEventLogStorage
-from turbomode_pipeline_tests.conftest import materialize_bars, range_tags
+from turbomode_pipeline.due import due_sessions
+from turbomode_pipeline.partitions import daily_sessions
+from turbomode_pipeline.instance_storage import CHECKED_DAGSTER_VERSION, EVENT_BATCH_SIZE, BatchingSqliteEventLogStorage
+from turbomode_pipeline_tests.support import materialize_bars, range_tags
 
 REPO = Path(__file__).resolve().parents[1]
 STOCK_SQLITE = "storage:\n  sqlite:\n    base_dir:\n      env: DAGSTER_HOME\ntelemetry:\n  enabled: false\n"
@@ -72,7 +73,8 @@ def test_the_batching_storage_records_what_dagsters_sqlite_storage_records(tmp_p
 
         shipped = instance_from(tmp_path / "shipped", REPO / "dagster_home" / "dagster.yaml")
         assert isinstance(shipped.event_log_storage, BatchingSqliteEventLogStorage)
-        assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == "500"  # the storage turned Dagster's batching on
+        assert "DAGSTER_EVENT_BATCH_SIZE" not in os.environ  # building the storage leaves the environment alone
+        os.environ["DAGSTER_EVENT_BATCH_SIZE"] = EVENT_BATCH_SIZE  # the environment turns Dagster's batching on
         two_range_runs(shipped, resources, sessions, tmp_path / "missing.csv")
         assert recorded(shipped, sessions) == expected
 
@@ -82,3 +84,26 @@ def test_the_batching_storage_records_what_dagsters_sqlite_storage_records(tmp_p
     assert sum(expected["events"]["ASSET_MATERIALIZATION_PLANNED"].values()) == days + 5
     planned_checks = sum(n for (_, status, _), n in expected["checks"].items() if status == "PLANNED")
     assert planned_checks == days + 5  # a planned check execution per partition of each run
+
+
+def test_the_installed_dagster_is_the_one_the_storage_was_checked_against():
+    """instance_storage.py subclasses Dagster's private SQLite event log and overrides a private method:
+    a new Dagster may change either without notice, so the storage is checked again before it runs on one."""
+    assert dagster.__version__ == CHECKED_DAGSTER_VERSION, (
+        f"instance_storage.py was checked against dagster {CHECKED_DAGSTER_VERSION}; the installed is "
+        f"{dagster.__version__}: re-run test_instance_storage and the instance_storage bench "
+        f"(python -m turbomode_pipeline_tests.bench instance_storage), then update CHECKED_DAGSTER_VERSION"
+    )
+
+
+def test_every_environment_that_runs_steps_on_the_shipped_instance_turns_batching_on():
+    """Dagster reads DAGSTER_EVENT_BATCH_SIZE in the process that runs the steps; the storage no longer
+    sets it, so the Makefile (make ui, demo, test, bench, soak), the services' environment file and
+    the tests' servers do."""
+    from turbomode_pipeline_tests.servers import server_env
+
+    setting = f"DAGSTER_EVENT_BATCH_SIZE={EVENT_BATCH_SIZE}"
+    assert f"export DAGSTER_EVENT_BATCH_SIZE ?= {EVENT_BATCH_SIZE}" in (REPO / "Makefile").read_text()
+    assert setting in (REPO / "deploy" / "turbomode.env.example").read_text().splitlines()
+    assert setting in (REPO / "dagster_home" / "dagster.yaml").read_text()
+    assert server_env(REPO, REPO, REPO)["DAGSTER_EVENT_BATCH_SIZE"] == EVENT_BATCH_SIZE

@@ -1,31 +1,17 @@
 """The live strategies' rules on small hand-made minute series with known entries and exits,
 and the simulated minute bars' agreement with the simulated daily bars."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import polars as pl
 
 from turbomode_pipeline.core.strategies import decide, indicator_signals
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.settings import DEFAULT_UNIVERSE
+from turbomode_pipeline_tests.support import START, minute_series
 
-START = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
 
 
-def minute_series(closes: list[float], spread: float = 0.5, symbol: str = "AAPL") -> pl.DataFrame:
-    """Bars opening at the previous close, high/low `spread` around the body."""
-    opens = [closes[0], *closes[:-1]]
-    return pl.DataFrame(
-        {
-            "symbol": symbol,
-            "time": [START + timedelta(minutes=i) for i in range(len(closes))],
-            "open": opens,
-            "high": [max(o, c) + spread for o, c in zip(opens, closes, strict=True)],
-            "low": [min(o, c) - spread for o, c in zip(opens, closes, strict=True)],
-            "close": closes,
-            "volume": 1000.0,
-        }
-    )
 
 
 def events(frame: pl.DataFrame, column: str) -> list[int]:

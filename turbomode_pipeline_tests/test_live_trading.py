@@ -6,40 +6,20 @@ import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
-from dagster import DagsterRunStatus, RunRequest, SkipReason, build_sensor_context, materialize
+from dagster import DagsterRunStatus, RunRequest, SkipReason, materialize
 
 from turbomode_pipeline.live.report import paper_trading_report, strategy_pnl
-from turbomode_pipeline.live.trading import LiveTrading, TradingClock, live_trading_job, live_trading_sensor
-from turbomode_pipeline.resources.broker import LocalPaperBroker
+from turbomode_pipeline.live.trading import LiveTrading, live_trading_job
 from turbomode_pipeline.resources.ledger import Ledger
-from turbomode_pipeline.resources.market_data import SimulatedMarketData
-from turbomode_pipeline.resources.universe import Universe
-from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.schemas import SIGNAL_HISTORY
-from turbomode_pipeline.settings import DEFAULT_UNIVERSE, get_settings
+from turbomode_pipeline.settings import get_settings
+from turbomode_pipeline_tests.support import evaluate_sensor
 
 SESSION_OPEN = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)  # a Friday, 09:30 New York
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> dict:
-    universe = tmp_path / "universe.csv"
-    pl.read_csv(DEFAULT_UNIVERSE).filter(pl.col("symbol").is_in(["AAPL", "AMD", "NVDA"])).write_csv(universe)
-    ledger_path = str(tmp_path / "trading.sqlite")
-    return {
-        "ledger": Ledger(path=ledger_path),
-        "broker": LocalPaperBroker(ledger_path=ledger_path),
-        "market_data": SimulatedMarketData(seed=11),
-        "universe": Universe(path=str(universe)),
-        "live_warehouse": Warehouse(path=str(tmp_path / "warehouse.duckdb"), lock_timeout_s=0.5),
-        "trading_clock": TradingClock(),
-        "live_trading": LiveTrading.from_settings(get_settings()),
-    }
 
 
 @pytest.fixture
@@ -49,9 +29,6 @@ def fresh_settings():
     get_settings.cache_clear()
 
 
-def evaluate_sensor(instance, live: dict, now: datetime):
-    resources = {**live, "trading_clock": TradingClock(fixed_now=now.isoformat())}
-    return live_trading_sensor(build_sensor_context(instance=instance, resources=resources))
 
 
 def run_tick(instance, live: dict, request: RunRequest):

@@ -122,7 +122,7 @@ def test_maintenance_prunes_the_planned_check_rows_of_old_finished_runs(resource
     from dagster import AssetKey
 
     from turbomode_pipeline.assets.market_data import daily_bars
-    from turbomode_pipeline_tests.conftest import materialize_bars, range_tags
+    from turbomode_pipeline_tests.support import materialize_bars, range_tags
 
     checks = len(list(daily_bars.check_specs))  # the blocking checks and the warnings
     assert checks == 8

@@ -9,13 +9,12 @@ from dagster import RunRequest, SkipReason, build_schedule_context, build_sensor
 from turbomode_pipeline.automation.market_data import (
     PARTITION_RANGE_END,
     PARTITION_RANGE_START,
-    due_sessions,
     freshness_verdict,
     market_data_ingestion,
     missed_sessions_sensor,
-    pending_session,
 )
-from turbomode_pipeline_tests.conftest import materialize_bars, materialized_keys, range_tags
+from turbomode_pipeline.due import due_sessions, pending_session
+from turbomode_pipeline_tests.support import materialize_bars, materialized_keys, range_tags
 
 CHICAGO = ZoneInfo("America/Chicago")
 
@@ -64,7 +63,7 @@ def test_sensor_heals_three_missing_sessions_with_one_run_and_then_rests(resourc
 
 
 def test_a_failed_session_is_a_gap_too(resources, instance):
-    from turbomode_pipeline_tests.test_daily_bars import CorruptedSource
+    from turbomode_pipeline_tests.support import CorruptedSource
 
     recent = [day.isoformat() for day in due_sessions(datetime.now(UTC), 10)]
     assert materialize_bars(resources, instance, tags=range_tags(recent[0], recent[-1])).success
@@ -103,7 +102,7 @@ def test_a_session_whose_rows_the_warehouse_lost_is_stale_and_healed(resources, 
 
 
 def test_a_sensor_gives_up_after_three_failed_heals_and_says_how_to_backfill(resources, instance):
-    from turbomode_pipeline_tests.test_daily_bars import CorruptedSource
+    from turbomode_pipeline_tests.support import CorruptedSource
 
     recent = [day.isoformat() for day in due_sessions(datetime.now(UTC), 10)]
     broken = dict(resources, market_data=CorruptedSource(seed=11, damage="negative_price"))

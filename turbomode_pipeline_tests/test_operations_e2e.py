@@ -16,11 +16,11 @@ import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter, materialize
 
 from turbomode_pipeline.assets.market_data import daily_bars
-from turbomode_pipeline.automation.market_data import INGESTION_TIME, due_sessions
+from turbomode_pipeline.due import INGESTION_TIME, due_sessions
 from turbomode_pipeline.definitions import resources as configured_resources
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import load_settings
-from turbomode_pipeline_tests.conftest import range_tags, small_universe
+from turbomode_pipeline_tests.support import range_tags, small_universe
 from turbomode_pipeline_tests.servers import (
     REPO,
     REPOSITORY,
@@ -35,7 +35,7 @@ from turbomode_pipeline_tests.servers import (
     server_env,
     wait_until,
 )
-from turbomode_pipeline_tests.test_schedules import OLD_SYSTEMS_SIX
+from turbomode_pipeline_tests.support import OLD_SYSTEMS_SIX
 
 SENSORS = {"missed_sessions_sensor", "live_trading_sensor"}
 MISSED = 3

@@ -116,7 +116,7 @@ def test_a_listing_a_delisting_and_a_halt_pass_and_one_bad_session_fails_alone(t
     from turbomode_pipeline.resources.universe import Universe
     from turbomode_pipeline.resources.warehouse import Warehouse
     from turbomode_pipeline_tests.alpaca_emulator import KEY_ID, SECRET, AlpacaEmulator
-    from turbomode_pipeline_tests.conftest import materialized_keys, range_tags, small_universe, table
+    from turbomode_pipeline_tests.support import materialized_keys, range_tags, small_universe, table
 
     universe = pl.read_csv(small_universe(tmp_path, per_sector=2)).with_columns(
         listed_from=pl.when(pl.col("symbol") == "MSFT").then(pl.lit("2024-03-11")),
@@ -210,7 +210,7 @@ def test_research_mode_judges_freshness_and_status_at_the_history_end(trained_mo
     from turbomode_pipeline.automation.scanner import scanner_freshness
     from turbomode_pipeline.clock import now
     from turbomode_pipeline.settings import get_settings
-    from turbomode_pipeline_tests.conftest import range_tags
+    from turbomode_pipeline_tests.support import range_tags
 
     end = trained_models.sessions[-30]
     recent = trained_models.sessions[-39:-29]  # the last 10 sessions of the history

@@ -18,11 +18,11 @@ from dagster_postgres import (
 )
 
 from turbomode_pipeline.assets.market_data import daily_bars
-from turbomode_pipeline.automation.market_data import INGESTION_TIME, due_sessions
+from turbomode_pipeline.due import INGESTION_TIME, due_sessions
 from turbomode_pipeline.definitions import resources as configured_resources
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import load_settings
-from turbomode_pipeline_tests.conftest import range_tags, small_universe
+from turbomode_pipeline_tests.support import range_tags, small_universe
 from turbomode_pipeline_tests.servers import (
     REPO,
     GraphQL,

@@ -27,55 +27,12 @@ from turbomode_pipeline.resources.market_data import AlpacaMarketData
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline_tests.alpaca_emulator import KEY_ID, SECRET, AlpacaEmulator
-from turbomode_pipeline_tests.conftest import range_tags, table
-
-SECTORS = {  # GICS sectors of the dataset's 20 stocks: 7 sectors, 1 to 5 stocks each
-    "Information Technology": ["AAPL", "AMD", "MSFT"],
-    "Financials": ["BAC", "JPM"],
-    "Consumer Discretionary": ["BBY", "HD"],
-    "Energy": ["CVX", "RRC", "XOM"],
-    "Industrials": ["GE"],
-    "Health Care": ["JNJ", "LLY", "MRK", "PFE", "UNH"],
-    "Consumer Staples": ["KO", "PEP", "PG", "WMT"],
-}
-FIRST, LAST = date(2015, 1, 2), date(2015, 12, 31)  # the partitions start at TURBOMODE_HISTORY_START, 2015-01-02
-AMD_LISTED, RRC_DELISTED, RRC_HALT = date(2015, 6, 1), date(2015, 10, 30), date(2015, 3, 2)
+from turbomode_pipeline_tests.support import AMD_LISTED, FIRST, LAST, RRC_DELISTED, SECTORS, range_tags, real_closes, table, vendor_bars
 
 
-def real_closes(first: date = FIRST, last: date = LAST) -> pl.DataFrame:
-    """(session, symbol, close) of the packaged dataset, first..last."""
-    from skfolio.datasets import load_sp500_dataset
-
-    prices = pl.from_pandas(load_sp500_dataset().reset_index())
-    return (
-        prices.unpivot(index="Date", variable_name="symbol", value_name="close")
-        .with_columns(session=pl.col("Date").cast(pl.Date))
-        .filter(pl.col("session").is_between(first, last))
-        .select("session", "symbol", "close")
-    )
 
 
-def vendor_bars(closes: pl.DataFrame, listed: date = AMD_LISTED, delisted: date = RRC_DELISTED, halt: date = RRC_HALT):
-    """Daily bars from closes: open = previous close, high/low = the larger/smaller of open and close;
-    the dataset has no volume, so a volume that grows with the size of the move stands in."""
-    sector = pl.DataFrame(
-        [{"symbol": s, "sector": sector} for sector, symbols in SECTORS.items() for s in symbols]
-    )
-    bars = (
-        closes.sort("symbol", "session")
-        .with_columns(open=pl.col("close").shift(1).over("symbol").fill_null(pl.col("close")))
-        .with_columns(
-            high=pl.max_horizontal("open", "close"), low=pl.min_horizontal("open", "close"),
-            volume=1e6 * (1 + 50 * (pl.col("close") / pl.col("open")).log().abs()),
-        )
-        .with_columns(vwap=(pl.col("high") + pl.col("low") + pl.col("close")) / 3, trade_count=pl.lit(None, pl.Int64))
-        .join(sector, on="symbol")
-    )
-    return bars.filter(
-        ~((pl.col("symbol") == "AMD") & (pl.col("session") < listed))
-        & ~((pl.col("symbol") == "RRC") & (pl.col("session") > delisted))
-        & ~((pl.col("symbol") == "RRC") & (pl.col("session") == halt))
-    )
+
 
 
 def universe_file(path: Path, listed: date = AMD_LISTED, delisted: date = RRC_DELISTED) -> Path:

@@ -27,8 +27,8 @@ from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.schemas import DAILY_FEATURES, SignalHistory
 from turbomode_pipeline.settings import get_settings
-from turbomode_pipeline_tests.conftest import range_tags, table
-from turbomode_pipeline_tests.test_daily_bars import CorruptedSource
+from turbomode_pipeline_tests.support import range_tags, table
+from turbomode_pipeline_tests.support import CorruptedSource
 
 BARRIERS = LabelSettings.from_settings(get_settings()).barriers
 

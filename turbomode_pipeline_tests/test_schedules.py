@@ -8,15 +8,8 @@ from dagster import Definitions, build_schedule_context
 from turbomode_pipeline.automation.drift import drift_monitoring
 from turbomode_pipeline.automation.maintenance import weekly_maintenance
 from turbomode_pipeline.definitions import defs
+from turbomode_pipeline_tests.support import OLD_SYSTEMS_SIX
 
-OLD_SYSTEMS_SIX = {  # name -> cron, in TURBOMODE_TIMEZONE (default America/Chicago)
-    "market_data_ingestion": "45 22 * * *",
-    "overnight_scanner": "30 23 * * *",
-    "model_training": "0 0 * * 0",
-    "backtest_data": "5 23 * * 6",
-    "drift_monitoring": "10 23 * * 6",
-    "weekly_maintenance": "0 23 * * 6",
-}
 
 
 def test_all_six_schedules_exist_with_their_times_in_the_configured_timezone():

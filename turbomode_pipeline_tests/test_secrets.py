@@ -30,7 +30,7 @@ from turbomode_pipeline.core.universe import load_universe
 from turbomode_pipeline.resources.alerts import AlertSender
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline_tests.alpaca_emulator import AlpacaEmulator
-from turbomode_pipeline_tests.conftest import small_universe
+from turbomode_pipeline_tests.support import small_universe
 
 KEY = f"canary-key-{uuid.uuid4().hex}"
 SECRET = f"canary-secret-{uuid.uuid4().hex}"
@@ -162,7 +162,7 @@ def test_a_canary_secret_is_in_no_table_no_log_and_no_alert(tmp_path, monkeypatc
 
 def test_a_canary_secret_is_in_no_mlflow_param_tag_or_artifact(tmp_path, trained_models):
     """`sector_models` for one sector through `dagster asset materialize`, the keys in the environment."""
-    from turbomode_pipeline_tests.conftest import FAST_TRAINING
+    from turbomode_pipeline_tests.support import FAST_TRAINING
     from turbomode_pipeline_tests.servers import REPO, instance_home
 
     home = instance_home(tmp_path, REPO / "dagster_home" / "dagster.yaml")

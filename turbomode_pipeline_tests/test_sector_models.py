@@ -23,7 +23,7 @@ from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
-from turbomode_pipeline_tests.conftest import small_universe
+from turbomode_pipeline_tests.support import small_universe
 
 def fast(**config) -> dict:
     """Fast settings, a 120-session holdout, and the champion gate off unless `config` sets it

@@ -11,7 +11,7 @@ import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
 from turbomode_pipeline.assets.signal_backtest import signal_backtest
-from turbomode_pipeline.automation.market_data import due_sessions
+from turbomode_pipeline.due import due_sessions
 from turbomode_pipeline.calendar import sessions_between
 from turbomode_pipeline.core import scanner, signal_backtest as backtest
 from turbomode_pipeline.core.market_sim import SIM_EPOCH, expected_idiosyncratic_return
@@ -25,7 +25,7 @@ from turbomode_pipeline.schemas import (
     SignalOutcomes, conform,
 )
 from turbomode_pipeline.settings import get_settings
-from turbomode_pipeline_tests.conftest import range_tags, small_universe
+from turbomode_pipeline_tests.support import range_tags, small_universe
 
 DEMO_SESSIONS = 750  # the history `make demo` builds
 WARMUP = 252  # the scanner scores once the features' year of warm-up has passed

@@ -16,10 +16,10 @@ from turbomode_pipeline.live.trading import LiveTrading
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.automation.scanner import latest_due_scan
-from turbomode_pipeline.automation.status import collect, exit_code, render
+from turbomode_pipeline.status import collect, exit_code, render
 from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline.settings import get_settings
-from turbomode_pipeline_tests.conftest import range_tags
+from turbomode_pipeline_tests.support import range_tags
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("turbomode")
 

@@ -29,7 +29,7 @@ from turbomode_pipeline.schemas import SIGNAL_HISTORY, SignalHistory, conform
 from turbomode_pipeline.settings import DEFAULT_UNIVERSE, get_settings
 from turbomode_pipeline_tests.alpaca_emulator import KEY_ID, SECRET, AlpacaEmulator
 from turbomode_pipeline_tests.servers import chromium_page
-from turbomode_pipeline_tests.test_live_strategies import START, minute_series
+from turbomode_pipeline_tests.support import START, minute_series
 
 SESSIONS = ("2026-11-17", "2026-11-19")  # Tuesday..Thursday: three sessions
 SHARED = {decide_on_bar.__code__, indicator_signals.__code__, review.__code__, next_open_fills.__code__}

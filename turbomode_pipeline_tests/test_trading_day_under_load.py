@@ -18,7 +18,7 @@ from dagster import DagsterEventType, EventRecordsFilter, RunRequest, SkipReason
 from turbomode_pipeline.calendar import session_open
 from turbomode_pipeline.live.trading import live_trading_job
 from turbomode_pipeline.resources.warehouse import Warehouse
-from turbomode_pipeline_tests.test_live_trading import evaluate_sensor, live  # noqa: F401 (fixture)
+from turbomode_pipeline_tests.support import evaluate_sensor
 
 CACHED = "using the ledger's copy"
 

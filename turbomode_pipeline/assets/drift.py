@@ -12,7 +12,6 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    WeeklyPartitionsDefinition,
     asset,
 )
 from pydantic import Field, model_validator
@@ -22,8 +21,8 @@ from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.guards import require_sessions
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
-from turbomode_pipeline.automation.market_data import due_at, judged_at
-from turbomode_pipeline.calendar import PARTITION_TZ, sessions_before, sessions_between
+from turbomode_pipeline.due import due_at, judged_at
+from turbomode_pipeline.calendar import sessions_before, sessions_between
 from turbomode_pipeline.core.drift import (
     Thresholds,
     compose_report,
@@ -37,7 +36,7 @@ from turbomode_pipeline.core.drift import (
 from turbomode_pipeline.core.drift_html import DriftReportData, render_report
 from turbomode_pipeline.core.features import RAW_FEATURES, WARMUP
 from turbomode_pipeline.core.model_types import STACKED
-from turbomode_pipeline.partitions import SECTORS
+from turbomode_pipeline.partitions import SECTORS, drift_weeks
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.warehouse import Warehouse
@@ -47,12 +46,6 @@ from turbomode_pipeline.settings import get_settings
 
 CONFIDENCE_REFERENCE_SESSIONS = 60  # the scanner's scores before the window that its confidence is compared with
 EXPECTED_HIT_RATE_METRIC = "holdout_top_decile_hit_rate"
-
-# Weeks run Sunday to Saturday; the key is the Sunday, the report is about the Saturday's last sessions.
-DRIFT_WEEKS = WeeklyPartitionsDefinition(
-    start_date=get_settings().history_start.isoformat(), day_offset=0, timezone=str(PARTITION_TZ), end_offset=1
-)
-
 
 def week_ending(partition_key: str) -> date:
     return date.fromisoformat(partition_key) + timedelta(days=6)
@@ -148,7 +141,7 @@ def _summary(report: pl.DataFrame) -> str:
 
 
 @asset(
-    partitions_def=DRIFT_WEEKS,
+    partitions_def=drift_weeks(),
     pool="warehouse",
     deps=[
         daily_features, scanner_signals, signal_outcomes,

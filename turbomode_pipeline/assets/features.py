@@ -16,7 +16,8 @@ from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
 from turbomode_pipeline.assets.guards import bars_through_horizon, require_sessions
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run
 from turbomode_pipeline.assets.market_data import daily_bars
-from turbomode_pipeline.calendar import daily_sessions, sessions_before
+from turbomode_pipeline.calendar import sessions_before
+from turbomode_pipeline.partitions import daily_sessions
 from turbomode_pipeline.core.feature_rules import FEATURE_RULES
 from turbomode_pipeline.core.features import FEATURES, LOOKBACK_SESSIONS, compute_features
 from turbomode_pipeline.core.labels import SAMPLE_RULES, triple_barrier

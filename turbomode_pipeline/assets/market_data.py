@@ -10,7 +10,7 @@ from pydantic import Field
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run
-from turbomode_pipeline.calendar import daily_sessions
+from turbomode_pipeline.partitions import daily_sessions
 from turbomode_pipeline.core.bar_rules import RULES
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
 from turbomode_pipeline.resources.market_data import MarketDataSource

@@ -27,7 +27,8 @@ from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run, readable
-from turbomode_pipeline.calendar import daily_sessions, session_close, sessions_after, sessions_before
+from turbomode_pipeline.calendar import session_close, sessions_after, sessions_before
+from turbomode_pipeline.partitions import daily_sessions
 from turbomode_pipeline.core import scanner
 from turbomode_pipeline.core.features import FEATURES
 from turbomode_pipeline.core.model_types import STACKED

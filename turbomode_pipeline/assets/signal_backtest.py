@@ -19,7 +19,7 @@ from dagster import (
 from turbomode_pipeline.assets.guards import bars_through_horizon, require_sessions
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, readable
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
-from turbomode_pipeline.calendar import daily_sessions
+from turbomode_pipeline.partitions import daily_sessions
 from turbomode_pipeline.core import report_html
 from turbomode_pipeline.core import signal_backtest as backtest
 from turbomode_pipeline.core.signal_backtest_html import SignalBacktestReport, equity_png, render_report

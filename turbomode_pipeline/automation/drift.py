@@ -17,16 +17,17 @@ from dagster import (
     sensor,
 )
 
-from turbomode_pipeline.assets.drift import DRIFT_WEEKS, drift_report
+from turbomode_pipeline.assets.drift import drift_report
 from turbomode_pipeline.automation.models import model_training_job
 from turbomode_pipeline.core.universe import sector_slug
+from turbomode_pipeline.partitions import drift_weeks
 from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline.automation.run_health import max_runtime
 
 drift_monitoring_job = define_asset_job(
     "drift_monitoring_job",
     selection=AssetSelection.assets(drift_report),
-    partitions_def=DRIFT_WEEKS,
+    partitions_def=drift_weeks(),
     description="The week's drift report: table, HTML report and per-sector status.",
     tags=max_runtime(minutes=30),
 )

@@ -16,7 +16,8 @@ from dagster import (
 
 from turbomode_pipeline.assets.features import daily_features, training_samples
 from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
-from turbomode_pipeline.calendar import daily_sessions, sessions_between
+from turbomode_pipeline.calendar import sessions_between
+from turbomode_pipeline.partitions import daily_sessions
 from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline.automation.run_health import max_runtime
 

@@ -5,8 +5,7 @@ downtime (dagster issue #10335), so healing older gaps is `missed_sessions_senso
 """
 
 import json
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
 from dagster import (
     AssetCheckEvaluation,
@@ -32,14 +31,16 @@ from dagster import (
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
-from turbomode_pipeline.calendar import daily_sessions, is_session, session_close, sessions_between
+from turbomode_pipeline.calendar import is_session, session_close
+from turbomode_pipeline.due import (
+    desk_timezone, due_at, due_sessions, ingestion_cron, judged_at, pending_session, research_note,
+)
+from turbomode_pipeline.partitions import daily_sessions
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseLockedError
 from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline.automation.run_health import max_runtime
 
-INGESTION_TIME = time(22, 45)
 HEAL_ATTEMPTS = 3  # runs the sensor requests for the same gaps before it asks for a person
-GRACE = timedelta(minutes=30)  # a session counts as late this long after its scheduled ingestion
 FRESHNESS_CHECK = "daily_bars_fresh"
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END = "dagster/asset_partition_range_end"
@@ -51,50 +52,6 @@ market_data_job = define_asset_job(
     description="The nightly chain for the run's sessions: fetch, validate and store bars, then features.",
     tags=max_runtime(minutes=60),
 )
-
-
-def desk_timezone() -> ZoneInfo:
-    """The schedules' timezone (TURBOMODE_TIMEZONE)."""
-    return ZoneInfo(get_settings().timezone)
-
-
-def due_at(session: date) -> datetime:
-    """When a session's bars are overdue: its scheduled ingestion (never before the close) plus grace."""
-    scheduled = datetime.combine(session, INGESTION_TIME, tzinfo=desk_timezone())
-    return max(scheduled, session_close(session)) + GRACE
-
-
-def judged_at(now: datetime) -> datetime:
-    """The moment freshness is judged at: `now`, or in research mode (TURBOMODE_HISTORY_END in the
-    past) noon after the history's last session, when its bars and its scan were both due."""
-    end = get_settings().history_end
-    if end is None:
-        return now
-    last = sessions_between(end - timedelta(days=14), end)[-1]  # the last session on or before the end
-    return min(now, datetime.combine(last + timedelta(days=1), time(12, 0), tzinfo=desk_timezone()))
-
-
-def research_note(now: datetime) -> str | None:
-    """What research mode says wherever it judges freshness; None when it is off."""
-    end = get_settings().history_end
-    if end is None or judged_at(now) == now:
-        return None
-    return f"research mode: the history ends on {end} (TURBOMODE_HISTORY_END), judged as of that end, not the wall clock"
-
-
-def due_sessions(now: datetime, count: int) -> list[date]:
-    """The `count` most recent sessions whose bars should exist at `now`, oldest first."""
-    start = max(get_settings().history_start, now.date() - timedelta(days=count * 2 + 14))
-    candidates = sessions_between(start, now.astimezone(desk_timezone()).date())
-    return [day for day in candidates if due_at(day) <= now][-count:]
-
-
-def pending_session(now: datetime) -> date | None:
-    """Today's session once its partition exists (from the close, see calendar.PARTITION_TZ) until its
-    bars are due: the UI draws it as missing meanwhile, so the freshness check says when it is due."""
-    today = now.astimezone(desk_timezone()).date()
-    recent = sessions_between(today - timedelta(days=7), today)
-    return recent[-1] if recent and session_close(recent[-1]) <= now < due_at(recent[-1]) else None
 
 
 def session_gaps(
@@ -180,7 +137,7 @@ def daily_bars_fresh(context: AssetCheckExecutionContext, warehouse: Warehouse) 
 
 @schedule(
     name="market_data_ingestion",
-    cron_schedule="45 22 * * *",
+    cron_schedule=ingestion_cron(),
     execution_timezone=get_settings().timezone,
     job=market_data_job,
     default_status=DefaultScheduleStatus.RUNNING,

@@ -28,10 +28,10 @@ from dagster import (
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.assets.signal_backtest import signal_backtest
-from turbomode_pipeline.automation.market_data import (
-    desk_timezone, freshness_evaluation, held_sessions, judged_at, research_note, session_gaps,
-)
-from turbomode_pipeline.calendar import daily_sessions, is_session, session_close, sessions_before, sessions_between
+from turbomode_pipeline.automation.market_data import freshness_evaluation, held_sessions, session_gaps
+from turbomode_pipeline.due import desk_timezone, judged_at, research_note
+from turbomode_pipeline.calendar import is_session, session_close, sessions_before, sessions_between
+from turbomode_pipeline.partitions import daily_sessions
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseLockedError
 from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline.automation.run_health import max_runtime

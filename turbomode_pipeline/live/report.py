@@ -19,7 +19,8 @@ from dagster import (
 )
 
 from turbomode_pipeline.automation.run_health import max_runtime
-from turbomode_pipeline.calendar import EXCHANGE_TZ, daily_sessions, is_session, session_close, session_open
+from turbomode_pipeline.calendar import EXCHANGE_TZ, is_session, session_close, session_open
+from turbomode_pipeline.partitions import daily_sessions
 from turbomode_pipeline.resources.ledger import Ledger
 
 col = pl.col
@@ -103,7 +104,7 @@ paper_trading_report_job = define_asset_job(
 
 @schedule(name="paper_trading_report_schedule", cron_schedule="30 17 * * 1-5", execution_timezone="America/New_York",
           job=paper_trading_report_job, default_status=DefaultScheduleStatus.RUNNING,
-          description="The day's paper trading report at 17:30 New York, once the session's partition exists (see calendar.PARTITION_TZ).")
+          description="The day's paper trading report at 17:30 New York, once the session's partition exists (see partitions.PARTITION_TZ).")
 def paper_trading_report_schedule(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.astimezone(EXCHANGE_TZ).date()
     if not is_session(day):

@@ -14,7 +14,7 @@ import polars as pl
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from turbomode_pipeline import clock
-from turbomode_pipeline.automation.market_data import due_sessions, judged_at, research_note
+from turbomode_pipeline.due import due_sessions, judged_at, research_note
 from turbomode_pipeline.automation.scanner import latest_due_scan, unscanned
 from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline.core.model_types import MODEL_TYPES, STACKED
