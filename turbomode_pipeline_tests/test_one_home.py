@@ -5,9 +5,9 @@ import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "turbomode_pipeline"
-# settings.py reads the environment for every module; instance_storage.py turns on Dagster's event
-# batching (DAGSTER_EVENT_BATCH_SIZE) for the storage it builds, a documented exception.
-ENVIRONMENT_READERS = {"settings.py", "instance_storage.py"}
+# settings.py reads the environment for every module (Dagster's event batching switch is set in the
+# processes' environment: the Makefile, deploy/turbomode.env.example, conftest).
+ENVIRONMENT_READERS = {"settings.py"}
 
 
 def environment_uses(tree: ast.AST) -> list[int]:
