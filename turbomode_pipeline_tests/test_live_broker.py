@@ -222,7 +222,10 @@ def test_a_tick_trades_through_the_alpaca_sdk_and_reconciles(tmp_path, emulator)
     result = run_tick(now, ["amd-keltner"], **tick)
     assert result.submitted == ["amd-keltner-20261120T1450-buy"]
     assert list(emulator.orders) == result.submitted
-    assert result.positions.select("symbol", "broker_qty", "ledger_qty", "reconciled").rows() == [("AMD", 35.0, 35.0, True)]
+    bar = tick["market_data"].minute_bars([now.date()], tick["universe"].filter(pl.col("symbol") == "AMD"))
+    qty = float(10_000 // bar.filter(pl.col("time") == datetime(2026, 11, 20, 14, 50, tzinfo=UTC))["close"][0])
+    # the risk manager's size: the strategy's $10,000 allocation at the 14:50 bar's close
+    assert result.positions.select("symbol", "broker_qty", "ledger_qty", "reconciled").rows() == [("AMD", qty, qty, True)]
     assert ledger.query("SELECT status, filled_avg_price FROM orders").rows() == [("filled", 280.0)]
     again = run_tick(now, ["amd-keltner"], **tick)  # the same minute again: the strategy holds, nothing is sent
     assert again.submitted == [] and len(emulator.orders) == 1
