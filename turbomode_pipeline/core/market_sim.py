@@ -11,9 +11,10 @@ market is a pure random walk, which later stages use to catch look-ahead leaks.
 
 Determinism and slice consistency: each stock, sector and the market draw their shocks from
 their own random stream (keyed by the seed and the name), one row per session counted from
-SIM_EPOCH, and every recursion runs forward in time from SIM_EPOCH. A session's bar
-therefore depends only on the seed, the name and the sessions up to it (and, for its price level,
-up to PRICE_ANCHOR): one day simulated alone equals the same day inside a ten-year range.
+SIM_EPOCH, and every filter is causal from SIM_EPOCH. A session's bar therefore depends only on
+the seed, the name and the sessions up to it (and, for its price level, up to PRICE_ANCHOR): one
+day simulated alone equals the same day inside a ten-year range. (The AR filters run as an FFT;
+its rounding, ~1e-15 relative, lies far below the cent and whole-share rounding of every output.)
 """
 
 from __future__ import annotations
