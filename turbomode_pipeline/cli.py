@@ -7,6 +7,8 @@ import sys
 import time
 from datetime import timedelta
 
+from turbomode_pipeline import walk_forward_command
+
 # The console log level of the runs the CLI starts: CRITICAL (quiet) unless --verbose. A failure is
 # told once, by the CLI, with its traceback, instead of by both the step's and the run's events.
 LOG_LEVEL = {"level": "CRITICAL"}
@@ -15,8 +17,9 @@ DEMO_HOLDOUT = 120  # the demo's holdout sessions; the split needs as many again
 
 
 def min_training_sessions(horizon: int) -> int:
-    """The fewest sessions the demo trains on: the warm-up, the label horizon, then two holdouts of samples."""
-    return FEATURE_WARMUP - 1 + horizon + 2 * DEMO_HOLDOUT  # 501 with the defaults; 500 has 239 sessions of samples
+    """The fewest sessions the demo trains on: the warm-up, the label horizon, two holdouts of samples, then the
+    scanned sessions and up to a week before them (the models are trained as of the week before the scan)."""
+    return FEATURE_WARMUP - 1 + horizon + 2 * DEMO_HOLDOUT + SCANNED_SESSIONS + 5  # 536 with the defaults
 
 
 class StepFailed(Exception):
@@ -120,8 +123,9 @@ def _demo_chain(session_count: int) -> bool:
     from turbomode_pipeline import clock
     from turbomode_pipeline.automation.features import backfill_ranges
     from turbomode_pipeline.due import due_sessions, judged_at, research_note
-    from turbomode_pipeline.automation.models import all_sectors_tags
     from turbomode_pipeline.core.features import FEATURES
+    from turbomode_pipeline.core.point_in_time import serving_week
+    from turbomode_pipeline.partitions import week_cutoff
     from turbomode_pipeline.definitions import defs
     from turbomode_pipeline.partitions import SECTORS
     from turbomode_pipeline.settings import get_settings
@@ -139,10 +143,12 @@ def _demo_chain(session_count: int) -> bool:
     minimum = min_training_sessions(settings.label_horizon)
     trained = len(sessions) >= minimum
     if trained:
+        # the models of the week holding the first scanned session: every scanned session lies after their labels
+        week = serving_week(sessions[-SCANNED_SESSIONS])
         fast = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": DEMO_HOLDOUT}}}}
-        print(f"sector_models: the universe's {len(SECTORS)} sectors x 6 models, fast demo settings "
-              "(smaller models, 3 folds, 120-session holdout)")
-        _run_job("model_training_job", *all_sectors_tags().values(), run_config=fast)
+        print(f"sector_models: the universe's {len(SECTORS)} sectors x 6 models as of {week_cutoff(week)} (the week "
+              f"before the scanned sessions), fast demo settings (smaller models, 3 folds, {DEMO_HOLDOUT}-session holdout)")
+        _run_job("model_training_job", week.isoformat(), week.isoformat(), run_config=fast)
     else:
         print(f"sector_models: skipped: {len(sessions)} sessions are too few to train on; the features' "
               f"{FEATURE_WARMUP}-session warm-up, the {settings.label_horizon}-session label horizon and a "
@@ -186,12 +192,15 @@ def _scan(sessions) -> None:
     from turbomode_pipeline.settings import get_settings
 
     scanned = sessions[-SCANNED_SESSIONS:]
-    print(f"\nscanner_signals: {len(scanned)} sessions {scanned[0]}..{scanned[-1]}, champions loaded from MLflow")
+    print(f"\nscanner_signals: {len(scanned)} sessions {scanned[0]}..{scanned[-1]}, each scored by its sector's "
+          "champion as of the session (models trained before it)")
     _run_job("scanner_job", str(scanned[0]), str(scanned[-1]), assets=["scanner_signals"])
     graded = scanned[: -get_settings().label_horizon]
     outcomes = _run_job("scanner_job", str(graded[0]), str(graded[-1]), assets=["signal_outcomes", "signal_backtest"])
     quality = outcomes.asset_materializations_for_node("signal_outcomes")[-1].metadata  # the windows: on the last
-    print(f"signal quality over the last {len(graded)} graded sessions: "
+    cutoffs = sorted(set(defs.resources["warehouse"].scores(graded)["model_labels_through"]))
+    print(f"signal quality over the last {len(graded)} graded sessions, out of sample (models' labels through "
+          f"{', '.join(map(str, cutoffs))}): "
           + ", ".join(f"{k} {quality[f'{k}_20d'].value:.3f}" for k in ("ic_mean", "icir", "rank_ic_mean", "rank_icir"))
           + f", target hit rate {quality['hit_rate_overall_20d'].value:.1%}")
     warehouse = defs.resources["warehouse"]
@@ -250,7 +259,7 @@ def _signal_summary(warehouse, scanned) -> str:
         table = reliability_table(graded["beat"].to_numpy(), graded["probability_up"].to_numpy())
         with pl.Config(tbl_rows=12, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
             lines.append(
-                f"reliability of the confidence on the {graded['session'].n_unique()} graded sessions (every scored symbol; "
+                f"reliability of the confidence on the {graded['session'].n_unique()} graded sessions, out of sample (every scored symbol; "
                 f"predicted P(beats its sector) vs observed share that did):\n"
                 f"{table.with_columns(pl.col('predicted', 'observed').round(3))}"
             )
@@ -320,7 +329,7 @@ def _backtest_summary(warehouse) -> str:
     """The signal backtest as of its newest session: the long-short book's numbers and the report."""
     row = warehouse.latest_backtest_summary("long_short")
     return (
-        f"\nsignal backtest as of {row['as_of']} ({row['days']} sessions {row['first_session']}..{row['last_session']}, "
+        f"\nsignal backtest, out of sample, as of {row['as_of']} ({row['days']} sessions {row['first_session']}..{row['last_session']}, "
         f"{row['cost_bps']:g} bps per side):\n"
         f"long-short Sharpe {row['sharpe']:.2f} (t {row['t_stat']:.2f}), annualised return "
         f"{100 * row['ann_return']:.2f}%, max drawdown {100 * row['max_drawdown']:.2f}%\n"
@@ -521,10 +530,11 @@ def main(argv: list[str] | None = None) -> int:
     replay_parser.add_argument("--strategies", help="strategy ids joined by commas (default: every enabled one)")
     replay_parser.set_defaults(handler=replay)
     _one_line_errors(replay_parser, "replay")
+    _one_line_errors(walk_forward_command.register(commands), "walk-forward")
     _one_line_errors(parser, "")
     _one_line_errors(status_parser, "status")
     args = parser.parse_args(argv)
-    if args.command in ("demo", "status", "backtest") and not _dagster_home():
+    if args.command in ("demo", "status", "backtest", "walk-forward") and not _dagster_home():
         return _one_line(args.command, "DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD/dagster_home (the instance's "
                          "folder; make demo sets it)")
     _quiet(args.verbose)

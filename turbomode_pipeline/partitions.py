@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 from dagster import DailyPartitionsDefinition, StaticPartitionsDefinition, WeeklyPartitionsDefinition
 
-from turbomode_pipeline.calendar import CALENDAR_END, holidays_between
+from turbomode_pipeline.calendar import CALENDAR_END, holidays_between, sessions_before
 from turbomode_pipeline.core.universe import GICS_SECTORS, load_universe, sector_slug
 from turbomode_pipeline.settings import get_settings
 
@@ -61,6 +61,17 @@ def session_weeks(history_start: date) -> WeeklyPartitionsDefinition:
 def drift_weeks() -> WeeklyPartitionsDefinition:
     """The drift report's weeks from the configured history start."""
     return session_weeks(get_settings().history_start)
+
+
+def training_weeks() -> WeeklyPartitionsDefinition:
+    """sector_models' partitions: the week (Sunday key) a model set serves, trained as of the session before it
+    (core/point_in_time.py). The week in progress is a partition from its start, so Sunday's training has one."""
+    return session_weeks(get_settings().history_start)
+
+
+def week_cutoff(week: date) -> date:
+    """The last session before the week starting on `week`: the newest close a model serving that week knew."""
+    return sessions_before(week, 1)[0]
 
 
 def universe_sectors(universe: pl.DataFrame) -> tuple[str, ...]:

@@ -157,6 +157,8 @@ class SignalHistory(FiniteModel):
     model_name: str
     model_version: str
     mlflow_run_id: str
+    # the last session whose close the model's training labels needed: always before `session`
+    model_labels_through: date
 
     class Config:
         strict = True
@@ -178,6 +180,7 @@ class ScannerScores(FiniteModel):
     probability_up: float = pa.Field(ge=0, le=1)
     model_name: str
     model_version: str
+    model_labels_through: date  # the scoring model's cutoff: always before `session`
 
     class Config:
         strict = True
@@ -466,3 +469,51 @@ class StrategyBacktestEquity(FiniteModel):
 STRATEGY_BACKTEST = _table("strategy_backtest", StrategyBacktestSummary, "backtest_id", ("backtest_id",))
 STRATEGY_BACKTEST_TRADES = _table("strategy_backtest_trades", StrategyBacktestTrades, "backtest_id", ("backtest_id", "bar_time", "side"))
 STRATEGY_BACKTEST_EQUITY = _table("strategy_backtest_equity", StrategyBacktestEquity, "backtest_id", ("backtest_id", "session"))
+
+
+# Every model version the pipeline registered, kept outside MLflow: what it learnt from (its cutoff)
+# and the sha256 of the bytes it stored. A model is unpickled only if its bytes match this record,
+# so write access to MLflow alone cannot run code. Rows are only ever added.
+class ModelVersions(FiniteModel):
+    registered_model: str
+    version: str
+    sector: str
+    model_type: str
+    training_week: date  # the week the version serves: trained as of the session before it
+    labels_through: date  # the last session whose close any of its training labels needed
+    last_sample_session: date  # its newest training sample's entry session
+    embargo_sessions: pl.Int64  # the label horizon: sessions between the last entry and labels_through
+    settings_key: str  # the training settings and data source; the same key and cutoff reuse the version
+    sha256: str
+    mlflow_run_id: str
+    promotion: str
+    registered_at: datetime
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["registered_model", "version"]
+
+
+# Which version was each model's champion from which week on: appended when a version is promoted,
+# never rewritten (a later backfill of an older week adds that week's rows and changes no other; a week
+# trained again with other settings adds a row, and the newest promotion of a week is its champion).
+class ChampionHistory(FiniteModel):
+    registered_model: str
+    sector: str
+    model_type: str
+    training_week: date
+    labels_through: date
+    version: str
+    reason: str
+    promoted_at: datetime
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["registered_model", "training_week", "version"]
+
+
+MODEL_VERSIONS = _table("model_versions", ModelVersions, "training_week", ("registered_model", "version"))
+CHAMPION_HISTORY = _table("champion_history", ChampionHistory, "training_week",
+                          ("registered_model", "training_week", "version"))

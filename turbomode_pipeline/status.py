@@ -18,7 +18,7 @@ from turbomode_pipeline.due import due_sessions, judged_at, research_note
 from turbomode_pipeline.automation.scanner import latest_due_scan, unscanned
 from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline.core.model_types import MODEL_TYPES, STACKED
-from turbomode_pipeline.partitions import SECTOR_BY_KEY, SECTORS
+from turbomode_pipeline.partitions import SECTORS, week_cutoff
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseError
 from turbomode_pipeline.settings import get_settings
@@ -41,6 +41,7 @@ class Status:
     signals: pl.DataFrame | None = None
     schedules: list[dict] = field(default_factory=list)
     champions: pl.DataFrame | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # sector: why its stacked model has no champion
 
 
 def _ago(moment: datetime | None, now: datetime) -> str:
@@ -131,9 +132,8 @@ def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegi
         if asset in NIGHTLY and row["_missing"]:
             status.stale.append(f"{asset} is missing session(s) {', '.join(map(str, row['_missing']))}")
     models = _asset_row(instance, "sector_models", [], now, now)
-    trained = instance.get_materialized_partitions(AssetKey("sector_models"))
-    trained = trained & set(SECTOR_BY_KEY)  # a sector dropped from the universe is not counted
-    models["newest_partition"] = f"{len(trained)} of {len(SECTORS)} sectors"
+    weeks = sorted(instance.get_materialized_partitions(AssetKey("sector_models")))
+    models["newest_partition"] = f"week {weeks[-1]} (as of {week_cutoff(date.fromisoformat(weeks[-1]))})" if weeks else "-"
     status.assets.append(models)
     shown = {row["asset"] for row in status.assets}
     status.assets += [_asset_row(instance, asset, [], now, now) for asset in assets or [] if asset not in shown]
@@ -156,25 +156,30 @@ def collect(instance: DagsterInstance, warehouse: Warehouse, registry: ModelRegi
     if missing:
         status.stale.append(
             f"{len(missing)} of {status.champions.height * len(MODEL_TYPES)} models of the universe's "
-            f"{status.champions.height} sectors have no champion (e.g. {missing[0]}); train sector_models"
+            f"{status.champions.height} sectors have no version (e.g. {missing[0]}); train sector_models"
         )
+    status.refused = {sector: registry.refusal(registered_name(sector, STACKED))
+                      for sector in sectors_without_champion(status.champions)}
     return status
 
 
 def _champions(registry: ModelRegistry) -> pl.DataFrame:
-    """Champion version of each sector of the universe (rows) and model type (columns); '-' where there is none."""
-    aliases = registry.aliases().filter(pl.col("alias") == "champion")
-    versions = dict(zip(aliases["registered_model"], aliases["version"], strict=True))
-    return pl.DataFrame(
-        [{"sector": s} | {m: versions.get(registered_name(s, m), "-") for m in MODEL_TYPES} for s in SECTORS]
-    )
+    """Champion version of each sector of the universe (rows) and model type (columns); 'refused' where the gate
+    refused its newest version and it has no champion, '-' where there is no version."""
+    aliases = registry.aliases()
+    versions = {(row["registered_model"], row["alias"]): row["version"] for row in aliases.iter_rows(named=True)}
+
+    def cell(name: str) -> str:
+        return versions.get((name, "champion")) or ("refused" if (name, "challenger") in versions else "-")
+
+    return pl.DataFrame([{"sector": s} | {m: cell(registered_name(s, m)) for m in MODEL_TYPES} for s in SECTORS])
 
 
 def sectors_without_champion(champions: pl.DataFrame | None) -> list[str]:
-    """Sectors whose stacked ensemble has no champion: the scanner skips them."""
+    """Sectors whose stacked ensemble has versions but no champion, because the gate refused them: not scanned."""
     if champions is None:
         return []
-    return champions.filter(pl.col(STACKED) == "-")["sector"].to_list()
+    return champions.filter(pl.col(STACKED) == "refused")["sector"].to_list()
 
 
 def exit_code(status: Status) -> int:
@@ -201,13 +206,15 @@ def render(status: Status, champions: bool = True) -> str:
             lines += ["jobs, last run:", str(pl.DataFrame(status.jobs)), ""]
         if champions:
             lines += ["champion model versions:", str(status.champions), ""]
-        without = sectors_without_champion(status.champions)
-        if without:
-            lines += [f"sectors without a champion stacked model (not scanned): {', '.join(without)}", ""]
+        if status.refused:
+            lines += ["sectors whose stacked model the champion gate refused (not scanned; more history or a lower "
+                      "TURBOMODE_CHAMPION_MIN_RANK_IC_T would let it through):",
+                      *(f"  - {sector}: {reason}" for sector, reason in status.refused.items()), ""]
     if status.failed:
         lines += ["FAILED (last run):", *(f"  - {reason}" for reason in status.failed)]
     if status.stale:
         lines += ["STALE:", *(f"  - {reason}" for reason in status.stale)]
     if not status.stale and not status.failed:
-        lines.append("OK: every nightly asset holds its recent sessions and every model has a champion; no last run failed")
+        lines.append("OK: every nightly asset holds its recent sessions, every model is trained (a refused one is "
+                     "named above), and no last run failed")
     return "\n".join(lines)

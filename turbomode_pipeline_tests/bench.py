@@ -531,13 +531,15 @@ def scanner_scan(repeat: int = 5) -> None:
 
     from turbomode_pipeline.assets.models import sector_models
     from turbomode_pipeline.assets.scanner import scanner_signals
-    from turbomode_pipeline.automation.models import all_sectors_tags
     from turbomode_pipeline.core.features import FEATURES, compute_features
+    from turbomode_pipeline.core.point_in_time import serving_week
     from turbomode_pipeline.core.labels import triple_barrier
     from turbomode_pipeline.core.model_zoo import STACKED
     from turbomode_pipeline.core.universe import GICS_SECTORS, load_universe
     from turbomode_pipeline.resources import model_registry
-    from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
+    from turbomode_pipeline.schemas import (
+        CHAMPION_HISTORY, DAILY_FEATURES, MODEL_VERSIONS, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform,
+    )
     from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
     from turbomode_pipeline_tests.support import small_universe
 
@@ -557,7 +559,7 @@ def scanner_scan(repeat: int = 5) -> None:
         config = {**QUIET, "ops": {"sector_models": {"config": {"holdout_sessions": 80, "champion_min_rank_ic_t": -1e9}}}}
         train_time = timed(lambda: materialize(
             [sector_models], resources={"warehouse": training, "model_registry": registry, "labels": LABELS}, instance=instance,
-            run_config=config, tags=all_sectors_tags(),
+            run_config=config, partition_key=str(serving_week(sessions[-1])),  # the newest session is after its cutoff
         ))
 
         newest = sessions[-1]
@@ -573,6 +575,8 @@ def scanner_scan(repeat: int = 5) -> None:
         for name, frame in (("full", full), ("wide", wide)):
             warehouses[name] = Warehouse(path=str(folder / f"{name}.duckdb"))
             warehouses[name].replace_partitions(DAILY_FEATURES, conform(frame, DailyFeatures), [newest])
+            warehouses[name].append_new(MODEL_VERSIONS, training.model_versions())  # the records the scan trusts
+            warehouses[name].append_new(CHAMPION_HISTORY, training.champion_history())
 
         def scan(name: str, cold: bool) -> tuple[float, float]:
             if cold:
@@ -613,13 +617,13 @@ def scanner_scan(repeat: int = 5) -> None:
         # and the old way (MLflow's load_model of the same model logged as skops), in this process.
         names = [model_registry.registered_name(sector, STACKED) for sector in GICS_SECTORS]
         client = registry._client()
-        sizes = {n: len(model_registry._artifact_bytes(client, n, client.get_model_version_by_alias(n, "champion").version))
-                 for n in names}
+        records = {row["registered_model"]: row for row in training.model_versions(STACKED).iter_rows(named=True)}
+        sizes = {n: len(model_registry._artifact_bytes(client, n, records[n]["version"])) for n in names}
         biggest = max(sizes, key=sizes.get)
 
         def load_new(name: str):
             model_registry._LOADED.clear()
-            return registry.champion(name).model
+            return registry.load(name, records[name]["version"], records[name]["sha256"]).model
 
         model = load_new(biggest)
         data = pickle.dumps(model, protocol=pickle.DEFAULT_PROTOCOL)
@@ -815,7 +819,8 @@ def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
     from turbomode_pipeline.core.labels import triple_barrier
     from turbomode_pipeline.core.model_zoo import ModelSettings
     from turbomode_pipeline.core.training import train_sector
-    from turbomode_pipeline.core.universe import load_universe, sector_slug
+    from turbomode_pipeline.core.point_in_time import serving_week
+    from turbomode_pipeline.core.universe import load_universe
     from turbomode_pipeline.partitions import universe_sectors
     from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
     from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
@@ -839,15 +844,14 @@ def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
 
         def threads():
             def train(sector):
-                rows = _samples(warehouse, sector, "relative")
+                rows = _samples(warehouse, sector, "relative", sessions[-1])
                 return train_sector(sector, rows, list(MODEL_FEATURES), horizon=10, holdout_sessions=holdout,
                                     settings=ModelSettings.fast())
             with ThreadPoolExecutor(max_workers=2) as pool:
                 list(pool.map(train, sectors))
 
         (root / "config.json").write_text(json.dumps(config))
-        keys = [sector_slug(sector) for sector in sectors]
-        tags = json.dumps({PARTITION_RANGE_START: keys[0], PARTITION_RANGE_END: keys[-1]})
+        tags = json.dumps({"dagster/partition": str(serving_week(sessions[-1]))})
 
         def job_env(name: str, **extra: str) -> dict:
             folder = root / name

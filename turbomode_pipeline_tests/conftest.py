@@ -26,7 +26,9 @@ from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.settings import DEFAULT_UNIVERSE, get_settings
-from turbomode_pipeline_tests.support import FAST_TRAINING, TRAINING_SESSIONS, TrainedModels, small_universe
+from turbomode_pipeline_tests.support import (
+    FAST_TRAINING, SCANNABLE_SESSIONS, TRAINING_SESSIONS, TrainedModels, small_universe,
+)
 
 
 @pytest.fixture
@@ -69,10 +71,11 @@ def _quiet_env(monkeypatch):
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory) -> TrainedModels:
     """The 44-symbol small universe over the latest 700 sessions: bars, features and labels written
-    with the core functions, then one real `sector_models` run into a temporary MLflow store."""
+    with the core functions, then one real `sector_models` run into a temporary MLflow store, for the
+    week of the 45th newest session: every later session is out of sample and can be scanned."""
     from turbomode_pipeline.assets.models import sector_models
+    from turbomode_pipeline.core.point_in_time import serving_week
     from turbomode_pipeline.due import due_sessions
-    from turbomode_pipeline.automation.models import all_sectors_tags
     from turbomode_pipeline.core.features import compute_features
     from turbomode_pipeline.core.labels import triple_barrier
     from turbomode_pipeline.core.universe import load_universe
@@ -93,14 +96,15 @@ def trained_models(tmp_path_factory) -> TrainedModels:
     registry = ModelRegistry(
         tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", artifact_root=str(folder / "mlartifacts")
     )
+    week = serving_week(sessions[-SCANNABLE_SESSIONS])
     with instance_for_test() as dagster_instance:
         result = materialize(
             [sector_models], resources={"warehouse": warehouse, "model_registry": registry,
                                         "labels": LabelSettings.from_settings(get_settings())},
-            instance=dagster_instance, run_config=FAST_TRAINING, tags=all_sectors_tags(),
+            instance=dagster_instance, run_config=FAST_TRAINING, partition_key=week.isoformat(),
         )
         assert result.success
-        yield TrainedModels(folder, universe_path, Path(warehouse.path), sessions, registry, dagster_instance, seed)
+        yield TrainedModels(folder, universe_path, Path(warehouse.path), sessions, registry, dagster_instance, seed, week)
 
 
 @pytest.fixture

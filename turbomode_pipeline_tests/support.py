@@ -160,6 +160,7 @@ def table(warehouse: Warehouse, sql: str = "SELECT * FROM daily_bars ORDER BY se
 
 
 TRAINING_SESSIONS = 700  # the 252-session feature warm-up, then enough labelled sessions for 3 folds and a holdout
+SCANNABLE_SESSIONS = 45  # the shared models serve the week of the 45th newest session: it and every later one
 
 
 # 4 stocks a sector and an 80-session holdout hold too few outcomes for any model's rank IC to
@@ -181,6 +182,7 @@ class TrainedModels:
     registry: ModelRegistry
     instance: DagsterInstance  # holds the sector_models materialisation of all 11 sectors
     seed: int
+    week: date  # the sector_models partition: trained as of the session before it, serving it and every later week
 
     def resources(self, folder: Path) -> dict:
         """Every resource the assets need, over a private copy of the warehouse in `folder`."""

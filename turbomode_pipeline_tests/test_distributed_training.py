@@ -13,14 +13,14 @@ import pytest
 from distributed import Client
 from mlflow import MlflowClient
 
-from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
-from turbomode_pipeline.partitions import SECTOR_PARTITIONS
+from turbomode_pipeline.partitions import SECTOR_BY_KEY
+from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline_tests.support import FAST_TRAINING
 from turbomode_pipeline_tests.servers import (
     BIN, LOCATION, REPO, PostgresServer, Server, free_port, instance_home, mlflow_server, server_env, wait_until,
 )
 
-SECTORS = SECTOR_PARTITIONS.get_partition_keys()[:4]  # 4 of the 11: the CI budget; 24 models
+SECTORS = list(SECTOR_BY_KEY)[:4]  # 4 of the 11: the CI budget; 24 models
 STEP_LINE = re.compile(r"(train_\w+) on \S+ pid (\d+)")
 
 
@@ -30,6 +30,8 @@ def cluster(tmp_path_factory, trained_models):
     root = tmp_path_factory.mktemp("distributed")
     (root / "data").mkdir()
     shutil.copy(trained_models.warehouse_path, root / "data" / "warehouse.duckdb")
+    # the copy's records of the in-process versions name versions of the fixture's MLflow, not of this server's
+    Warehouse(path=str(root / "data" / "warehouse.duckdb")).execute("DROP TABLE model_versions", "DROP TABLE champion_history")
     postgres = PostgresServer()
     servers = []
     try:
@@ -104,8 +106,10 @@ def test_sector_steps_run_on_both_workers_survive_a_killed_one_and_register_what
 ):
     workers = cluster["workers"]
     config = cluster["root"] / "training.json"
-    config.write_text(json.dumps(FAST_TRAINING))
-    tags = json.dumps({PARTITION_RANGE_START: SECTORS[0], PARTITION_RANGE_END: SECTORS[-1]})
+    training = FAST_TRAINING["ops"]["sector_models"]["config"]
+    config.write_text(json.dumps({"ops": {"sector_models": {"config": {**training, "sectors": SECTORS}}}}))
+    # the week the in-process fixture trained: the same samples and cutoff, so the same models
+    tags = json.dumps({"dagster/partition": str(trained_models.week)})
     run = Server("run", [str(BIN / "dagster"), "job", "execute", "-m", LOCATION, "-j", "model_training_job",
                          "-c", str(config), "--tags", tags], cluster["env"], cluster["root"])
     try:

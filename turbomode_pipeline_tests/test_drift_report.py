@@ -11,7 +11,6 @@ from dagster import build_sensor_context, instance_for_test, materialize
 from turbomode_pipeline.assets.drift import drift_report
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.automation.drift import drift_retrain_sensor
-from turbomode_pipeline.automation.models import all_sectors_tags
 from turbomode_pipeline.calendar import sessions_between
 from turbomode_pipeline.core.features import compute_features
 from turbomode_pipeline.core.labels import triple_barrier
@@ -44,6 +43,7 @@ SESSIONS = sessions_between(date(2022, 7, 1), date(2025, 5, 16))
 REGIME = SESSIONS[-21:]  # a month of tripled volatility, ending on the report's Friday
 WEEK = "2025-05-11"  # Sunday..Saturday 2025-05-17
 WEEK_SESSIONS = SESSIONS[-5:]
+SERVING_WEEK = "2025-05-18"  # the week after the report's: its models are trained as of 2025-05-16
 FEW_FEATURES = ["ret_1", "ret_5", "vol_10", "vol_20", "rsi_14", "atr_pct", "macd_hist_norm", "bb_pct_b"]
 # The champion gate off (4 stocks a sector rarely clear it): the report needs every sector's champion.
 FAST = {
@@ -139,8 +139,9 @@ def drifted(tmp_path_factory):
     write_history(resources["warehouse"], small_universe(folder))
     write_scanner_history(resources["warehouse"])
     with instance_for_test() as instance:
+        # the models of the week after the history: trained as of its last session, as the Sunday run would
         assert materialize([sector_models], resources=resources, instance=instance, run_config=FAST,
-                           tags=all_sectors_tags()).success
+                           partition_key=SERVING_WEEK).success
         result = materialize([drift_report], resources=resources, instance=instance, partition_key=WEEK)
         yield result, resources, instance
 
@@ -217,7 +218,8 @@ def test_the_html_table_marks_the_low_hit_rate_and_shows_its_p_value(drifted):
 def test_the_retrain_sensor_requests_exactly_the_drifted_sector_once_per_report(drifted):
     _, _, instance = drifted
     first = drift_retrain_sensor(build_sensor_context(instance=instance))
-    assert [request.partition_key for request in first.run_requests] == ["materials"]
+    assert [request.partition_key for request in first.run_requests] == [SERVING_WEEK]
+    assert first.run_requests[0].run_config == {"ops": {"sector_models": {"config": {"sectors": ["materials"]}}}}
     assert first.run_requests[0].tags["turbomode/trigger"] == f"drift_report {WEEK}"
     again = drift_retrain_sensor(build_sensor_context(instance=instance, cursor=first.cursor))
     assert not again.run_requests and again.skip_reason is not None

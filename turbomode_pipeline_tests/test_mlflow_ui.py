@@ -2,11 +2,13 @@
 
 import re
 
+import polars as pl
 import pytest
 
 from turbomode_pipeline.core.model_zoo import MODEL_TYPES
 from turbomode_pipeline.core.universe import GICS_SECTORS
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import load_settings
 from turbomode_pipeline_tests.servers import chromium_page, mlflow_server
 
@@ -22,7 +24,9 @@ def registry(trained_models, tmp_path_factory) -> ModelRegistry:
 
 def test_consumers_load_champions_through_the_tracking_server(registry, trained_models):
     name = registered_name("Energy", "xgboost")
-    model = registry.load(name)  # by alias, the registry read over HTTP
+    records = Warehouse(path=str(trained_models.warehouse_path)).model_versions()
+    record = records.filter(pl.col("registered_model") == name).row(0, named=True)
+    model = registry.load(name, record["version"], record["sha256"]).model  # read over HTTP, checked by the warehouse
     assert model.feature_names
     assert registry.champion_metric(name) == trained_models.registry.champion_metric(name)
 

@@ -1,4 +1,5 @@
-"""Loading champions: a pickle is unpickled only when its bytes are the ones the pipeline registered.
+"""Loading champions: a pickle is unpickled only when its bytes are the ones the pipeline registered, by the
+digest the pipeline recorded in its own warehouse (write access to MLflow alone cannot run code).
 
 Real MLflow SQLite tracking store + registry and local artifact folder, real Dagster instance in process.
 """
@@ -10,10 +11,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import numpy as np
+import polars as pl
 import pytest
 from dagster import materialize
-from sklearn.linear_model import LogisticRegression
 
 from turbomode_pipeline.assets.scanner import scanner_signals
 from turbomode_pipeline.core.model_zoo import STACKED
@@ -26,6 +26,7 @@ from turbomode_pipeline.resources.model_registry import (
     UntrustedModel,
     registered_name,
 )
+from turbomode_pipeline.resources.warehouse import Warehouse
 
 NAME = registered_name("Energy", STACKED)
 
@@ -51,42 +52,46 @@ def forget_loaded(name: str) -> None:
         del model_registry._LOADED[key]
 
 
+def recorded(trained_models, name: str = NAME) -> dict:
+    """The warehouse's own record of `name`'s version: its number and the sha256 registration wrote there."""
+    versions = Warehouse(path=str(trained_models.warehouse_path)).model_versions()
+    return versions.filter(pl.col("registered_model") == name).row(0, named=True)
+
+
 @pytest.fixture
 def tampered(trained_models, tmp_path):
     """Energy's stacked champion with its model.pkl replaced after registration by a planted pickle."""
     registry = trained_models.registry
-    version = registry._client().get_model_version_by_alias(NAME, CHAMPION)
-    path = artifact_path(registry, NAME, version.version)
+    version = recorded(trained_models)["version"]
+    path = artifact_path(registry, NAME, version)
     original = path.read_bytes()
     marker = tmp_path / "unpickled"
     path.write_bytes(pickle.dumps(Planted(marker)))
     forget_loaded(NAME)
     try:
-        yield registry, str(version.version), marker
+        yield registry, version, marker
     finally:
         path.write_bytes(original)
         forget_loaded(NAME)
 
 
-def test_registration_records_the_sha256_of_the_stored_pickle(trained_models):
+def test_registration_records_the_sha256_of_the_stored_pickle_in_the_warehouse(trained_models):
     registry = trained_models.registry
-    version = registry._client().get_model_version_by_alias(NAME, CHAMPION)
-    stored = artifact_path(registry, NAME, version.version).read_bytes()
-    assert version.tags[SHA256_TAG] == hashlib.sha256(stored).hexdigest()
-    assert "serialization_format: pickle" in artifact_path(registry, NAME, version.version, "MLmodel").read_text()
-    run = registry._client().get_run(version.run_id)
-    assert run.data.tags["model_sha256"] == version.tags[SHA256_TAG]
+    record = recorded(trained_models)
+    version = registry._client().get_model_version(NAME, record["version"])
+    stored = artifact_path(registry, NAME, record["version"]).read_bytes()
+    assert record["sha256"] == hashlib.sha256(stored).hexdigest() == version.tags[SHA256_TAG]
+    assert "serialization_format: pickle" in artifact_path(registry, NAME, record["version"], "MLmodel").read_text()
+    assert registry._client().get_run(version.run_id).data.tags["model_sha256"] == record["sha256"]
     forget_loaded(NAME)
-    champion = registry.champion(NAME)
-    assert champion.version == str(version.version) and champion.model.feature_names
+    champion = registry.load(NAME, record["version"], record["sha256"])
+    assert champion.version == record["version"] and champion.model.feature_names
 
 
 def test_a_tampered_artifact_is_refused_naming_model_and_version(tampered, trained_models, tmp_path, instance):
     registry, version, marker = tampered
     with pytest.raises(UntrustedModel, match=rf"{NAME} version {version}: {MODEL_FILE} has sha256 .* refusing to unpickle"):
-        registry.champion(NAME)
-    with pytest.raises(UntrustedModel, match=rf"{NAME} version {version}"):
-        registry.load(NAME)
+        registry.load(NAME, version, recorded(trained_models)["sha256"])
 
     resources = trained_models.resources(tmp_path)
     result = materialize(
@@ -101,36 +106,35 @@ def test_a_tampered_artifact_is_refused_naming_model_and_version(tampered, train
     assert not marker.exists()
 
 
-def _register_by_hand(registry: ModelRegistry, serialization_format: str) -> str:
-    """A version logged straight through MLflow, as someone other than the pipeline would: no sha256 tag."""
+def test_write_access_to_mlflow_alone_cannot_run_code_in_the_scanner(trained_models, tmp_path, instance):
+    """The attack of issue 28: someone who can write to MLflow registers a planted pickle as a new version of the
+    Energy champion, tags it with its own sha256 and moves the `champion` alias to it. The scan never unpickles it:
+    it loads only versions the warehouse recorded at registration, with the digest recorded there."""
     import mlflow
 
+    resources = trained_models.resources(tmp_path)  # the warehouse copy; the shared MLflow store (restored below)
+    registry = trained_models.registry
     client = registry._client()
-    model = LogisticRegression().fit(np.array([[0.0], [1.0], [0.2], [0.9]]), np.array([0, 1, 0, 1]))
-    with mlflow.start_run(experiment_id=registry._experiment_id(client)):
-        info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name=NAME, serialization_format=serialization_format,
-            skops_trusted_types=[] if serialization_format == "skops" else None,
-        )
-    version = str(info.registered_model_version)
-    client.set_registered_model_alias(NAME, CHAMPION, version)
-    return version
-
-
-def test_a_pickle_registered_without_the_pipelines_hash_is_never_unpickled(tmp_path):
-    registry = ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "artifacts"))
-    version = _register_by_hand(registry, "pickle")
+    legitimate = client.get_model_version_by_alias(NAME, CHAMPION)
     marker = tmp_path / "unpickled"
-    artifact_path(registry, NAME, version).write_bytes(pickle.dumps(Planted(marker)))
-    with pytest.raises(UntrustedModel, match=rf"{NAME} version {version}: a pickle model without the {SHA256_TAG} tag"):
-        registry.champion(NAME)
-    assert not marker.exists()
-
-
-def test_a_skops_version_registered_before_the_hash_still_loads(tmp_path):
-    """Champions registered before this change (skops, no tag) keep scanning until the next training."""
-    registry = ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "artifacts"))
-    version = _register_by_hand(registry, "skops")
-    model = registry.champion(NAME).model
-    assert model.predict(np.array([[0.0], [1.0]])).tolist() == [0, 1]
-    assert registry.champion(NAME).version == version
+    planted = pickle.dumps(Planted(marker))
+    with mlflow.start_run(experiment_id=registry._experiment_id(client)) as run:
+        mlflow.log_text("", "model/MLmodel")
+    folder = Path(urllib.request.url2pathname(urllib.parse.urlparse(client.get_run(run.info.run_id).info.artifact_uri).path))
+    (folder / "model" / MODEL_FILE).write_bytes(planted)
+    forged = client.create_model_version(NAME, source=f"{client.get_run(run.info.run_id).info.artifact_uri}/model",
+                                         run_id=run.info.run_id)
+    client.set_model_version_tag(NAME, forged.version, SHA256_TAG, hashlib.sha256(planted).hexdigest())
+    client.set_registered_model_alias(NAME, CHAMPION, forged.version)
+    forget_loaded(NAME)
+    try:
+        day = trained_models.sessions[-1]
+        result = materialize([scanner_signals], resources=resources, instance=instance, partition_key=str(day))
+        assert result.success
+        energy = resources["warehouse"].query("SELECT DISTINCT model_version FROM scanner_scores WHERE sector = 'Energy'")
+        assert energy["model_version"].to_list() == [recorded(trained_models)["version"]] != [str(forged.version)]
+        assert not marker.exists()
+    finally:
+        client.set_registered_model_alias(NAME, CHAMPION, legitimate.version)
+        client.delete_model_version(NAME, forged.version)
+        forget_loaded(NAME)

@@ -6,6 +6,7 @@ Dagster instance (DAGSTER_HOME), the DuckDB warehouse and an MLflow store.
 """
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -42,16 +43,16 @@ SUNDAY_TRAINING = """
     from datetime import datetime
     from dagster import DagsterInstance, build_schedule_context
     from turbomode_pipeline.definitions import defs
-    from turbomode_pipeline.partitions import SECTOR_PARTITIONS
+    from turbomode_pipeline.partitions import SECTOR_BY_KEY
 
-    print("partitions:", ",".join(SECTOR_PARTITIONS.get_partition_keys()))
+    print("sectors:", ",".join(SECTOR_BY_KEY))
     instance = DagsterInstance.get()
     schedule = defs.get_schedule_def("model_training")
     context = build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 11, 29))
     request = schedule.evaluate_tick(context).run_requests[0]
-    print("sectors requested:", request.tags["dagster/asset_partition_range_start"], "..", request.tags["dagster/asset_partition_range_end"])
+    print("week requested:", request.partition_key)
     result = defs.get_job_def("model_training_job").execute_in_process(
-        run_config={run_config}, tags=request.tags, instance=instance, raise_on_error=False,
+        run_config={run_config}, partition_key=request.partition_key, instance=instance, raise_on_error=False,
     )
     print("success:", result.success)
     for event in instance.all_logs(result.run_id):
@@ -74,6 +75,8 @@ def test_training_status_and_schedule_cover_only_the_universes_sectors_and_a_thi
     universe_path = tmp_path / "universe.csv"
     universe.write_csv(universe_path)
     resources = trained_models.resources(tmp_path)  # the warehouse copy lands in TURBOMODE_DATA_DIR
+    # the deployment's own MLflow store: the copy's records of the shared store's versions do not apply to it
+    resources["warehouse"].execute("DROP TABLE model_versions", "DROP TABLE champion_history")
     late = trained_models.sessions[-100]
     resources["warehouse"].update("DELETE FROM training_samples WHERE sector = 'Utilities' AND session < ?", [late])
     env = deployment_env(tmp_path, universe_path)
@@ -81,23 +84,21 @@ def test_training_status_and_schedule_cover_only_the_universes_sectors_and_a_thi
     run = run_python(SUNDAY_TRAINING.replace("{run_config}", repr(FAST)), env)
     out = run.stdout
     assert run.returncode == 0, out + run.stderr
-    assert "partitions: energy,utilities\n" in out
-    assert "sectors requested: energy .. utilities\n" in out
+    assert "sectors: energy,utilities\n" in out
+    assert "week requested: 2026-11-29\n" in out
     assert "success: True" in out, out + run.stderr
-    assert (
-        "log: skipped, no new version and no champion: Utilities: 90 sessions of samples are too few for a "
-        "80-session holdout (at least 160 are needed); the other sectors train"
-    ) in out, out
-    assert 'skipped_sectors: {"Utilities": "Utilities: 90 sessions' in out
+    # fewer than 90 sessions of samples: those through the week's cutoff (2026-11-27) less the label horizon
+    assert re.search(r"log: skipped, no new version: Utilities: \d\d sessions of samples are too few for a "
+                     r"80-session holdout \(at least 160 are needed\); the other sectors train", out), out
+    assert 'skipped_sectors: {"Utilities 2026-11-29": "Utilities: ' in out
     assert 'sectors_trained: ["Energy"]' in out
 
     status = subprocess.run([str(CONSOLE_SCRIPT), "status"], env=env, capture_output=True, text=True, timeout=180)
     assert status.returncode == 1, status.stdout + status.stderr
-    assert " of 2 sectors" in status.stdout  # the partitions of the universe, not "of 11"
+    assert "week 2026-11-29 (as of 2026-11-27)" in status.stdout
     assert (
-        "6 of 12 models of the universe's 2 sectors have no champion (e.g. Utilities/" in status.stdout
+        "6 of 12 models of the universe's 2 sectors have no version (e.g. Utilities/" in status.stdout
     ), status.stdout
-    assert "sectors without a champion stacked model (not scanned): Utilities" in status.stdout
     champions = status.stdout.split("champion model versions:")[1].split("\n\n")[0]
     assert "Energy" in champions and "Utilities" in champions and "Financials" not in champions
 
@@ -242,4 +243,4 @@ def test_research_mode_judges_freshness_and_status_at_the_history_end(trained_mo
     )
     assert research.returncode == 0, research.stdout + research.stderr
     assert f"{note}: due sessions, partition ages and active signals are counted at its end" in research.stdout
-    assert "OK: every nightly asset holds its recent sessions and every model has a champion" in research.stdout
+    assert "OK: every nightly asset holds its recent sessions, every model is trained" in research.stdout

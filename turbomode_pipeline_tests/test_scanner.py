@@ -11,6 +11,7 @@ from dagster import AssetCheckSeverity, AssetKey, AssetSelection, Definitions, b
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
+from turbomode_pipeline.core.point_in_time import serving_week
 from turbomode_pipeline.assets.signal_backtest import signal_backtest
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.automation.scanner import (
@@ -97,9 +98,11 @@ def test_signals_match_their_schema_semantics_and_lineage(trained_models, pipeli
     for row in signals.head(3).iter_rows(named=True):
         assert row["id"] == f"{row['session']}-{row['symbol']}"
         assert row["expires_at"] == session_close(sessions_after(row["session"], BARRIERS.horizon)[-1])
-    champion = trained_models.registry.champion(registered_name("Energy", STACKED))
-    energy = signals.filter(pl.col("sector") == "Energy").select("model_name", "model_version", "mlflow_run_id").unique()
-    assert energy.rows() in ([], [(champion.name, champion.version, champion.run_id)])
+    champion = warehouse_champion(warehouse, registered_name("Energy", STACKED))
+    energy = signals.filter(pl.col("sector") == "Energy").select("model_name", "model_version", "mlflow_run_id",
+                                                                  "model_labels_through").unique()
+    assert energy.rows() in ([], [champion])
+    assert (signals["model_labels_through"] < signals["session"]).all()
 
     active = table(warehouse, "SELECT * FROM active_signals ORDER BY symbol")
     assert active.columns == signals.columns
@@ -257,7 +260,13 @@ def test_outcomes_refuse_a_session_whose_horizon_has_not_passed(trained_models, 
     assert re.search(rf"signal_outcomes {day} is not materialisable yet: .* needs bars through \d{{4}}-", message)
 
 
-def test_without_champions_the_scan_fails_saying_which_sectors_have_none(resources, instance, tmp_path):
+def warehouse_champion(warehouse, name: str) -> tuple:
+    """name, version, run id and cutoff of `name`'s one champion, from the warehouse's own records."""
+    record = table(warehouse, f"SELECT * FROM model_versions WHERE registered_model = '{name}'").row(0, named=True)
+    return name, record["version"], record["mlflow_run_id"], record["labels_through"]
+
+
+def test_without_models_the_scan_fails_naming_the_weeks_to_train(resources, instance, tmp_path):
     day = "2024-03-05"
     assert materialize([daily_bars], resources=resources, instance=instance, partition_key=day).success
     features = table(resources["warehouse"], "SELECT * FROM daily_bars").select(
@@ -270,5 +279,5 @@ def test_without_champions_the_scan_fails_saying_which_sectors_have_none(resourc
                          partition_key=day, raise_on_error=False)
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.error.message
-    assert "scanner not run: no sector has a champion stacked model (none for " in message and "Energy" in message
-    assert "materialise sector_models first" in message
+    assert "scanner not run: no model of " in message and "Energy" in message
+    assert f"Materialise sector_models for the week(s) {serving_week(date.fromisoformat(day))} first" in message

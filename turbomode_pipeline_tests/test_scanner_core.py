@@ -91,6 +91,7 @@ def scored(probabilities: list[float], atr: list[float], close: float = 100.0) -
         "session": [DAYS[0]] * n, "symbol": [f"S{i}" for i in range(n)], "sector": ["Energy"] * n,
         "close": [close] * n, "atr_14": atr, "probability_up": probabilities,
         "model_name": ["turbomode-energy-stacked_ensemble"] * n, "model_version": ["3"] * n, "mlflow_run_id": ["r1"] * n,
+        "model_labels_through": [DAYS[0] - timedelta(days=3)] * n,
     })
 
 

@@ -162,6 +162,7 @@ def test_a_canary_secret_is_in_no_table_no_log_and_no_alert(tmp_path, monkeypatc
 
 def test_a_canary_secret_is_in_no_mlflow_param_tag_or_artifact(tmp_path, trained_models):
     """`sector_models` for one sector through `dagster asset materialize`, the keys in the environment."""
+    from turbomode_pipeline.resources.warehouse import Warehouse
     from turbomode_pipeline_tests.support import FAST_TRAINING
     from turbomode_pipeline_tests.servers import REPO, instance_home
 
@@ -169,15 +170,17 @@ def test_a_canary_secret_is_in_no_mlflow_param_tag_or_artifact(tmp_path, trained
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(trained_models.warehouse_path, data / "warehouse.duckdb")  # its training samples
+    Warehouse(path=str(data / "warehouse.duckdb")).execute("DROP TABLE model_versions", "DROP TABLE champion_history")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "TURBOMODE_", "DAGSTER_", "MLFLOW_"))} | {
         "DAGSTER_HOME": str(home), "TURBOMODE_DATA_DIR": str(data), "TURBOMODE_UNIVERSE": str(trained_models.universe_path),
         "APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET, "TURBOMODE_MARKET_DATA": "alpaca",
         "TURBOMODE_BROKER": "alpaca", "APCA_API_DATA_URL": "http://127.0.0.1:9", "APCA_API_BASE_URL": "http://127.0.0.1:9",
     }
     dagster = str(Path(sys.executable).with_name("dagster"))
+    energy = {"ops": {"sector_models": {"config": {**FAST_TRAINING["ops"]["sector_models"]["config"], "sectors": ["energy"]}}}}
     trained = subprocess.run(
         [dagster, "asset", "materialize", "-m", "turbomode_pipeline.definitions", "--select", "sector_models",
-         "--partition", "energy", "--config-json", json.dumps(FAST_TRAINING)],
+         "--partition", str(trained_models.week), "--config-json", json.dumps(energy)],
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert trained.returncode == 0, trained.stderr[-3000:]

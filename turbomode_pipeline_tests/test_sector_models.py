@@ -16,7 +16,6 @@ from turbomode_pipeline.core.labels import triple_barrier
 from turbomode_pipeline.core.market_sim import SIM_EPOCH
 from turbomode_pipeline.core.model_zoo import MODEL_TYPES
 from turbomode_pipeline.core.universe import GICS_SECTORS, load_universe
-from turbomode_pipeline.partitions import SECTOR_BY_KEY
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
 from turbomode_pipeline.resources.labels import LabelSettings
@@ -26,9 +25,10 @@ from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFe
 from turbomode_pipeline_tests.support import small_universe
 
 def fast(**config) -> dict:
-    """Fast settings, a 120-session holdout, and the champion gate off unless `config` sets it
+    """Fast settings, a 120-session holdout, Energy only, and the champion gate off unless `config` sets it
     (4 stocks a sector rarely clear it; test_a_first_version_without_significant_rank_ic_is_refused tests it)."""
-    return {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120, "champion_min_rank_ic_t": -1e9, **config}}}}
+    return {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": 120, "champion_min_rank_ic_t": -1e9,
+                                                 "sectors": ["energy"], **config}}}}
 
 
 FAST = fast()
@@ -63,8 +63,12 @@ def model_resources(tmp_path, labelled_warehouse) -> dict:
     }
 
 
-def train(resources, instance, run_config=FAST, **kwargs):
-    return materialize([sector_models], resources=resources, instance=instance, run_config=run_config, **kwargs)
+WEEK = "2025-07-06"  # the week after the samples end: trained as of 2025-07-03, with labels through 2025-06-30
+
+
+def train(resources, instance, run_config=FAST, week=WEEK):
+    return materialize([sector_models], resources=resources, instance=instance, run_config=run_config,
+                       partition_key=week)
 
 
 def test_one_run_registers_66_models_each_with_a_champion(trained_models):
@@ -76,7 +80,7 @@ def test_one_run_registers_66_models_each_with_a_champion(trained_models):
     assert set(aliases.filter(pl.col("alias") == "champion")["registered_model"]) == expected
     event = trained_models.instance.get_latest_materialization_event(AssetKey("sector_models"))
     assert event.asset_materialization.metadata["models"].value == 66
-    assert trained_models.instance.get_materialized_partitions(AssetKey("sector_models")) == set(SECTOR_BY_KEY)
+    assert trained_models.instance.get_materialized_partitions(AssetKey("sector_models")) == {str(trained_models.week)}
     assert 0.0 <= registry.champion_metric(registered_name("Energy", "xgboost")) <= 1.0
 
     run = registry.champion_run(registered_name("Energy", "stacked_ensemble"))
@@ -89,8 +93,11 @@ def test_one_run_registers_66_models_each_with_a_champion(trained_models):
     version = client.get_model_version_by_alias(registered_name("Energy", "stacked_ensemble"), "champion")
     assert "reliability.json" in {artifact.path for artifact in client.list_artifacts(version.run_id)}
 
-    model = registry.load(registered_name("Energy", "stacked_ensemble"))
+    name = registered_name("Energy", "stacked_ensemble")
     warehouse = Warehouse(path=str(trained_models.warehouse_path))
+    record = warehouse.model_versions("stacked_ensemble").filter(pl.col("registered_model") == name).row(0, named=True)
+    assert record["labels_through"] < trained_models.week and record["training_week"] == trained_models.week
+    model = registry.load(name, record["version"], record["sha256"]).model
     features = warehouse.query("SELECT * FROM daily_features WHERE sector = 'Energy'").drop_nulls()
     probability = model.predict_proba(features.select(model.feature_names).to_pandas())[:, 1]
     assert ((probability >= 0) & (probability <= 1)).all() and probability.std() > 0
@@ -101,11 +108,10 @@ def test_a_retrain_displaces_the_champion_unless_worse_by_more_than_the_noise_an
     itself: v2 is champion unless its validated holdout AUC is below v1's by more than two
     standard errors of the difference (each AUC's from a session-block bootstrap, logged as
     `holdout_roc_auc_se`); the reason says which, with the numbers."""
-    energy = {"dagster/partition": "energy"}
     with instance_for_test() as instance:
-        assert train(model_resources, instance, tags=energy).success
+        assert train(model_resources, instance).success
         worse = fast(features=["volume_z_20"])  # the volume of the move, not its direction: no skill
-        assert train(model_resources, instance, run_config=worse, tags=energy).success
+        assert train(model_resources, instance, run_config=worse).success
     client = _client(model_resources)
     for model_type in MODEL_TYPES:
         name = registered_name("Energy", model_type)
@@ -124,11 +130,11 @@ def test_a_fast_champion_never_blocks_a_full_version_and_never_replaces_one(mode
     a silent mix, the fast version kept where the full one scored lower on noise. Now the full
     version is champion in every model type, each version carries its settings, and a later fast
     training is a challenger that says why."""
-    energy = {"dagster/partition": "energy"}
     with instance_for_test() as instance:
-        assert train(model_resources, instance, tags=energy).success
-        assert train(model_resources, instance, run_config=fast(fast=False), tags=energy).success
-        assert train(model_resources, instance, tags=energy).success
+        assert train(model_resources, instance).success
+        assert train(model_resources, instance, run_config=fast(fast=False)).success
+        # other fast settings: the same settings and cutoff would reuse v1 instead of training a version
+        assert train(model_resources, instance, run_config=fast(holdout_sessions=110)).success
     client = _client(model_resources)
     for model_type in MODEL_TYPES:
         name = registered_name("Energy", model_type)
@@ -149,7 +155,7 @@ def test_a_first_version_without_significant_rank_ic_is_refused(model_resources)
     """A gate no model can pass (10^9 standard errors) refuses every first version, says so in
     its tags, and leaves the sector without a champion."""
     with instance_for_test() as instance:
-        assert train(model_resources, instance, run_config=fast(champion_min_rank_ic_t=1e9), tags={"dagster/partition": "energy"}).success
+        assert train(model_resources, instance, run_config=fast(champion_min_rank_ic_t=1e9)).success
     registry = model_resources["model_registry"]
     from mlflow import MlflowClient
 

@@ -1,4 +1,5 @@
-"""The two refusals an asset makes before it computes: an input lacks sessions, or the future it needs is not in yet."""
+"""The refusals an asset makes before it computes: an input lacks sessions, the future it needs is not in yet,
+or a score came from a model that had seen its session's outcome."""
 
 from collections.abc import Sequence
 from datetime import date
@@ -7,6 +8,7 @@ import polars as pl
 from dagster import Failure
 
 from turbomode_pipeline.calendar import sessions_after
+from turbomode_pipeline.core.point_in_time import leaked
 from turbomode_pipeline.resources.warehouse import Warehouse
 
 
@@ -43,3 +45,20 @@ def bars_through_horizon(
             metadata={"needs_bars_through": str(horizon_end), "newest_bars": str(newest)},
         )
     return bars
+
+
+def refuse_look_ahead(frame: pl.DataFrame, asset: str, what: str) -> None:
+    """Fail when a row of `frame` (`what`: scanner scores or signals) was scored by a model whose training labels
+    reach its own session or later, or whose cutoff is unknown (scanned before models carried one)."""
+    bad = leaked(frame)
+    if bad.height:
+        first = bad.sort("session").row(0, named=True)
+        raise Failure(
+            description=(
+                f"{asset} refused: {bad.height} {what} come from a model that learnt labels through or after their own "
+                f"session (e.g. {first['symbol']} {first['session']}: model labels through "
+                f"{first['model_labels_through'] or 'an unknown session'}); re-materialise scanner_signals for "
+                f"{_shown(sorted(set(bad['session'])))} with point-in-time models"
+            ),
+            metadata={"look_ahead_rows": bad.height},
+        )

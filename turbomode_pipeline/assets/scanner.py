@@ -5,7 +5,6 @@ from datetime import date, timedelta
 
 import polars as pl
 from dagster import (
-    AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
     AssetSelection,
@@ -22,14 +21,14 @@ from pydantic import Field
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.assets.checks import check_specs, evaluate, refuse
-from turbomode_pipeline.assets.guards import bars_through_horizon, require_sessions
+from turbomode_pipeline.assets.guards import bars_through_horizon, refuse_look_ahead, require_sessions
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run, readable
 from turbomode_pipeline.calendar import session_close, sessions_after, sessions_before
 from turbomode_pipeline.partitions import daily_sessions
-from turbomode_pipeline.core import scanner
+from turbomode_pipeline.core import point_in_time, scanner
 from turbomode_pipeline.core.features import FEATURES
 from turbomode_pipeline.core.model_types import STACKED
 from turbomode_pipeline.resources.labels import LabelSettings
@@ -91,43 +90,68 @@ def _features(warehouse: Warehouse, sessions: list[date]) -> pl.DataFrame:
     return features
 
 
-def _champion(model_registry: ModelRegistry, name: str):
-    """The sector's stacked champion, or None when the sector has none (its first versions were refused)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return model_registry.champion(name)
-    except MlflowException:
-        return None
-    except UntrustedModel as error:
-        raise Failure(description=f"scanner not run: {error}", metadata={"refused_model": name}) from None
+def _unserved(complete: pl.DataFrame, served: pl.DataFrame) -> pl.DataFrame:
+    """The (session, sector) pairs of `complete` feature rows that `served` (session, sector, ...) lacks."""
+    return complete.select("session", "sector").unique().join(served, on=["session", "sector"], how="anti")
 
 
-def _champions(model_registry: ModelRegistry, sectors: list[str]) -> tuple[dict, dict[str, float], list[str]]:
-    """The stacked champion of each of `sectors` that has one, each one's load time, and the sectors without."""
-    champions, loading, without = {}, {}, []
-    for sector in sectors:
+def champions_as_of(warehouse: Warehouse, complete: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Each sector's stacked champion as of each session of `complete` (core/point_in_time.champions_as_of), and
+    the sectors left unscored with why. Fails, naming the sector_models weeks to materialise first, when a
+    sector has no stacked version trained before one of the sessions: it never falls back to a later model."""
+    sessions = complete["session"].unique().sort().to_list()
+    versions = warehouse.model_versions(STACKED)
+    trained = point_in_time.champions_as_of(sessions, versions) if versions.height else versions
+    untrained = _unserved(complete, trained) if trained.height else complete.select("session", "sector").unique()
+    if untrained.height:
+        weeks = sorted({str(point_in_time.serving_week(day)) for day in untrained["session"]})
+        raise Failure(
+            description=f"scanner not run: no model of {', '.join(sorted(untrained['sector'].unique()))} was trained "
+            f"before session(s) {_shown(untrained['session'])}, and a session is scored only by a model whose "
+            f"labels ended before it. Materialise sector_models for the week(s) {', '.join(weeks[:10])} first "
+            "(each trained as of the session before its week)",
+            metadata={"sector_models_weeks_to_materialise": MetadataValue.json(weeks)},
+        )
+    assigned = point_in_time.champions_as_of(sessions, warehouse.champion_history(STACKED))
+    refused = _unserved(complete, assigned)
+    without = {sector: "the gate refused every version trained before the session (see each version's promotion_reason)"
+               for sector in sorted(refused["sector"].unique())}
+    return assigned.join(versions.select("sector", "version", "sha256"), on=["sector", "version"], how="left"), without
+
+
+def _shown(sessions: pl.Series, limit: int = 5) -> str:
+    days = sorted({str(day) for day in sessions})
+    return ", ".join(days[:limit]) + (f" and {len(days) - limit} more" if len(days) > limit else "")
+
+
+def _load(model_registry: ModelRegistry, assigned: pl.DataFrame) -> tuple[dict, dict[str, float]]:
+    """Each assigned (sector, version), loaded once and verified against the warehouse's sha256; load times."""
+    models, loading = {}, {}
+    for sector, version, sha256 in assigned.select("sector", "version", "sha256").unique().iter_rows():
         started = time.perf_counter()
-        champion = _champion(model_registry, registered_name(sector, STACKED))
-        if champion is None:
-            without.append(sector)
-            continue
-        champions[sector], loading[champion.name] = champion, time.perf_counter() - started
-    return champions, loading, sorted(without)
+        name = registered_name(sector, STACKED)
+        try:
+            models[(sector, version)] = model_registry.load(name, version, sha256)
+        except UntrustedModel as error:
+            raise Failure(description=f"scanner not run: {error}", metadata={"refused_model": f"{name}/{version}"}) from None
+        loading[f"{name}/{version}"] = time.perf_counter() - started
+    return models, loading
 
 
-def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.DataFrame, dict, list[str]]:
-    """Every symbol with complete features, scored by its sector's stacked champion (core/scanner.score); the
-    load times, and the sectors left unscored because they have no champion."""
+def score(features: pl.DataFrame, warehouse: Warehouse, model_registry: ModelRegistry
+          ) -> tuple[pl.DataFrame, dict, dict[str, str]]:
+    """Every symbol with complete features, scored by its sector's stacked champion as of its session
+    (core/scanner.score); the load times, and the sectors left unscored with why."""
     complete = scanner.complete_rows(features)
     if complete.is_empty():
         raise Failure(description="scanner not run: no symbol has a complete feature row (still in the 252-session warm-up?)")
-    champions, loading, without = _champions(model_registry, complete["sector"].unique(maintain_order=True).to_list())
-    scored = scanner.score(complete, champions)
+    assigned, without = champions_as_of(warehouse, complete)
+    models, loading = _load(model_registry, assigned)
+    scored = scanner.score(complete, assigned, models)
     if scored.is_empty():
         raise Failure(
-            description=f"scanner not run: no sector has a champion stacked model (none for {', '.join(sorted(without))}); "
-            "materialise sector_models first, and see each version's promotion_reason tag"
+            description=f"scanner not run: no sector has a champion stacked model as of the run's sessions "
+            f"({'; '.join(f'{sector}: {why}' for sector, why in without.items())})"
         )
     return scored, loading, without
 
@@ -136,7 +160,9 @@ def score(features: pl.DataFrame, model_registry: ModelRegistry) -> tuple[pl.Dat
     partitions_def=daily_sessions(),
     backfill_policy=BackfillPolicy.single_run(),
     pool="warehouse",
-    deps=[AssetDep(daily_features), AssetDep(sector_models, partition_mapping=AllPartitionMapping())],
+    # session S is served by the models of the week holding it (trained as of the session before that week), so a
+    # backfill of both trains each week before it scans the week's sessions
+    deps=[AssetDep(daily_features), AssetDep(sector_models, partition_mapping=TimeWindowPartitionMapping())],
     check_specs=check_specs("scanner_signals", SIGNALS_SCHEMA_CHECK, scanner.SIGNAL_RULES),
     automation_condition=SCAN_WHEN_FEATURES_LAND,
     group_name="scanner",
@@ -155,7 +181,7 @@ def scanner_signals(
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     features = _features(warehouse, sessions)
     started = time.perf_counter()
-    scored, loading, without_champion = score(features, model_registry)
+    scored, loading, without_champion = score(features, warehouse, model_registry)
     scan_seconds = time.perf_counter() - started
     threshold = config.threshold
     found = scanner.signals(scored, expiry(sessions, labels.horizon), threshold, labels.barriers, clock.now())
@@ -193,11 +219,13 @@ def scanner_signals(
     yield MaterializeResult(
         metadata={
             "sectors_without_champion": MetadataValue.json(without_champion),
+            "model_cutoffs": MetadataValue.json(sorted({str(day) for day in scored["model_labels_through"]})),
             "threshold": threshold,
             "scan_seconds": MetadataValue.float(round(scan_seconds, 3)),
             "model_load_seconds": MetadataValue.float(round(sum(loading.values()), 3)),
             "models": MetadataValue.md(
-                scored.select("sector", "model_name", "model_version", "mlflow_run_id").unique().sort("sector")
+                scored.select("sector", "model_name", "model_version", "model_labels_through", "mlflow_run_id")
+                .unique().sort("sector", "model_labels_through")
                 .to_pandas().to_markdown(index=False)
             ),
         }
@@ -238,6 +266,7 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: Warehouse, labels
     )
     signals = warehouse.signals(sessions)
     scores = warehouse.scores(sessions)
+    refuse_look_ahead(scores, "signal_outcomes", "scanner scores")
     graded = scanner.relative_outcomes(
         scanner.outcomes(signals, bars.filter(pl.col("session") >= sessions[0]), horizon),
         scores, bars, horizon,

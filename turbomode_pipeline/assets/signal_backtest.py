@@ -16,7 +16,7 @@ from dagster import (
     asset,
 )
 
-from turbomode_pipeline.assets.guards import bars_through_horizon, require_sessions
+from turbomode_pipeline.assets.guards import bars_through_horizon, refuse_look_ahead, require_sessions
 from turbomode_pipeline.assets.partition_metadata import attach, by_session, readable
 from turbomode_pipeline.assets.scanner import scanner_signals, signal_outcomes
 from turbomode_pipeline.partitions import daily_sessions
@@ -55,12 +55,17 @@ class SignalBacktestConfig(Config):
 def _inputs(warehouse: Warehouse, sessions: list[date], horizon: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Every score and graded signal up to the last session, and the closes through its horizon."""
     last = sessions[-1]
-    scores = warehouse.scores_between(None, last, ["session", "symbol", "sector", "probability_up"])
+    scores = warehouse.scores_between(None, last, ["session", "symbol", "sector", "probability_up", "model_labels_through"])
+    refuse_look_ahead(scores, "signal_backtest", "scanner scores")
+    scores = scores.drop("model_labels_through")
     require_sessions(scores["session"], sessions, "signal_backtest not run: scanner_scores has no rows for session(s) "
                      "{shown}; materialise scanner_signals (then signal_outcomes) for them first")
     bars = bars_through_horizon(warehouse, "signal_backtest", scores["session"].min(), last, horizon,
                                 ["session", "symbol", "close"], "its signals' horizon", ordered=False)
     graded = warehouse.graded_signals_through(last)
+    if graded.height:
+        refuse_look_ahead(graded, "signal_backtest", "graded signals")
+        graded = graded.drop("model_labels_through")
     return scores, bars, graded
 
 

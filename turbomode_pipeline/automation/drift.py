@@ -1,6 +1,6 @@
 """The weekly drift report's schedule, and the sensor that retrains exactly the sectors it marks `drift`."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from dagster import (
     AssetKey,
@@ -67,14 +67,14 @@ def drift_retrain_sensor(context: SensorEvaluationContext):
         week = materialization.partition
         drifted = materialization.metadata["drifted_sectors"].value if "drifted_sectors" in materialization.metadata else []
         context.log.info(f"drift report {report.storage_id} (week {week}) marks drift: {', '.join(drifted) or 'none'}")
-        requests += [
-            RunRequest(
-                run_key=f"drift_retrain:{report.storage_id}:{sector_slug(sector)}",
-                partition_key=sector_slug(sector),
+        if drifted:  # the week after the report's: its models are trained as of the report's last session
+            serving = (date.fromisoformat(week) + timedelta(days=7)).isoformat()
+            requests.append(RunRequest(
+                run_key=f"drift_retrain:{report.storage_id}",
+                partition_key=serving,
+                run_config={"ops": {"sector_models": {"config": {"sectors": [sector_slug(s) for s in drifted]}}}},
                 tags={"turbomode/trigger": f"drift_report {week}"},
-            )
-            for sector in drifted
-        ]
+            ))
     cursor = str(reports[-1].storage_id)
     if not requests:
         return SensorResult(skip_reason="the new drift report marks no sector `drift`", cursor=cursor)

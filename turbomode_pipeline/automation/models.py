@@ -1,4 +1,5 @@
-"""`model_training`: the six models of every sector of the universe, Sundays at midnight, as one run."""
+"""`model_training`: the six models of every sector of the universe, Sundays at midnight, as one run: the
+models that serve the week starting that Sunday, trained as of the Friday before (core/point_in_time.py)."""
 
 from dagster import (
     AssetSelection, DefaultScheduleStatus, ExecutorDefinition, RunRequest, ScheduleEvaluationContext, define_asset_job,
@@ -6,8 +7,7 @@ from dagster import (
 )
 
 from turbomode_pipeline.assets.models import sector_models
-from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
-from turbomode_pipeline.partitions import SECTOR_PARTITIONS
+from turbomode_pipeline.partitions import training_weeks
 from turbomode_pipeline.settings import Settings, get_settings
 from turbomode_pipeline.automation.run_health import max_runtime
 
@@ -27,16 +27,12 @@ def training_executor(settings: Settings) -> ExecutorDefinition:
 model_training_job = define_asset_job(
     "model_training_job",
     selection=AssetSelection.assets(sector_models),
-    partitions_def=SECTOR_PARTITIONS,
-    description="Train and register the six models of the run's sectors.",
+    partitions_def=training_weeks(),
+    description="Train and register the six models of every sector (or the config's sectors) for the run's weeks, "
+    "each week as of the session before it.",
     tags=max_runtime(minutes=120),
     executor_def=training_executor(get_settings()),
 )
-
-
-def all_sectors_tags() -> dict[str, str]:
-    keys = SECTOR_PARTITIONS.get_partition_keys()
-    return {PARTITION_RANGE_START: keys[0], PARTITION_RANGE_END: keys[-1]}
 
 
 @schedule(
@@ -45,8 +41,8 @@ def all_sectors_tags() -> dict[str, str]:
     execution_timezone=get_settings().timezone,
     job=model_training_job,
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Sunday 00:00: every sector of the universe x 6 models in one run.",
+    description="Sunday 00:00: every sector of the universe x 6 models in one run, for the week starting that day.",
 )
 def model_training(context: ScheduleEvaluationContext):
     week = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return RunRequest(run_key=f"model_training:{week}", tags=all_sectors_tags())
+    return RunRequest(run_key=f"model_training:{week}", partition_key=week)

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from turbomode_pipeline.core.features import MODEL_FEATURES
 from turbomode_pipeline.core.labels import Barriers
+from turbomode_pipeline.core.point_in_time import leaked
 from turbomode_pipeline.core.rules import Rule, violations
 
 col = pl.col
@@ -30,26 +31,28 @@ def complete_rows(features: pl.DataFrame) -> pl.DataFrame:
     return features.drop_nulls([*MODEL_FEATURES, "atr_14"])
 
 
-def score(features: pl.DataFrame, champions: Mapping[str, Any]) -> pl.DataFrame:
-    """The rows of `features` whose sector has a champion, scored by it: session, symbol, sector, close, atr_14,
-    probability_up and the lineage (model_name, model_version, mlflow_run_id), by session and symbol.
+def score(features: pl.DataFrame, assigned: pl.DataFrame, models: Mapping[tuple[str, str], Any]) -> pl.DataFrame:
+    """The rows of `features` that `assigned` gives a model, scored by it: session, symbol, sector, close, atr_14,
+    probability_up and the lineage (model_name, model_version, mlflow_run_id, model_labels_through), by session
+    and symbol.
 
-    `champions`: sector -> a loaded model with `model` (predict_proba, feature_names), `name`, `version`, `run_id`.
+    `assigned`: session, sector, version, labels_through (core/point_in_time.champions_as_of): the model each
+    sector's rows of each session are scored by. `models`: (sector, version) -> a loaded model with `model`
+    (predict_proba, feature_names), `name`, `version`, `run_id`.
     """
+    rows = features.join(assigned, on=["session", "sector"], how="inner")
     frames = []
-    for sector, rows in features.group_by("sector", maintain_order=True):  # one model per sector: eleven groups
-        champion = champions.get(sector[0])
-        if champion is None:
-            continue
+    for (sector, version), group in rows.group_by("sector", "version", maintain_order=True):  # a model each
+        champion = models[(sector, version)]
         # One OpenMP thread: a sector's few dozen rows take microseconds per tree, and waking a thread team
         # for each of hist_gradient_boosting's hundreds of trees cost more than the work itself.
         with threadpool_limits(limits=1, user_api="openmp"):
-            probability = champion.model.predict_proba(rows.select(champion.model.feature_names).to_pandas())[:, 1]
+            probability = champion.model.predict_proba(group.select(champion.model.feature_names).to_pandas())[:, 1]
         frames.append(
-            rows.select("session", "symbol", "sector", "close", "atr_14").with_columns(
+            group.select("session", "symbol", "sector", "close", "atr_14").with_columns(
                 probability_up=pl.Series(probability, dtype=pl.Float64),
                 model_name=pl.lit(champion.name), model_version=pl.lit(champion.version),
-                mlflow_run_id=pl.lit(champion.run_id),
+                mlflow_run_id=pl.lit(champion.run_id), model_labels_through=group["labels_through"],
             )
         )
     if not frames:
@@ -61,7 +64,7 @@ def signals(scored: pl.DataFrame, expiry: pl.DataFrame, threshold: float, barrie
     """At most one signal per scored (session, symbol), in SignalHistory's columns.
 
     `scored`: session, symbol, sector, close, atr_14, probability_up and the lineage columns
-    model_name, model_version, mlflow_run_id. `expiry`: session, expires_at.
+    model_name, model_version, mlflow_run_id, model_labels_through. `expiry`: session, expires_at.
     """
     up, down = col("close") + barriers.k_up * col("atr_14"), col("close") - barriers.k_dn * col("atr_14")
     buy = col("signal_type") == "BUY"
@@ -83,7 +86,7 @@ def signals(scored: pl.DataFrame, expiry: pl.DataFrame, threshold: float, barrie
             pl.lit(created_at).alias("created_at"),
             "expires_at",
             (col("expires_at") > created_at).alias("is_active"),
-            "model_name", "model_version", "mlflow_run_id",
+            "model_name", "model_version", "mlflow_run_id", "model_labels_through",
         )
         .filter((col("target_price") > 0) & (col("stop_loss") > 0))  # a SELL's target below zero is no trade
         .sort("session", "symbol")
@@ -184,8 +187,17 @@ def one_sided(frame: pl.DataFrame, **_) -> pl.DataFrame:
     return violations(flagged, pl.format("{} BUY / {} SELL", "buy", "sell"))
 
 
+def model_before_session(frame: pl.DataFrame, **_) -> pl.DataFrame:
+    """Signals from a model whose training labels reach the signal's own session or later (or an unknown cutoff)."""
+    through = col("model_labels_through").cast(pl.String).fill_null("an unknown session")
+    return violations(leaked(frame), pl.format("model {} v{} learnt labels through {}", "model_name", "model_version",
+                                               through))
+
+
 # The checks scanner_signals' signals pass before they are written.
 SIGNAL_RULES = (
+    Rule("model_before_session", "each signal's model learnt only labels that ended before the signal's session",
+         True, model_before_session),
     Rule("signal_barriers_ordered", "BUY: target > entry > stop; SELL: target < entry < stop", True, signal_direction),
     Rule(
         "signals_two_sided",

@@ -75,6 +75,8 @@ class SectorTraining:
     models: dict[str, TrainedModel] = field(default_factory=dict)
     holdout: pl.DataFrame | None = None  # the holdout samples, every column: the promotion gate scores champions on it
     samples: pl.DataFrame | None = None  # the samples the registered version was fitted on (logged as its dataset)
+    labels_through: date | None = None  # the last session whose close its labels needed (set by the caller)
+    training_week: date | None = None  # the week it serves (set by the caller)
 
 
 class TooFewSamples(ValueError):

@@ -7,18 +7,21 @@ takes the alias `champion` by the gate of `core.promotion` (skill above the null
 worse than the champion by more than the noise; fast settings never block full ones), otherwise
 `challenger`, with the reason in the version's tags. Consumers load models by alias only.
 
+Every version also knows its cutoff (`labels_through`: the last session whose close its training
+labels needed), as MLflow params and tags and in the warehouse's own `model_versions` table;
+aliases move only for the newest cutoff, and which version was champion from which week on is the
+warehouse's append-only `champion_history` (MLflow aliases have no history).
+
 How a model is stored and loaded, and why that is safe: the sklearn flavour's pickle
-(`model.pkl`), whose sha256 is recorded as the version's `sha256` tag at registration, after
-checking that the bytes the artifact store holds are exactly the ones this process pickled.
-A load reads the tag from the registry (the tracking database, a different store from the
-artifacts), reads `model.pkl`, and unpickles it only if its sha256 matches: a file the
-pipeline did not write (changed, replaced, or registered by someone else without the tag)
-is refused with an error naming the model and version, and never unpickled. A stacked
-ensemble loads about 20 times faster than through MLflow's skops load_model (`make bench`),
-and skops was no stronger here: MLflow reads its trusted-types list from the artifact's own
-MLmodel file.
-Versions registered before the hash (skops, no tag) still load through skops, with the
-types checked against our own allow-list rather than the artifact's.
+(`model.pkl`), whose sha256 is recorded at registration in the warehouse's `model_versions`
+(and, for people, as the version's `sha256` tag), after checking that the bytes the artifact
+store holds are exactly the ones this process pickled. A load is given that digest by the
+caller from the warehouse, reads `model.pkl`, and unpickles it only if its sha256 matches. So
+the trust boundary is the warehouse file, not MLflow: someone who can write to the MLflow
+server (register a version, upload an artifact, set a tag, move an alias) cannot make the
+pipeline run their code; a changed or foreign file is refused with an error naming the model
+and version, and never unpickled. A stacked ensemble loads about 20 times faster than through
+MLflow's skops load_model (`make bench`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import pickle
 import tempfile
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,12 +120,15 @@ class ModelRegistry(ConfigurableResource):
 
     def log_training(
         self, trainings: list[SectorTraining], run_name: str, tags: dict[str, str], min_rank_ic_t: float,
-        samples_source: str,
+        samples_source: str, standing: Callable[[str, date], tuple[str | None, bool]],
     ) -> list[dict]:
-        """Log, register and promote every model of `trainings`; one row per model for the caller.
+        """Log, register and promote every model of `trainings` (one cutoff); one row per model for the caller,
+        with the version's sha256 and cutoff for the warehouse's own record.
 
         `tags` name the `label_target` the models learnt; `min_rank_ic_t`: the champion gate's null band in
-        standard errors; `samples_source`: where the training samples were read (the warehouse file)."""
+        standard errors; `samples_source`: where the training samples were read (the warehouse file);
+        `standing(name, labels_through)`: the champion a new version must beat as of its cutoff, and whether it
+        is the newest version of its model (core/point_in_time.standing)."""
         settings = FAST if tags.get("fast") == "True" else FULL
         import mlflow
 
@@ -134,12 +142,12 @@ class ModelRegistry(ConfigurableResource):
                 dataset = _training_dataset(training, samples_source)
                 for trained in training.models.values():
                     rows.append(self._log_model(client, experiment_id, parent.info.run_id, training, trained,
-                                                min_rank_ic_t, settings, dataset, label))
+                                                min_rank_ic_t, settings, dataset, label, standing))
         return rows
 
     def _log_model(
         self, client, experiment_id: str, parent_id: str, training: SectorTraining, trained: TrainedModel, gate: float,
-        settings: str, dataset=None, label: str = "",
+        settings: str, dataset, label: str, standing: Callable[[str, date], tuple[str | None, bool]],
     ):
         import mlflow
         from mlflow.models import infer_signature
@@ -157,7 +165,7 @@ class ModelRegistry(ConfigurableResource):
                     "validation_train_start": str(training.validation_window[0]),
                     "validation_train_end": str(training.validation_window[1]),
                     "holdout_start": str(training.split.holdout_start), "holdout_end": str(training.split.holdout_end),
-                    "features": len(training.feature_names),
+                    "features": len(training.feature_names), **_cutoff(training),
                     **{f"model__{k}": str(v)[:250] for k, v in _model_params(trained.model).items()},
                 }
             )
@@ -177,12 +185,16 @@ class ModelRegistry(ConfigurableResource):
             digest = self._record_hash(client, name, version, trained.model)
             mlflow.set_tags({"model_sha256": digest})
             client.set_model_version_tag(name, version, "settings", settings)
-            alias, reason = self._promote(client, name, version, trained, gate, settings)
+            for key, value in _cutoff(training).items():
+                client.set_model_version_tag(name, version, key, value)
+            incumbent, newest = standing(name, training.labels_through)
+            alias, reason = self._promote(client, name, version, trained, gate, settings, incumbent, newest)
             mlflow.set_tags({"promotion": alias, "promotion_reason": reason})
             client.set_model_version_tag(name, version, "promotion_reason", reason)
         return {
             "sector": training.sector, "model_type": trained.model_type, "registered_model": name, "version": version,
-            "alias": alias, "reason": reason, "run_id": run.info.run_id, **trained.metrics,
+            "alias": alias, "reason": reason, "run_id": run.info.run_id, "sha256": digest,
+            "labels_through": training.labels_through, "last_sample_session": training.train_window[1], **trained.metrics,
         }
 
     def _record_hash(self, client, name: str, version: str, model) -> str:
@@ -199,59 +211,44 @@ class ModelRegistry(ConfigurableResource):
         client.set_model_version_tag(name, version, SHA256_TAG, digest)
         return digest
 
-    def _promote(self, client, name: str, version: str, trained: TrainedModel, gate: float, settings: str):
-        """The gate of `core.promotion`. The registered version is refit on every labelled sample,
-        the holdout included, so each version is judged by the holdout metrics its validated model
-        logged, not by scoring it on a holdout it has learnt from."""
-        from mlflow.exceptions import MlflowException
+    def _promote(self, client, name: str, version: str, trained: TrainedModel, gate: float, settings: str,
+                 incumbent: str | None, newest: bool):
+        """The gate of `core.promotion`, against `incumbent`: the champion as of the new version's cutoff.
+        The registered version is refit on every labelled sample, the holdout included, so each version is
+        judged by the holdout metrics its validated model logged, not by scoring it on a holdout it has
+        learnt from. Only the `newest` version of its model moves an alias: training an old week never does."""
+
+        def verdict(alias: str, reason: str) -> tuple[str, str]:
+            if newest:
+                client.set_registered_model_alias(name, alias, version)
+            return alias, reason
 
         refused = significance_refusal(trained.metrics, gate)
         if refused:
-            client.set_registered_model_alias(name, CHALLENGER, version)
             client.set_model_version_tag(name, version, "refused", refused)
-            return CHALLENGER, refused
+            return verdict(CHALLENGER, refused)
         new = Contender(version, trained.metrics["roc_auc"], trained.metrics.get("roc_auc_se"), settings)
-        try:
-            current = client.get_model_version_by_alias(name, CHAMPION)
-        except MlflowException:
-            client.set_registered_model_alias(name, CHAMPION, version)
-            return CHAMPION, f"first version: holdout AUC {new.auc:.4f}, {_rank_ic_text(trained.metrics)}"
+        if incumbent is None:
+            return verdict(CHAMPION, f"no champion before its cutoff: holdout AUC {new.auc:.4f}, "
+                                     f"{_rank_ic_text(trained.metrics)}")
+        current = client.get_model_version(name, incumbent)
         metrics = client.get_run(current.run_id).data.metrics
         champion = Contender(
             str(current.version), float(metrics["holdout_roc_auc"]), metrics.get("holdout_roc_auc_se"),
             (current.tags or {}).get("settings"),
         )
         replaces, reason = replaces_champion(new, champion)
-        client.set_registered_model_alias(name, CHAMPION if replaces else CHALLENGER, version)
-        return (CHAMPION if replaces else CHALLENGER), reason
+        return verdict(CHAMPION if replaces else CHALLENGER, reason)
 
-    def holdout_auc(self, name: str, alias: str, training: SectorTraining) -> float:
-        from sklearn.metrics import roc_auc_score
-
-        model = self.load(name, alias)
-        holdout = training.holdout
-        probability = model.predict_proba(holdout.select(model.feature_names).to_pandas())[:, 1]
-        return float(roc_auc_score(holdout["label"].to_numpy(), probability))
-
-    def load(self, name: str, alias: str = CHAMPION):
-        """The model behind `name`'s `alias`, verified against its registered sha256 (see the module doc)."""
-        return self._load(self._client().get_model_version_by_alias(name, alias))
-
-    def champion(self, name: str) -> Champion:
-        """The version behind `name`'s champion alias, with its run, loaded once per process.
-
-        Two registry calls and one file read per model: the alias (which brings the version's tags
-        and run), and the artifact's location."""
-        version = self._client().get_model_version_by_alias(name, CHAMPION)
-        return Champion(name, str(version.version), version.run_id, self._load(version))
-
-    def _load(self, version):
-        name, number = version.name, str(version.version)
-        digest = (version.tags or {}).get(SHA256_TAG)
-        key = (self.tracking_uri, name, number, digest or "")
+    def load(self, name: str, version: str, sha256: str) -> Champion:
+        """Version `version` of `name`, unpickled only if its model.pkl has `sha256`: the digest the pipeline
+        recorded in its own warehouse at registration (model_versions), never one read from MLflow, so
+        write access to MLflow alone cannot make this process run code. Loaded once per process."""
+        key = (self.tracking_uri, name, str(version), sha256)
         if key not in _LOADED:
             client = self._client()
-            _LOADED[key] = _verified_unpickle(client, name, number, digest) if digest else _legacy_skops(client, name, number)
+            found = client.get_model_version(name, str(version))
+            _LOADED[key] = Champion(name, str(version), found.run_id, _verified_unpickle(client, name, str(version), sha256))
         return _LOADED[key]
 
     def champion_metric(self, name: str, metric: str = "holdout_roc_auc") -> float:
@@ -271,6 +268,16 @@ class ModelRegistry(ConfigurableResource):
             return None
         run = client.get_run(version.run_id)
         return {"version": str(version.version), "params": run.data.params, "metrics": run.data.metrics}
+
+    def refusal(self, name: str) -> str:
+        """Why `name`'s challenger (its newest version, refused by the gate) is not champion."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self._client().get_model_version_by_alias(name, CHALLENGER)
+        except MlflowException:
+            return "no version"
+        return (version.tags or {}).get("promotion_reason", "see the version's promotion_reason tag")
 
     def archive_stale_versions(self, older_than_ms: int, note: str) -> list[str]:
         """Tag `archived` on every version that is neither champion nor challenger and was created
@@ -295,6 +302,12 @@ class ModelRegistry(ConfigurableResource):
             for alias, version in (model.aliases or {}).items():
                 rows.append({"registered_model": model.name, "alias": alias, "version": str(version)})
         return pl.DataFrame(rows, schema={"registered_model": pl.String, "alias": pl.String, "version": pl.String})
+
+
+def _cutoff(training: SectorTraining) -> dict[str, str]:
+    """The version's point in time, as MLflow params and version tags (the warehouse keeps the same record)."""
+    return {"labels_through": str(training.labels_through), "last_sample_session": str(training.train_window[1]),
+            "training_week": str(training.training_week)}
 
 
 def _register(client, name: str, info, run_id: str, description: str) -> str:
@@ -377,32 +390,6 @@ def _verified_unpickle(client, name: str, version: str, recorded: str):
             "Retrain (materialise sector_models) or point the champion alias at a version whose artifact is intact"
         )
     return pickle.loads(data)  # noqa: S301 - bytes verified against the hash the pipeline recorded
-
-
-TRUSTED_PREFIXES = ("turbomode_pipeline.core.model_zoo.", "xgboost.", "sklearn.")
-
-
-def _legacy_skops(client, name: str, version: str):
-    """A version registered before the sha256 tag: skops, with its types checked against our own
-    allow-list (MLflow would take the list from the artifact's MLmodel file). Anything else is refused."""
-    import skops.io
-    import yaml
-
-    try:
-        flavor = yaml.safe_load(_artifact_bytes(client, name, version, "MLmodel"))["flavors"]["sklearn"]
-    except Exception as error:
-        raise UntrustedModel(f"{name} version {version}: no {SHA256_TAG} tag and no readable MLmodel ({error})") from None
-    if flavor.get("serialization_format") != "skops":
-        raise UntrustedModel(
-            f"{name} version {version}: a {flavor.get('serialization_format')} model without the {SHA256_TAG} tag "
-            "the pipeline records at registration; refusing to unpickle a file the pipeline did not write"
-        )
-    data = _artifact_bytes(client, name, version, flavor["pickled_model"])
-    found = skops.io.get_untrusted_types(data=data)
-    foreign = [t for t in found if not t.startswith(TRUSTED_PREFIXES)]
-    if foreign:
-        raise UntrustedModel(f"{name} version {version}: its skops file holds types we do not trust: {foreign}")
-    return skops.io.loads(data, trusted=found)
 
 
 def _requirements() -> list[str]:

@@ -159,6 +159,24 @@ class Warehouse(WarehouseReads, ConfigurableResource):
         return frame.height
 
 
+    def append_new(self, table: Table, frame: pl.DataFrame) -> int:
+        """Insert the rows of `frame` whose key `table` does not hold yet, in one transaction; rows it
+        holds stay exactly as they were (append-only tables). Returns how many rows were added."""
+        with self.connection() as con:
+            con.execute(table.ddl)
+            con.register("incoming_frame", frame.to_arrow())
+            try:
+                keys = " AND ".join(f"old.{c} = incoming_frame.{c}" for c in table.key_columns)
+                before = con.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
+                con.execute(
+                    f"INSERT INTO {table.name} BY NAME SELECT * FROM incoming_frame "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {table.name} AS old WHERE {keys})"
+                )
+                return con.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0] - before
+            finally:
+                con.unregister("incoming_frame")
+
+
 def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Columns a newer version of the pipeline writes that a file from an older one lacks (NULL in the old rows):
     `CREATE TABLE IF NOT EXISTS` keeps an existing table as it was, so without this the first write would fail."""

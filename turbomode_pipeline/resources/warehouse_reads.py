@@ -90,16 +90,18 @@ class WarehouseReads:
     def feature_rows(self) -> int:
         return self.query("SELECT count(*) AS rows FROM daily_features").item()
 
-    def labelled_features(self, sector: str, label_column: str, features: Sequence[str]) -> pl.DataFrame:
-        """One sector's training samples (`label_column` as `label`) joined to the features known at entry."""
+    def labelled_features(self, sector: str, label_column: str, features: Sequence[str], last_entry: date
+                          ) -> pl.DataFrame:
+        """One sector's training samples (`label_column` as `label`) joined to the features known at entry, for
+        the entry sessions through `last_entry` (the newest whose whole label horizon a cutoff has seen)."""
         columns = ", ".join(f"f.{name}" for name in features)
         return self.query(
             f"""
             SELECT s.session, s.symbol, s.sector, s.{label_column} AS label, s.barrier, s.t1, s.fwd_ret, {columns}
             FROM training_samples s JOIN daily_features f USING (session, symbol)
-            WHERE s.sector = ?
+            WHERE s.sector = ? AND s.session <= ?
             """,
-            [sector],
+            [sector, last_entry],
         )
 
     def barrier_balance(self) -> pl.DataFrame:
@@ -112,6 +114,24 @@ class WarehouseReads:
 
     def label_up_share(self) -> float:
         return self.query("SELECT avg(label) FROM training_samples").item()
+
+    # the models' own records (model_versions, champion_history: append-only)
+
+    def model_versions(self, model_type: str | None = None) -> pl.DataFrame:
+        """Every registered model version with its cutoff and sha256 (of `model_type` only, when given)."""
+        if not self.has_table("model_versions"):
+            return pl.DataFrame()
+        where = "WHERE model_type = ?" if model_type else ""
+        return self.query(f"SELECT * FROM model_versions {where} ORDER BY registered_model, labels_through",
+                          [model_type] if model_type else None)
+
+    def champion_history(self, model_type: str | None = None) -> pl.DataFrame:
+        """Every promotion: which version was each model's champion from which training week on."""
+        if not self.has_table("champion_history"):
+            return pl.DataFrame()
+        where = "WHERE model_type = ?" if model_type else ""
+        return self.query(f"SELECT * FROM champion_history {where} ORDER BY registered_model, labels_through",
+                          [model_type] if model_type else None)
 
     # the scanner's tables
 
@@ -138,9 +158,10 @@ class WarehouseReads:
         )
 
     def scores(self, sessions: Sequence[date]) -> pl.DataFrame:
-        """session, symbol, sector, probability_up of scanner_scores for `sessions`."""
+        """session, symbol, sector, probability_up, model_labels_through of scanner_scores for `sessions`."""
         return self.query(
-            "SELECT session, symbol, sector, probability_up FROM scanner_scores WHERE session IN (SELECT unnest(?))",
+            "SELECT session, symbol, sector, probability_up, model_labels_through FROM scanner_scores "
+            "WHERE session IN (SELECT unnest(?))",
             [list(sessions)],
         )
 
@@ -165,7 +186,7 @@ class WarehouseReads:
             return pl.DataFrame()
         return self.query(
             "SELECT o.id, o.session, o.symbol, o.sector, o.signal_type, h.confidence, o.outcome, o.exit_session, "
-            "o.days_held, o.ret FROM signal_outcomes o JOIN signal_history h USING (id) WHERE o.session <= ? "
+            "o.days_held, o.ret, h.model_labels_through FROM signal_outcomes o JOIN signal_history h USING (id) WHERE o.session <= ? "
             "ORDER BY o.session, o.symbol",
             [last],
         )
