@@ -478,6 +478,9 @@ def replay(args: argparse.Namespace) -> int:
     print(f"orders {report['orders']}, rejections {report['rejections']}, P&L {report['pnl_total']:,.2f}"
           + (f", equity at the close {report['equity_close']:,.2f}" if "equity_close" in report else ""))
     print(f"P&L by strategy:\n{report['pnl_by_strategy']}")
+    for strategy_id, state in Ledger(path=str(result.ledger_path)).strategies().select("id", "status").rows():
+        if (state or "").startswith("error"):  # the ticks went on without it
+            print(f"{strategy_id}: {state}")
     print(f"ledger: {result.ledger_path}")
     return 1 if result.failed else 0
 

@@ -106,6 +106,16 @@ def strategy_problem(strategy_id, strategy_type, symbol, allocation, params, che
         f"strategy {strategy_id}: {problem}")
 
 
+def stored_strategy_problem(row: dict) -> str | None:
+    """`strategy_problem` of a live_strategies row (params as stored, JSON text): a ledger written before the rules,
+    or edited by hand, may hold a strategy they refuse."""
+    try:
+        params = json.loads(row["params"])
+    except (TypeError, ValueError) as error:
+        return f"strategy {row['id']}: params are not JSON ({error})"
+    return strategy_problem(row["id"], row["type"], row["symbol"], row["allocation"], params, row["check_interval_s"])
+
+
 def _field_problem(strategy_type, symbol, allocation, params, check_interval_s) -> str | None:
     if strategy_type not in STRATEGY_TYPES:
         return f"unknown type {strategy_type!r}; expected one of {', '.join(STRATEGY_TYPES)}"

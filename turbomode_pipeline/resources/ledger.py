@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS risk_decisions (
     tick_time TEXT, strategy_id TEXT, symbol TEXT, side TEXT, price REAL, qty REAL, approved INTEGER, reason TEXT);
 CREATE TABLE IF NOT EXISTS orders (
     client_order_id TEXT PRIMARY KEY, strategy_id TEXT, symbol TEXT, side TEXT, qty REAL, submitted_at TEXT,
-    broker_order_id TEXT, status TEXT, filled_qty REAL, filled_avg_price REAL, updated_at TEXT);
+    broker_order_id TEXT, status TEXT, filled_qty REAL, filled_avg_price REAL, updated_at TEXT, error TEXT);
 CREATE TABLE IF NOT EXISTS fills (
     client_order_id TEXT PRIMARY KEY, strategy_id TEXT, symbol TEXT, side TEXT, qty REAL, price REAL, filled_at TEXT);
 CREATE TABLE IF NOT EXISTS positions (
@@ -47,6 +47,21 @@ STRATEGY_SCHEMA = {
     "params": pl.String, "enabled": pl.Int64, "check_interval_s": pl.Int64, "last_check": pl.String,
     "total_signals": pl.Int64, "status": pl.String,
 }
+
+
+ADDED_COLUMNS = {"orders": {"error": "TEXT"}}  # columns a ledger written by an older version lacks
+
+
+def _add_missing_columns(con: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in present:
+                try:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as error:  # another process added it first
+                    if "duplicate column" not in str(error):
+                        raise
 
 
 def _iso(moment: datetime) -> str:
@@ -66,6 +81,7 @@ class Ledger(ConfigurableResource):
         try:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(SCHEMA)
+            _add_missing_columns(con)
             with con:  # one transaction: committed on success, rolled back on error
                 yield con
         finally:
@@ -190,6 +206,12 @@ class Ledger(ConfigurableResource):
             f"WHERE status NOT IN ({', '.join('?' * len(settled))})",
             settled,
         )
+
+    def refuse_order(self, client_order_id: str, error: str, now: datetime) -> None:
+        """The broker answered and refused the order: `refused`, with its words."""
+        with self.connection() as con:
+            con.execute("UPDATE orders SET status = 'refused', error = ?, updated_at = ? WHERE client_order_id = ?",
+                        [error, _iso(now), client_order_id])
 
     def set_order_status(self, client_order_ids: Sequence[str], status: str, now: datetime) -> None:
         with self.connection() as con:
