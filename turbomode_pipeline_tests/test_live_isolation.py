@@ -26,7 +26,7 @@ from turbomode_pipeline_tests.alpaca_emulator import KEY_ID, SECRET, AlpacaEmula
 from turbomode_pipeline_tests.test_cli_mistakes import desk  # noqa: F401  (the fixture)
 
 SESSION = "2026-11-20"
-S5_PROBLEM = "strategy s5: params.timeframe_minutes must be a whole number from 1 to 390, got 0"
+S5_PROBLEM = "strategy s5: params.timeframe_minutes must be a whole number from 1 to 1440, got 0"
 
 
 def replay(ids: str, folder, capsys) -> tuple[int, str, pl.DataFrame, Ledger]:

@@ -24,12 +24,12 @@ from turbomode_pipeline_tests.test_cli_mistakes import answer, desk  # noqa: F40
 ADD = ["strategies", "add", "s5", "--type", "donchian_channel", "--symbol", "MSFT", "--allocation", "5000"]
 REFUSED_ADD = "turbomode strategies add: strategy s5: "
 BAD_PARAMS = {
-    "zero-timeframe": ('{"timeframe_minutes": 0}', "params.timeframe_minutes must be a whole number from 1 to 390, got 0"),
-    "negative": ('{"timeframe_minutes": -7}', "params.timeframe_minutes must be a whole number from 1 to 390, got -7"),
-    "fraction": ('{"timeframe_minutes": 7.5}', "params.timeframe_minutes must be a whole number from 1 to 390, got 7.5"),
-    "text": ('{"timeframe_minutes": "five"}', 'params.timeframe_minutes must be a whole number from 1 to 390, got "five"'),
-    "boolean": ('{"timeframe_minutes": true}', "params.timeframe_minutes must be a whole number from 1 to 390, got true"),
-    "null": ('{"timeframe_minutes": null}', "params.timeframe_minutes must be a whole number from 1 to 390, got null"),
+    "zero-timeframe": ('{"timeframe_minutes": 0}', "params.timeframe_minutes must be a whole number from 1 to 1440, got 0"),
+    "negative": ('{"timeframe_minutes": -7}', "params.timeframe_minutes must be a whole number from 1 to 1440, got -7"),
+    "fraction": ('{"timeframe_minutes": 7.5}', "params.timeframe_minutes must be a whole number from 1 to 1440, got 7.5"),
+    "text": ('{"timeframe_minutes": "five"}', 'params.timeframe_minutes must be a whole number from 1 to 1440, got "five"'),
+    "boolean": ('{"timeframe_minutes": true}', "params.timeframe_minutes must be a whole number from 1 to 1440, got true"),
+    "null": ('{"timeframe_minutes": null}', "params.timeframe_minutes must be a whole number from 1 to 1440, got null"),
     "zero-window": ('{"entry": 0}', "params.entry must be a whole number from 1 to 1000, got 0"),
     "huge-window": ('{"exit": 1000000}', "params.exit must be a whole number from 1 to 1000, got 1000000"),
     "unknown-name": ('{"entr": 20}', "unknown param(s) entr for donchian_channel; its params are entry, exit, "

@@ -58,7 +58,7 @@ class ParamRule:
 
 
 WINDOW = ParamRule("whole", 1, 1_000)  # bars in an indicator's window: more is a typo, and never fills in a tick
-TIMEFRAME = ParamRule("whole", 1, 390)  # minutes per resampled bar: at most one session's regular hours
+TIMEFRAME = ParamRule("whole", 1, 1440)  # minutes per resampled bar, up to a day (1440: the backtest's daily bars)
 PARAM_RULES = {
     "keltner_channel": {"ema": WINDOW, "atr": WINDOW, "multiplier": ParamRule("number", 0.01, 100), "timeframe_minutes": TIMEFRAME},
     "donchian_channel": {"entry": WINDOW, "exit": WINDOW, "timeframe_minutes": TIMEFRAME},
