@@ -35,7 +35,21 @@ def sessions_between(start: date, end: date) -> list[date]:
 
 
 def is_session(day: date) -> bool:
-    return xnys().is_session(pd.Timestamp(day))
+    """False outside the calendar's bounds, where exchange_calendars would raise."""
+    return not outside_calendar(day) and xnys().is_session(pd.Timestamp(day))
+
+
+def outside_calendar(day: date) -> str | None:
+    """None for a day within the calendar's bounds; otherwise the one-line reason."""
+    if CALENDAR_START <= day <= CALENDAR_END:
+        return None
+    return f"{day} is outside the NYSE calendar this pipeline knows ({CALENDAR_START} to {CALENDAR_END})"
+
+
+def last_closed_session(now: datetime) -> date:
+    """The newest session whose close is at or before `now`."""
+    recent = sessions_before(now.date() + timedelta(days=1), 2)
+    return recent[-1] if session_close(recent[-1]) <= now else recent[0]
 
 
 def session_close(day: date) -> datetime:
@@ -68,6 +82,8 @@ def not_a_session(day: date) -> str | None:
     """None for an NYSE session; otherwise a one-line reason naming the nearest sessions either side."""
     if is_session(day):
         return None
+    if outside_calendar(day):
+        return outside_calendar(day)
     before, after = sessions_before(day, 1), sessions_after(day, 1)
     nearest = " and ".join(f"{s} ({s:%a})" for s in (*before, *after))
     return f"{day} ({day:%a}) is not an NYSE session; the nearest are {nearest}"

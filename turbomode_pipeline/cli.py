@@ -352,21 +352,36 @@ def _one_line(command: str, message: str) -> int:
 
 
 def _session_range(first: str, last: str):
-    """The NYSE sessions first..last, or the one-line reason there are none."""
+    """The NYSE sessions first..last, or the one-line reason there are none (or some have not closed yet)."""
     from datetime import date
 
-    from turbomode_pipeline.calendar import not_a_session, sessions_between
+    from turbomode_pipeline import clock
+    from turbomode_pipeline.calendar import last_closed_session, not_a_session, outside_calendar, session_close, sessions_between
 
     try:
         start, end = date.fromisoformat(first), date.fromisoformat(last)
     except ValueError as error:
         return None, f"--from and --to must be dates like 2026-01-30: {error}"
+    for flag, day in (("--from", start), ("--to", end)):
+        if outside_calendar(day):
+            return None, f"{flag} {outside_calendar(day)}"
     if start > end:
         return None, f"--from {start} is after --to {end}"
     sessions = sessions_between(start, end)
+    if sessions and session_close(sessions[-1]) > clock.now():
+        return None, (f"--to {end} is in the future; the newest session a backtest can use is the last one that has "
+                      f"closed, {last_closed_session(clock.now())}")
     if sessions:
         return sessions, None
     return None, f"no NYSE session between {start} and {end}: " + not_a_session(start).split("; ")[1]
+
+
+def _strategy_ids(text: str, flag: str, all_too: bool):
+    """The ids joined by commas in `text`, or the one-line reason one of them is empty."""
+    ids = [part.strip() for part in text.split(",")]
+    if all(ids):
+        return ids, None
+    return None, f"{flag}{text!r} hold an empty id; give ids joined by commas{', or all' if all_too else ''}"
 
 
 def _one_line_errors(parser: argparse.ArgumentParser, command: str) -> None:
@@ -391,12 +406,12 @@ def backtest(args: argparse.Namespace) -> int:
     from turbomode_pipeline.settings import get_settings
 
     settings = get_settings()
-    sessions, problem = _session_range(args.start, args.end)
+    ids, problem = ([], None) if args.strategy == "all" else _strategy_ids(args.strategy, "strategy ids ", all_too=True)
+    sessions, problem = (None, problem) if problem else _session_range(args.start, args.end)
     if problem:
         return _one_line("backtest", problem)
     ledger = Ledger(path=str(settings.ledger_path))
     ledger.seed_strategies(str(settings.strategies_file))
-    ids = [] if args.strategy == "all" else [part.strip() for part in args.strategy.split(",") if part.strip()]
     try:
         chosen = selected_strategies(ledger, ids)
     except ValueError as error:
@@ -434,7 +449,7 @@ def replay(args: argparse.Namespace) -> int:
     from datetime import date
 
     from turbomode_pipeline import clock
-    from turbomode_pipeline.calendar import not_a_session, session_close
+    from turbomode_pipeline.calendar import not_a_session, outside_calendar, session_close
     from turbomode_pipeline.definitions import resources
     from turbomode_pipeline.live.replay import replay_session
     from turbomode_pipeline.resources.ledger import Ledger
@@ -444,6 +459,11 @@ def replay(args: argparse.Namespace) -> int:
         session = date.fromisoformat(args.session)
     except ValueError as error:
         return _one_line("replay", f"--session must be a date like 2026-01-30: {error}")
+    if outside_calendar(session):
+        return _one_line("replay", f"--session {outside_calendar(session)}")
+    ids, problem = _strategy_ids(args.strategies, "--strategies ", all_too=False) if args.strategies is not None else (None, None)
+    if problem:
+        return _one_line("replay", problem)
     if not_a_session(session):
         return _one_line("replay", not_a_session(session))
     if session_close(session) > clock.now():
@@ -453,7 +473,6 @@ def replay(args: argparse.Namespace) -> int:
     settings = get_settings()
     strategies = Ledger(path=str(settings.ledger_path))
     strategies.seed_strategies(str(settings.strategies_file))
-    ids = [part.strip() for part in args.strategies.split(",")] if args.strategies else None
     unknown = sorted(set(ids or []) - set(strategies.strategies()["id"]))
     if unknown:
         return _one_line("replay", f"no strategy with id {', '.join(unknown)} in live_strategies")
@@ -468,6 +487,9 @@ def replay(args: argparse.Namespace) -> int:
     print(f"orders {report['orders']}, rejections {report['rejections']}, P&L {report['pnl_total']:,.2f}"
           + (f", equity at the close {report['equity_close']:,.2f}" if "equity_close" in report else ""))
     print(f"P&L by strategy:\n{report['pnl_by_strategy']}")
+    for strategy_id, state in Ledger(path=str(result.ledger_path)).strategies().select("id", "status").rows():
+        if (state or "").startswith("error"):  # the ticks went on without it
+            print(f"{strategy_id}: {state}")
     print(f"ledger: {result.ledger_path}")
     return 1 if result.failed else 0
 

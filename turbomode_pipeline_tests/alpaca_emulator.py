@@ -7,7 +7,8 @@ before normal service resumes; `always_fail` answers every request with one stat
 
 The trading API (clock, account, orders, order by client id, positions, close position)
 fills every market order at once at `prices[symbol]`; `market_open` and `now` drive the
-clock. A used client_order_id is refused with HTTP 422, as the real API does.
+clock. A used client_order_id is refused with HTTP 422, as the real API does; `refuse` maps a client_order_id
+to the (status, message) the API refuses it with, e.g. (403, "insufficient buying power"), and no order is made.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class AlpacaEmulator:
         self.market_open = True
         self.now = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
         self.orders: dict[str, dict] = {}  # by client_order_id
+        self.refuse: dict[str, tuple[int, str]] = {}  # client_order_id -> (HTTP status, message) it is refused with
         self.positions: dict[str, dict] = {}  # by symbol
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -122,6 +124,9 @@ class AlpacaEmulator:
         with self._lock:
             if client_id in self.orders:
                 return 422, {"code": 40010001, "message": "client_order_id must be unique"}
+            if client_id in self.refuse:  # Alpaca's body for a refusal: {"code": 40310000, "message": "..."}
+                status, message = self.refuse[client_id]
+                return status, {"code": {403: 40310000}.get(status, status * 100_000), "message": message}
             return 200, self._fill(client_id, body["symbol"], body["side"], float(body["qty"]))
 
     def _fill(self, client_id: str, symbol: str, side: str, qty: float) -> dict:

@@ -10,6 +10,7 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, M
 
 from turbomode_pipeline import clock
 from turbomode_pipeline.calendar import session_open, sessions_before, sessions_between
+from turbomode_pipeline.core.strategies import stored_strategy_problem
 from turbomode_pipeline.core.strategy_backtest import DAILY, Costs, backtest_strategy
 from turbomode_pipeline.core.strategy_backtest_html import equity_png, render_report
 from turbomode_pipeline.live.trading import LiveTrading
@@ -115,7 +116,10 @@ def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestCo
              for row in chosen.filter(col("type").is_in(skipped)).iter_rows(named=True)]
     notes += [f"{row['id']} not backtested: {row['symbol']} is not in the universe file"
               for row in chosen.filter(~col("symbol").is_in(list(known_symbols))).iter_rows(named=True)]
-    runnable = chosen.filter(~col("type").is_in(skipped) & col("symbol").is_in(list(known_symbols)))
+    broken = {row["id"]: problem for row in chosen.iter_rows(named=True) if (problem := stored_strategy_problem(row))}
+    notes += [f"{strategy_id} not backtested: {problem}" for strategy_id, problem in broken.items()]
+    runnable = chosen.filter(~col("type").is_in(skipped) & col("symbol").is_in(list(known_symbols))
+                             & ~col("id").is_in(list(broken)))
     if runnable.is_empty():
         raise Failure(description="strategy_backtest: nothing to backtest. " + "; ".join(notes))
     runnable = runnable.with_columns(col("params").map_elements(

@@ -90,11 +90,12 @@ def _partition(instance, run_id: str, evaluation) -> str | None:
     name="halted_strategy_alerts",
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
-    description="A live strategy the tick halts (unexplained position, loss limit, kill switch): one alert per halt.",
+    description="A live strategy the tick halts (unexplained position, loss limit, kill switch) or that fails (a row "
+                "it cannot run, an order the broker refused): one alert per halt or failure.",
 )
 def halted_strategy_alerts(context: SensorEvaluationContext, ledger: Ledger, alerts: AlertSender):
     alerted = set(json.loads(context.cursor)) if context.cursor else set()
-    halted = ledger.strategies().filter(pl.col("status").str.starts_with("halted"))
+    halted = ledger.strategies().filter(pl.col("status").str.starts_with("halted") | pl.col("status").str.starts_with("error"))
     now_halted = {f"{row['id']}|{row['status']}": row for row in halted.iter_rows(named=True)}  # a handful
     sent = [
         f"{row['id']}: {alerts.send(strategy_halt_alert(row['id'], row['symbol'], row['status'], alerts.ui_base_url, clock.now()))}"

@@ -56,12 +56,14 @@ def check_failure_alert(
 
 
 def strategy_halt_alert(strategy_id: str, symbol: str, status: str, ui_base_url: str, at: datetime) -> dict:
-    """A live strategy the tick halted (a position nothing explains, the loss limit, the kill switch)."""
-    reason = status.removeprefix("halted: ")
+    """A live strategy the tick halted (a position nothing explains, the loss limit, the kill switch), or one that
+    failed (status "error: ...": its ledger row cannot run, or the broker refused its order)."""
+    verb, _, reason = status.partition(": ")
+    outcome = "failed" if verb == "error" else "halted"
     return {
-        "kind": "strategy_halted",
+        "kind": f"strategy_{outcome}",
         "at": at.isoformat(),
-        "summary": f"live strategy {strategy_id} ({symbol}) halted: {reason}",
+        "summary": f"live strategy {strategy_id} ({symbol}) {outcome}: {reason}",
         "strategy_id": strategy_id,
         "symbol": symbol,
         "error": reason,

@@ -15,10 +15,16 @@ Every indicator strategy marks each bar with `entry` (open a long position) and 
   one is live and no position is held; exit at its target or stop, or when it expires.
 
 A strategy's `timeframe_minutes` param resamples the minute bars first (default 1).
+
+`strategy_problem` is the one home of what a strategy must be to run (its id, type, allocation, params and check
+interval): the ledger applies it to every strategy it stores, and the live tick to every row it reads.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,12 +40,99 @@ DEFAULT_PARAMS = {
 col = pl.col
 
 
+@dataclass(frozen=True)
+class ParamRule:
+    """A param's kind ("whole" or "number") and its inclusive range."""
+
+    kind: str
+    low: float
+    high: float
+
+    def problem(self, name: str, value) -> str | None:
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        fits = numeric and (isinstance(value, int) if self.kind == "whole" else math.isfinite(value))
+        if fits and self.low <= value <= self.high:
+            return None
+        what = "a whole number" if self.kind == "whole" else "a number"
+        return f"params.{name} must be {what} from {self.low:g} to {self.high:g}, got {json.dumps(value)}"
+
+
+WINDOW = ParamRule("whole", 1, 1_000)  # bars in an indicator's window: more is a typo, and never fills in a tick
+TIMEFRAME = ParamRule("whole", 1, 1440)  # minutes per resampled bar, up to a day (1440: the backtest's daily bars)
+PARAM_RULES = {
+    "keltner_channel": {"ema": WINDOW, "atr": WINDOW, "multiplier": ParamRule("number", 0.01, 100), "timeframe_minutes": TIMEFRAME},
+    "donchian_channel": {"entry": WINDOW, "exit": WINDOW, "timeframe_minutes": TIMEFRAME},
+    "ichimoku_cloud": {"tenkan": WINDOW, "kijun": WINDOW, "senkou_b": WINDOW, "timeframe_minutes": TIMEFRAME},
+    "turbomode_signals": {"timeframe_minutes": TIMEFRAME},
+}
+CLIENT_ORDER_ID_MAX = 128  # Alpaca's limit on an order's client_order_id
+# client_order_id (resources/broker.py) is "{id}-{bar:%Y%m%dT%H%M}-{side}": the id leaves room for the longest tail
+MAX_ID_LENGTH = CLIENT_ORDER_ID_MAX - len("-20261120T1531-sell")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no commas or spaces: the CLI joins ids with commas
+MAX_ALLOCATION = 1_000_000_000.0  # dollars: more is a typo (the paper account holds $100,000)
+MAX_INTERVAL_S = 86_400  # a strategy checked less than daily is not a live strategy
+
+
 def params_problem(strategy_type: str, params: dict) -> str | None:
-    """Why `params` do not fit the strategy type's own (unknown keys), or None."""
+    """Why `params` do not fit the strategy type (unknown names, wrong types, out of range), or None."""
     known = DEFAULT_PARAMS[strategy_type]
     unknown = sorted(set(params) - set(known))
     if unknown:
         return f"unknown param(s) {', '.join(unknown)} for {strategy_type}; its params are {', '.join(known)}"
+    rules = PARAM_RULES[strategy_type]
+    return next((p for name, value in params.items() if (p := rules[name].problem(name, value))), None)
+
+
+def id_problem(strategy_id) -> str | None:
+    """Why `strategy_id` cannot name a strategy (and head its orders' client ids), or None."""
+    if not isinstance(strategy_id, str) or not strategy_id:
+        return "strategy id is empty"
+    if len(strategy_id) > MAX_ID_LENGTH:
+        return (f"strategy id is {len(strategy_id)} characters; at most {MAX_ID_LENGTH} fit Alpaca's "
+                f"{CLIENT_ORDER_ID_MAX}-character client_order_id (the id, the bar's minute and the side)")
+    if not ID_PATTERN.fullmatch(strategy_id):
+        return (f"strategy id {strategy_id!r} may hold only letters, digits, '.', '_' and '-', starting with a letter "
+                "or digit")
+    return None
+
+
+def strategy_problem(strategy_id, strategy_type, symbol, allocation, params, check_interval_s) -> str | None:
+    """Why a strategy with these fields cannot run, in one line naming the field, or None. Ids are checked first
+    (the message then cannot name the strategy); every other problem is prefixed "strategy <id>: "."""
+    problem = id_problem(strategy_id)
+    if problem:
+        return problem
+    return (problem := _field_problem(strategy_type, symbol, allocation, params, check_interval_s)) and (
+        f"strategy {strategy_id}: {problem}")
+
+
+def stored_strategy_problem(row: dict) -> str | None:
+    """`strategy_problem` of a live_strategies row (params as stored, JSON text): a ledger written before the rules,
+    or edited by hand, may hold a strategy they refuse."""
+    try:
+        params = json.loads(row["params"])
+    except (TypeError, ValueError) as error:
+        return f"strategy {row['id']}: params are not JSON ({error})"
+    return strategy_problem(row["id"], row["type"], row["symbol"], row["allocation"], params, row["check_interval_s"])
+
+
+def _field_problem(strategy_type, symbol, allocation, params, check_interval_s) -> str | None:
+    if strategy_type not in STRATEGY_TYPES:
+        return f"unknown type {strategy_type!r}; expected one of {', '.join(STRATEGY_TYPES)}"
+    if not isinstance(symbol, str) or not symbol.strip():
+        return "symbol is empty"
+    numeric = isinstance(allocation, int | float) and not isinstance(allocation, bool)
+    if not (numeric and math.isfinite(allocation) and 0.01 <= allocation <= MAX_ALLOCATION):
+        return (f"allocation must be a finite number of dollars from 0.01 to {MAX_ALLOCATION:,.0f}, "
+                f"got {format(allocation, 'g') if numeric else json.dumps(allocation)}")
+    if not isinstance(params, dict):
+        return f"params must be a JSON object like {{\"timeframe_minutes\": 5}}, got {json.dumps(params)}"
+    problem = params_problem(strategy_type, params)
+    if problem:
+        return problem
+    if not (isinstance(check_interval_s, int) and not isinstance(check_interval_s, bool)
+            and 1 <= check_interval_s <= MAX_INTERVAL_S):
+        return f"check_interval_s must be a whole number of seconds from 1 to {MAX_INTERVAL_S}, got {json.dumps(check_interval_s)}"
     return None
 
 

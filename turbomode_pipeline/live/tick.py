@@ -16,8 +16,16 @@ import polars as pl
 
 from turbomode_pipeline.calendar import sessions_before, session_open, xnys
 from turbomode_pipeline.core.risk import MarketState, RiskLimits, review
-from turbomode_pipeline.core.strategies import decide
-from turbomode_pipeline.resources.broker import FINAL_STATUSES, Order, PaperBroker, calendar_clock, client_order_id
+from turbomode_pipeline.core.strategies import Decision, decide, stored_strategy_problem
+from turbomode_pipeline.resources.broker import (
+    FINAL_STATUSES,
+    BrokerError,
+    Order,
+    OrderRefused,
+    PaperBroker,
+    calendar_clock,
+    client_order_id,
+)
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import MarketDataSource
 from turbomode_pipeline.resources.warehouse import Warehouse, WarehouseError, WarehouseLockedError
@@ -36,6 +44,7 @@ class TickResult:
     submitted: list[str]
     positions: pl.DataFrame
     equity: float
+    failures: dict[str, str]  # strategy id -> why it or its order failed this tick (recorded as its status "error: ...")
 
 
 def current_session(now: datetime) -> date:
@@ -100,8 +109,10 @@ def record_orders(ledger: Ledger, orders: list[tuple[str, Order]], submitted_at:
         ]))
 
 
-SUBMITTING, UNSENT = "submitting", "unsent"  # the ledger's own statuses: before the broker's answer; never reached it
-SETTLED = (*FINAL_STATUSES, UNSENT)
+# the ledger's own statuses: before the broker's answer; never reached it; answered and refused by the broker
+SUBMITTING, UNSENT, REFUSED = "submitting", "unsent", "refused"
+SETTLED = (*FINAL_STATUSES, UNSENT, REFUSED)
+TRADES = ("buy", "sell")  # a decision's actions that propose an order; the others are "hold" and "error"
 
 
 def sync_orders(ledger: Ledger, broker: PaperBroker, now: datetime, log: logging.Logger | None = None) -> None:
@@ -160,16 +171,20 @@ def run_tick(
     pnl = day_pnl(ledger, bars, session_open(current_session(now)), now)
     signals = active_signals(warehouse, ledger, now, log) if (strategies["type"] == "turbomode_signals").any() else None
     decisions = strategy_decisions(strategies, bars, pnl, signals)
+    failures = dict(decisions.filter(col("action") == "error").select("strategy_id", "reason").rows())
+    for strategy_id, reason in failures.items():  # every tick it fails; its status carries it, alerted once
+        log.error(f"{strategy_id} skipped this tick: {reason}")
     ledger.append("strategy_signals", decisions.select(
         pl.lit(now.isoformat()).alias("tick_time"), "strategy_id", "symbol", col("bar_time").cast(pl.String), "action",
         "price", "reason"))
 
-    proposals = decisions.filter(col("action") != "hold").rename({"action": "side"})
+    proposals = decisions.filter(col("action").is_in(TRADES)).rename({"action": "side"})
     _, equity = broker.account_equity()
     open_positions = int((pnl["held_qty"] != 0).sum())
     state = MarketState(equity=equity, open_positions=open_positions, market_open=market_open, kill_switch=kill_switch)
     reviewed = review(proposals, limits, state)
-    submitted = submit_approved(reviewed, ledger, broker, now, log)
+    submitted, order_failures = submit_approved(reviewed, ledger, broker, now, log)
+    failures |= order_failures
     ledger.append("risk_decisions", reviewed.select(
         pl.lit(now.isoformat()).alias("tick_time"), "strategy_id", "symbol", "side", "price", "qty",
         col("approved").cast(pl.Int64), "reason"))
@@ -180,14 +195,17 @@ def run_tick(
     positions = reconcile(ledger, broker, now, log)
     cash, equity = broker.account_equity()
     ledger.append("equity", pl.DataFrame({"tick_time": [now.isoformat()], "cash": [cash], "equity": [equity]}))
-    ledger.mark_checked(decisions.select(
-        "strategy_id", (col("action") != "hold").cast(pl.Int64).alias("signals"),
-        pl.when(pl.lit(kill_switch)).then(pl.lit("halted: kill switch"))
+    failed = pl.DataFrame({"strategy_id": list(failures), "failure": list(failures.values())},
+                          schema={"strategy_id": pl.String, "failure": pl.String})
+    ledger.mark_checked(decisions.join(failed, on="strategy_id", how="left").select(
+        "strategy_id", col("action").is_in(TRADES).cast(pl.Int64).alias("signals"),
+        pl.when(col("failure").is_not_null()).then(pl.format("error: {}", "failure"))
+        .when(pl.lit(kill_switch)).then(pl.lit("halted: kill switch"))
         .when(col("day_pnl") <= -limits.daily_loss_limit).then(pl.lit("halted: daily loss limit"))
         .otherwise(pl.lit("active")).alias("status"),
     ), now)
     ledger.mark_checked(halted_checks(ledger, halted, strategy_ids), now)
-    return TickResult(decisions, reviewed, submitted, positions, equity)
+    return TickResult(decisions, reviewed, submitted, positions, equity, failures)
 
 
 def unexplained_positions(ledger: Ledger, broker: PaperBroker) -> pl.DataFrame:
@@ -213,40 +231,68 @@ def halted_checks(ledger: Ledger, halted: pl.DataFrame, strategy_ids: list[str])
 
 def strategy_decisions(strategies: pl.DataFrame, bars: pl.DataFrame, pnl: pl.DataFrame,
                        signals: pl.DataFrame | None) -> pl.DataFrame:
-    """Each strategy's decision on its symbol's newest bar, with what it holds and its P&L today."""
+    """Each strategy's decision on its symbol's newest bar, with what it holds and its P&L today. A strategy that
+    cannot run (a ledger row the door's rules refuse, or an error deciding) gets action "error" and the reason, and
+    the others go on."""
     rows = []
     for strategy in strategies.iter_rows(named=True):  # one decision per strategy (ten by default)
         mine = pnl.filter((col("strategy_id") == strategy["id"]) & (col("symbol") == strategy["symbol"]))
         held, today = float(mine["held_qty"].sum()), float(mine["day_pnl"].sum())
         own_signals = signals.filter(col("symbol") == strategy["symbol"]) if signals is not None else None
         own_bars = bars.filter(col("symbol") == strategy["symbol"])
-        decision = decide(strategy["type"], own_bars, json.loads(strategy["params"]), held, own_signals)
+        try:
+            decision = _decide(strategy, own_bars, held, own_signals)
+        except (Exception, pl.exceptions.PanicException) as error:  # a polars panic is a BaseException
+            decision = Decision("error", None, None, f"strategy {strategy['id']}: {type(error).__name__}: "
+                                                     f"{(str(error).strip().splitlines() or [''])[0]}")
         rows.append({"strategy_id": strategy["id"], "symbol": strategy["symbol"], "action": decision.action,
                      "bar_time": decision.bar_time, "price": decision.price, "reason": decision.reason,
                      "allocation": strategy["allocation"], "held_qty": held, "day_pnl": today})
     return pl.DataFrame(rows, schema=DECISION_SCHEMA)
 
 
-def submit_approved(reviewed: pl.DataFrame, ledger: Ledger, broker: PaperBroker, now: datetime, log: logging.Logger) -> list[str]:
-    """Submit each approved order once: a client id already in the ledger is never sent again."""
+def _decide(strategy: dict, bars: pl.DataFrame, held: float, signals: pl.DataFrame | None) -> Decision:
+    """The strategy's decision, or action "error" when its ledger row breaks the rules strategies are added under
+    (a ledger written before they were checked, or edited by hand)."""
+    problem = stored_strategy_problem(strategy)
+    if problem:
+        return Decision("error", None, None, problem)
+    return decide(strategy["type"], bars, json.loads(strategy["params"]), held, signals)
+
+
+def submit_approved(reviewed: pl.DataFrame, ledger: Ledger, broker: PaperBroker, now: datetime,
+                    log: logging.Logger) -> tuple[list[str], dict[str, str]]:
+    """Submit each approved order once: a client id already in the ledger is never sent again. One order's failure
+    stops no other: a refusal is recorded as `refused` with the broker's words; an order the broker did not answer
+    stays `submitting` for sync_orders to adopt or mark unsent. Returns the ids sent and, per strategy, its failure."""
     approved = reviewed.filter(col("approved")).with_columns(
         pl.struct("strategy_id", "bar_time", "side").map_elements(
             lambda r: client_order_id(r["strategy_id"], r["bar_time"], r["side"]), return_dtype=pl.String
         ).alias("client_order_id")
     )
     known_ids = ledger.client_order_ids()
-    sent = []
+    sent, failures = [], {}
     for row in approved.filter(~col("client_order_id").is_in(known_ids)).iter_rows(named=True):  # a few per tick
         ledger.append("orders", pl.DataFrame([{  # first: a crash during the call leaves a row the next tick adopts
             "client_order_id": row["client_order_id"], "strategy_id": row["strategy_id"], "symbol": row["symbol"],
             "side": row["side"], "qty": row["qty"], "submitted_at": now.isoformat(), "broker_order_id": None,
             "status": SUBMITTING, "filled_qty": 0.0, "filled_avg_price": None, "updated_at": now.isoformat(),
         }], schema_overrides={"broker_order_id": pl.String, "filled_avg_price": pl.Float64}))
-        order = broker.submit_market_order(row["client_order_id"], row["symbol"], row["side"], row["qty"], now)
+        try:
+            order = broker.submit_market_order(row["client_order_id"], row["symbol"], row["side"], row["qty"], now)
+        except OrderRefused as error:
+            ledger.refuse_order(row["client_order_id"], str(error), now)
+            log.error(f"order {row['client_order_id']} refused: {error}")
+            failures[row["strategy_id"]] = str(error)
+            continue
+        except BrokerError as error:
+            log.error(f"order {row['client_order_id']}: {error}; the next look-up adopts it or marks it unsent")
+            failures[row["strategy_id"]] = str(error)
+            continue
         log.info(f"order {order.client_order_id}: {row['side']} {row['qty']:g} {row['symbol']} -> {order.status}")
         record_orders(ledger, [(row["strategy_id"], order)], {order.client_order_id: now.isoformat()}, now)
         sent.append((row["strategy_id"], order))
-    return [order.client_order_id for _, order in sent]
+    return [order.client_order_id for _, order in sent], failures
 
 
 def reconcile(ledger: Ledger, broker: PaperBroker, now: datetime, log: logging.Logger) -> pl.DataFrame:

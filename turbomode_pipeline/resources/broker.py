@@ -30,6 +30,10 @@ class BrokerError(RuntimeError):
     """The broker refused or could not answer a request."""
 
 
+class OrderRefused(BrokerError):
+    """The broker answered and refused the order (e.g. HTTP 403 "insufficient buying power"): it holds no such order."""
+
+
 class LiveTradingRefused(BrokerError):
     """The broker points at real money and TURBOMODE_ALLOW_LIVE_TRADING is not set."""
 
@@ -260,8 +264,10 @@ class AlpacaPaperBroker(PaperBroker):
                 existing = self.order_by_client_id(client_id)  # submitted before: read back, never twice
                 if existing is not None:
                     return existing
-            raise BrokerError(
-                f"Alpaca refused order {client_id} ({side} {qty:g} {symbol}) with HTTP {error.status_code}: {error}"
+            refused = error.status_code is not None and 400 <= error.status_code < 500 and error.status_code != 429
+            raise (OrderRefused if refused else BrokerError)(
+                f"Alpaca refused order {client_id} ({side} {qty:g} {symbol}) with HTTP {error.status_code}: "
+                f"{_broker_words(error)}"
             ) from error
         except OSError as error:
             raise BrokerError(f"Alpaca did not answer order {client_id} after {self.max_retries} retries: {error}") from error
@@ -286,6 +292,14 @@ class AlpacaPaperBroker(PaperBroker):
 
     def close_position(self, symbol: str, submitted_at: datetime) -> Order:
         return _order(self._call(f"close position {symbol}", self._client().close_position, symbol))
+
+
+def _broker_words(error) -> str:
+    """The message of Alpaca's JSON error body ({"code": ..., "message": ...}), else the body as it came."""
+    try:
+        return str(error.message)
+    except (ValueError, TypeError, KeyError):
+        return str(error)
 
 
 def _timestamp(value: str | datetime) -> datetime:

@@ -20,7 +20,7 @@ import polars as pl
 import yaml
 from dagster import ConfigurableResource
 
-from turbomode_pipeline.core.strategies import DEFAULT_PARAMS, STRATEGY_TYPES, params_problem
+from turbomode_pipeline.core.strategies import DEFAULT_PARAMS, strategy_problem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_strategies (
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS risk_decisions (
     tick_time TEXT, strategy_id TEXT, symbol TEXT, side TEXT, price REAL, qty REAL, approved INTEGER, reason TEXT);
 CREATE TABLE IF NOT EXISTS orders (
     client_order_id TEXT PRIMARY KEY, strategy_id TEXT, symbol TEXT, side TEXT, qty REAL, submitted_at TEXT,
-    broker_order_id TEXT, status TEXT, filled_qty REAL, filled_avg_price REAL, updated_at TEXT);
+    broker_order_id TEXT, status TEXT, filled_qty REAL, filled_avg_price REAL, updated_at TEXT, error TEXT);
 CREATE TABLE IF NOT EXISTS fills (
     client_order_id TEXT PRIMARY KEY, strategy_id TEXT, symbol TEXT, side TEXT, qty REAL, price REAL, filled_at TEXT);
 CREATE TABLE IF NOT EXISTS positions (
@@ -42,6 +42,26 @@ CREATE TABLE IF NOT EXISTS positions (
 CREATE TABLE IF NOT EXISTS equity (tick_time TEXT PRIMARY KEY, cash REAL, equity REAL);
 CREATE TABLE IF NOT EXISTS active_signals_cache (cached_at TEXT, payload BLOB);
 """
+STRATEGY_SCHEMA = {
+    "id": pl.String, "name": pl.String, "type": pl.String, "symbol": pl.String, "allocation": pl.Float64,
+    "params": pl.String, "enabled": pl.Int64, "check_interval_s": pl.Int64, "last_check": pl.String,
+    "total_signals": pl.Int64, "status": pl.String,
+}
+
+
+ADDED_COLUMNS = {"orders": {"error": "TEXT"}}  # columns a ledger written by an older version lacks
+
+
+def _add_missing_columns(con: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in present:
+                try:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as error:  # another process added it first
+                    if "duplicate column" not in str(error):
+                        raise
 
 
 def _iso(moment: datetime) -> str:
@@ -61,6 +81,7 @@ class Ledger(ConfigurableResource):
         try:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(SCHEMA)
+            _add_missing_columns(con)
             with con:  # one transaction: committed on success, rolled back on error
                 yield con
         finally:
@@ -96,14 +117,11 @@ class Ledger(ConfigurableResource):
     def add_strategy(self, id: str, type: str, symbol: str, allocation: float, name: str | None = None,  # noqa: A002
                      params: dict | None = None, enabled: bool = True, check_interval_s: int = 60,
                      universe: pl.Series | None = None) -> None:
-        """`universe`: the symbols a new strategy may trade (unchecked when None, as for the seeded file)."""
-        if type not in STRATEGY_TYPES:
-            raise ValueError(f"strategy {id}: unknown type {type!r}; expected one of {', '.join(STRATEGY_TYPES)}")
-        if allocation <= 0:
-            raise ValueError(f"strategy {id}: allocation must be greater than 0, got {allocation}")
-        problem = params_problem(type, params or {})
+        """`universe`: the symbols a new strategy may trade (unchecked when None, as for the seeded file).
+        ValueError, in one line naming the field, for anything the strategy cannot run (core.strategies' rules)."""
+        problem = strategy_problem(id, type, symbol, allocation, {} if params is None else params, check_interval_s)
         if problem:
-            raise ValueError(f"strategy {id}: {problem}")
+            raise ValueError(problem)
         if universe is not None and symbol.upper() not in set(universe.to_list()):
             raise ValueError(f"strategy {id}: symbol {symbol.upper()} is not in the universe ({universe.len()} symbols, "
                              f"e.g. {', '.join(universe.head(5).to_list())})")
@@ -138,7 +156,8 @@ class Ledger(ConfigurableResource):
             raise ValueError(f"no strategy with id {strategy_id!r}")
 
     def strategies(self) -> pl.DataFrame:
-        return self.query("SELECT * FROM live_strategies ORDER BY id")
+        """Every strategy, typed even when there is none (a fresh ledger's columns are not all null)."""
+        return self.query("SELECT * FROM live_strategies ORDER BY id").cast(STRATEGY_SCHEMA)
 
     def due_strategies(self, now: datetime) -> list[str]:
         """Enabled strategies never checked or last checked at least their interval before `now`."""
@@ -187,6 +206,12 @@ class Ledger(ConfigurableResource):
             f"WHERE status NOT IN ({', '.join('?' * len(settled))})",
             settled,
         )
+
+    def refuse_order(self, client_order_id: str, error: str, now: datetime) -> None:
+        """The broker answered and refused the order: `refused`, with its words."""
+        with self.connection() as con:
+            con.execute("UPDATE orders SET status = 'refused', error = ?, updated_at = ? WHERE client_order_id = ?",
+                        [error, _iso(now), client_order_id])
 
     def set_order_status(self, client_order_ids: Sequence[str], status: str, now: datetime) -> None:
         with self.connection() as con:
