@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from dagster import DagsterInstance, materialize
@@ -958,12 +958,111 @@ def start_up(repeat: int = 3) -> None:
     )
 
 
+def walk_forward(predictability: float = 0.5, months: int = 12, cadence: str = "monthly", fast: bool = True) -> None:
+    """Models and scanner backfilled together over the last `months` of ten years, full universe, at `cadence`:
+    each period's models trained as of its cutoff (model_training_job through the dagster CLI, the multiprocess
+    executor, and a dask cluster of two local workers), the window scanned with the champion as of each session.
+    Prints the out-of-sample rank IC beside the simulator's best possible on the same sessions, and the cost."""
+    import json
+    import shutil
+    import subprocess
+
+    import polars as pl
+
+    from turbomode_pipeline.assets.scanner import scanner_signals
+    from turbomode_pipeline.core.features import compute_features
+    from turbomode_pipeline.core.labels import triple_barrier
+    from turbomode_pipeline.core.market_sim import expected_idiosyncratic_return
+    from turbomode_pipeline.core.point_in_time import serving_week, trains_in
+    from turbomode_pipeline.core.scanner import forward_returns
+    from turbomode_pipeline.core.universe import load_universe
+    from turbomode_pipeline.core.walk_forward import overall, period_rank_ic
+    from turbomode_pipeline.definitions import resources
+    from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
+    from turbomode_pipeline.walk_forward_command import FAST_HOLDOUT, first_training_week
+    from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
+    from turbomode_pipeline_tests.servers import BIN, Server, free_port, server_env
+
+    horizon = 10
+    grid = ten_year_grid()
+    bars = ten_years_of_bars(predictability)
+    features = compute_features(bars)
+    window = grid[-months * 21 - horizon:-horizon]  # sessions whose horizon has passed
+    weeks = (first_training_week(window[0], cadence), serving_week(window[-1]))
+    periods = sum(trains_in(weeks[0] + timedelta(days=7 * k), cadence)
+                  for k in range((weeks[1] - weeks[0]).days // 7 + 1))
+    config = {**QUIET, "ops": {"sector_models": {"config": {
+        "cadence": cadence, **({"fast": True, "holdout_sessions": FAST_HOLDOUT} if fast else {})}}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "config.json").write_text(json.dumps(config))
+        seeded = Warehouse(path=str(root / "warehouse.duckdb"))
+        sessions = grid[-2520:]
+        seeded.replace_partitions(DAILY_FEATURES, conform(features, DailyFeatures), sessions)
+        seeded.replace_partitions(TRAINING_SAMPLES, conform(triple_barrier(bars, features), TrainingSamples), sessions)
+        tags = json.dumps({PARTITION_RANGE_START: str(weeks[0]), PARTITION_RANGE_END: str(weeks[1])})
+
+        def prepared(name: str, **extra: str) -> dict:
+            folder = root / name
+            (folder / "data").mkdir(parents=True)
+            (folder / "home").mkdir()
+            shutil.copy(root / "warehouse.duckdb", folder / "data" / "warehouse.duckdb")
+            return server_env(folder, folder / "home", DEFAULT_UNIVERSE, TURBOMODE_SIM_PREDICTABILITY=str(predictability),
+                              **extra)
+
+        def train(env: dict) -> float:
+            command = [str(BIN / "dagster"), "job", "execute", "-m", "turbomode_pipeline.definitions",
+                       "-j", "model_training_job", "-c", str(root / "config.json"), "--tags", tags]
+            return timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True))
+
+        env = prepared("multiprocess")
+        multiprocess = train(env)
+        scheduler = f"tcp://127.0.0.1:{free_port()}"
+        dask_env = prepared("dask", TURBOMODE_DASK_SCHEDULER=scheduler)
+        cluster = [Server("scheduler", [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
+                                        scheduler.rsplit(":", 1)[1], "--no-dashboard"], dask_env, root)]
+        cluster += [Server(f"w{i}", [str(BIN / "dask"), "worker", scheduler, "--nthreads", "1", "--no-nanny",
+                                     "--no-dashboard"], dask_env, root) for i in (1, 2)]
+        try:
+            distributed = train(dask_env)
+        finally:
+            for server in cluster:
+                server.stop()
+        doors = resources(load_settings(env))
+        scan = timed(lambda: materialize([scanner_signals], resources=doors, instance=DagsterInstance.ephemeral(),
+                                         run_config=QUIET, tags={PARTITION_RANGE_START: str(window[0]),
+                                                                 PARTITION_RANGE_END: str(window[-1])}))
+        scores = doors["warehouse"].scores(window)
+    returns = forward_returns(bars, horizon)
+    best = expected_idiosyncratic_return(load_universe(DEFAULT_UNIVERSE), grid, window, seed=7,
+                                         predictability=predictability, horizon=horizon)
+    summary = overall(scores, returns, horizon, best)
+    by_period = period_rank_ic(scores, returns, horizon, best).filter(pl.col("sector") == "all")
+    table(
+        f"walk-forward over {len(window)} sessions {window[0]}..{window[-1]} at predictability {predictability}: "
+        f"{cadence} models ({periods} periods, {'fast' if fast else 'full'} settings), full universe",
+        [
+            ("out-of-sample daily rank IC within sectors (mean)", f"{summary['rank_ic']:.4f}"),
+            ("its overlap-adjusted t", f"{summary['rank_ic_t']:.2f}"),
+            ("simulator's best possible rank IC, same sessions", f"{summary['best_rank_ic']:.4f}"),
+            ("ratio (target >= 0.75)", f"{summary['ratio']:.2f}"),
+            ("periods whose pooled rank IC t > 0", f"{int((by_period['rank_ic_t'] > 0).sum())} of {by_period.height}"),
+            ("training, multiprocess executor (2 processes)", f"{multiprocess:.0f} s"),
+            ("training, per period, multiprocess", f"{multiprocess / max(periods, 1):.0f} s"),
+            ("training, dask (2 local workers)", f"{distributed:.0f} s"),
+            ("ratio: dask / multiprocess", f"{distributed / multiprocess:.2f}"),
+            ("scan of the window, one run", f"{scan:.0f} s"),
+        ],
+    )
+
+
 SECTIONS = {
     "start_up": start_up, "live_tick": live_tick, "bars_backfill": bars_backfill, "feature_engine": feature_engine,
     "features_backfill_cli": features_backfill_cli, "model_training": model_training,
     "model_training_random_walk": lambda: model_training(predictability=0.0), "instance_storage": instance_storage,
     "scanner_scan": scanner_scan, "strategy_backtest_year": strategy_backtest_year, "replay_ticks": replay_ticks,
     "signal_backtest": signal_backtest, "real_closes": real_closes, "training_executors": training_executors,
+    "walk_forward": walk_forward, "walk_forward_random_walk": lambda: walk_forward(predictability=0.0),
 }
 
 
