@@ -13,13 +13,30 @@ from turbomode_pipeline import walk_forward_command
 # told once, by the CLI, with its traceback, instead of by both the step's and the run's events.
 LOG_LEVEL = {"level": "CRITICAL"}
 FEATURE_WARMUP = 252  # the 52-week high/low: a sample's features exist from its 252nd session
-DEMO_HOLDOUT = 120  # the demo's holdout sessions; the split needs as many again before it
+DEMO_SESSIONS = 800  # the fewest that give the demo the weekly run's 250-session holdout
+# The demo's holdout: as many sessions as the history allows up to the weekly run's 250 (the champion gate's
+# rank-IC test needs them: at 120, half the sectors' t fell inside the null band), at least 120; the split
+# needs as many sessions of samples again before it.
+DEMO_HOLDOUT = (120, 250)
+
+
+def _samples_before_cutoff(session_count: int, horizon: int) -> int:
+    """Sessions of samples before the demo's models' cutoff: after the warm-up, before the label horizon and the
+    scanned sessions with up to a week before them (the models are trained as of the week before the scan)."""
+    return session_count - (FEATURE_WARMUP - 1) - horizon - SCANNED_SESSIONS - 5
+
+
+def demo_holdout(session_count: int, horizon: int) -> int:
+    return min(DEMO_HOLDOUT[1], _samples_before_cutoff(session_count, horizon) // 2)
 
 
 def min_training_sessions(horizon: int) -> int:
-    """The fewest sessions the demo trains on: the warm-up, the label horizon, two holdouts of samples, then the
-    scanned sessions and up to a week before them (the models are trained as of the week before the scan)."""
-    return FEATURE_WARMUP - 1 + horizon + 2 * DEMO_HOLDOUT + SCANNED_SESSIONS + 5  # 536 with the defaults
+    """The fewest sessions the demo trains on: two of the shortest holdouts of samples before the cutoff."""
+    return session_count_for(2 * DEMO_HOLDOUT[0], horizon)  # 536 with the defaults
+
+
+def session_count_for(samples: int, horizon: int) -> int:
+    return samples + (FEATURE_WARMUP - 1) + horizon + SCANNED_SESSIONS + 5
 
 
 class StepFailed(Exception):
@@ -145,14 +162,15 @@ def _demo_chain(session_count: int) -> bool:
     if trained:
         # the models of the week holding the first scanned session: every scanned session lies after their labels
         week = serving_week(sessions[-SCANNED_SESSIONS])
-        fast = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": DEMO_HOLDOUT}}}}
+        holdout = demo_holdout(len(sessions), settings.label_horizon)
+        fast = {"ops": {"sector_models": {"config": {"fast": True, "holdout_sessions": holdout}}}}
         print(f"sector_models: the universe's {len(SECTORS)} sectors x 6 models as of {week_cutoff(week)} (the week "
-              f"before the scanned sessions), fast demo settings (smaller models, 3 folds, {DEMO_HOLDOUT}-session holdout)")
+              f"before the scanned sessions), fast demo settings (smaller models, 3 folds, {holdout}-session holdout)")
         _run_job("model_training_job", week.isoformat(), week.isoformat(), run_config=fast)
     else:
         print(f"sector_models: skipped: {len(sessions)} sessions are too few to train on; the features' "
               f"{FEATURE_WARMUP}-session warm-up, the {settings.label_horizon}-session label horizon and a "
-              f"{DEMO_HOLDOUT}-session holdout with as many before it need --sessions {minimum} or more")
+              f"{DEMO_HOLDOUT[0]}-session holdout with as many before it need --sessions {minimum} or more")
 
     warehouse = defs.resources["warehouse"]
     bars = warehouse.bar_totals(sessions[0], sessions[-1])
@@ -513,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="MLflow's and Dagster's informational logging")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="run the main jobs over the latest sessions and print a summary")
-    demo_parser.add_argument("--sessions", type=int, default=750, help="how many recent sessions (default 750)")
+    demo_parser.add_argument("--sessions", type=int, default=DEMO_SESSIONS,
+                             help=f"how many recent sessions (default {DEMO_SESSIONS}: a 250-session holdout)")
     demo_parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                              help="MLflow's and Dagster's informational logging")
     demo_parser.set_defaults(handler=demo)

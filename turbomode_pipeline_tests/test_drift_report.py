@@ -89,7 +89,7 @@ def write_scanner_history(warehouse: Warehouse) -> None:
     )
     scores = closes.select("session", "symbol", "sector").with_columns(
         probability_up=pl.Series(rng.beta(4, 4, closes.height)), model_name=pl.lit("stacked_ensemble"),
-        model_version=pl.lit("1"),
+        model_version=pl.lit("1"), model_labels_through=pl.lit(SESSIONS[-81]),
     )
     warehouse.replace_partitions(SCANNER_SCORES, conform(scores, ScannerScores), SESSIONS[-80:])
     week = closes.filter(pl.col("session").is_in(WEEK_SESSIONS)).sample(40, seed=5).sort("session", "symbol")
@@ -102,7 +102,7 @@ def write_scanner_history(warehouse: Warehouse) -> None:
         created_at=pl.col("session").cast(pl.Datetime("us", "UTC")) + pl.duration(hours=23),
         expires_at=pl.col("session").cast(pl.Datetime("us", "UTC")) + pl.duration(days=14, hours=21),
         is_active=pl.lit(True), model_name=pl.format("turbomode-{}-stacked_ensemble", "sector"),
-        model_version=pl.lit("1"), mlflow_run_id=pl.lit("0" * 32),
+        model_version=pl.lit("1"), mlflow_run_id=pl.lit("0" * 32), model_labels_through=pl.lit(SESSIONS[-81]),
     ).drop("close")
     warehouse.replace_partitions(SIGNAL_HISTORY, conform(signals, SignalHistory), WEEK_SESSIONS)
     resolved = closes.filter(pl.col("session").is_in(SESSIONS[-30:-25])).with_columns(

@@ -135,7 +135,7 @@ def nvda_signal(live: dict, now: datetime) -> pl.DataFrame:
         "confidence": [0.72], "entry_price": [price], "target_price": [price * 1.5], "stop_loss": [price * 0.5],
         "sector": ["Information Technology"], "created_at": [now - timedelta(hours=16)],
         "expires_at": [now + timedelta(days=10)], "is_active": [True], "model_name": ["it_stacked"],
-        "model_version": ["3"], "mlflow_run_id": ["abc123"],
+        "model_version": ["3"], "mlflow_run_id": ["abc123"], "model_labels_through": [date(2026, 11, 13)],
     })
 
 

@@ -34,6 +34,7 @@ def signal(session: date, expires: datetime, active: bool = True) -> dict:
         "entry_price": 100.0, "target_price": 105.0, "stop_loss": 97.0, "sector": "Energy",
         "created_at": datetime.combine(session, datetime.min.time(), UTC), "expires_at": expires, "is_active": active,
         "model_name": "turbomode-energy-stacked_ensemble", "model_version": "1", "mlflow_run_id": "0" * 32,
+        "model_labels_through": session - timedelta(days=7),
     }
 
 

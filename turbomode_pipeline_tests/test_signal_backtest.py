@@ -75,7 +75,8 @@ def backtested(tmp_path_factory):
     warehouse.replace_partitions(DAILY_BARS, conform(bars.with_columns(ingested_at=pl.lit(datetime.now(UTC))),
                                                      DailyBars), sessions)
     scored = sessions[WARMUP:]
-    lineage = dict(model_name=pl.lit("simulator_best_score"), model_version=pl.lit("1"), mlflow_run_id=pl.lit("none"))
+    lineage = dict(model_name=pl.lit("simulator_best_score"), model_version=pl.lit("1"), mlflow_run_id=pl.lit("none"),
+                   model_labels_through=pl.col("session").dt.offset_by("-1d"))
     warehouse.replace_partitions(SCANNER_SCORES, conform(scores.with_columns(**lineage).select(list(ScannerScores.to_schema().columns)), ScannerScores), scored)
     with_atr = scores.join(
         bars.sort("symbol", "session")  # a 14-session mean range stands in for ATR(14): the barriers' width

@@ -119,6 +119,7 @@ def write_signal(warehouse: Warehouse, market_data: SimulatedMarketData, univers
         pl.lit(datetime(2026, 11, 17, 5, 30, tzinfo=UTC)).alias("created_at"),
         pl.lit(datetime(2026, 11, 19, 21, 0, tzinfo=UTC)).alias("expires_at"), pl.lit(False).alias("is_active"),
         pl.lit("stacked_ensemble").alias("model_name"), pl.lit("1").alias("model_version"), pl.lit("run").alias("mlflow_run_id"),
+        pl.lit(date(2026, 11, 6)).alias("model_labels_through"),
     )
     warehouse.replace_partitions(SIGNAL_HISTORY, conform(signals, SignalHistory), [scan])
 
