@@ -110,7 +110,8 @@ def _print(args: argparse.Namespace, warehouse, sessions: list[date], newest: da
     if warning:
         print(warning, file=sys.stderr)
     if shown is not None and shown.height:
-        print(_formatted(shown, args.format))
+        one_session = len(sessions) == 1 and args.format == "table"  # the headline names it
+        print(_formatted(shown.drop("session") if one_session else shown, args.format))
     return 0
 
 

@@ -150,8 +150,9 @@ def _controls(rows: pl.DataFrame) -> str:
 
 
 def _record_table(record: pl.DataFrame) -> str:
-    shown = record.select("sector", "graded_signals",
-                          *[col(c).map_elements(_rate, return_dtype=pl.String) for c in ("hit_rate", "rank_ic")])
+    shown = record.select("sector", col("graded_signals").alias("graded signals"),
+                          *[col(c).map_elements(_rate, return_dtype=pl.String).alias(heading)
+                            for c, heading in (("hit_rate", "hit rate"), ("rank_ic", "rank IC"))])
     return r.table(shown)
 
 
@@ -169,8 +170,8 @@ def render_sheet(sheet: SignalsSheet) -> str:
         r.paragraph(f"Scanned {scanned}: {rows.height} signals, {buy} BUY / {rows.height - buy} SELL. Times are "
                     f"{sheet.timezone}. Each sector's hit rate (share of signals that reached their target) and rank "
                     f"IC (P(up) against the realised return over the sector's median) are out of sample: the "
-                    f"scanner's own signals of {sheet.graded_between}, graded by this session's close; "
-                    f"{NOT_AVAILABLE} when none was graded."),
+                    f"scanner's own signals of the sessions {sheet.graded_between} that signal_outcomes graded "
+                    f"(their horizon ended by this session's close); {NOT_AVAILABLE} when none was graded."),
         _controls(rows),
         _signal_table(rows),
         r.heading("Sectors' recent record"),
@@ -188,6 +189,7 @@ def _zone(name: str):
 
 
 STYLE = """th{cursor:pointer;background:#f3f3f3} th.sorted-up::after{content:" \\25B2"} th.sorted-down::after{content:" \\25BC"}
+#signals td:not(.num),#signals th:not(.num){text-align:left}
 td.BUY{color:#2e7d32;font-weight:bold} td.SELL{color:#c62828;font-weight:bold} .controls label{margin-right:1em}"""
 # Sorting reads each cell's data-sort (numbers: numerically, n/a last); filtering hides rows by their data-sector,
 # data-side and data-symbol. Nothing is written into the page but the count of shown rows.
