@@ -150,8 +150,9 @@ def _controls(rows: pl.DataFrame) -> str:
 
 
 def _record_table(record: pl.DataFrame) -> str:
+    """One row per sector with graded signals (eleven at most: formatting them one by one costs nothing)."""
     shown = record.select("sector", col("graded_signals").alias("graded signals"),
-                          *[col(c).map_elements(_rate, return_dtype=pl.String).alias(heading)
+                          *[col(c).map_elements(_rate, return_dtype=pl.String).fill_null(NOT_AVAILABLE).alias(heading)
                             for c, heading in (("hit_rate", "hit rate"), ("rank_ic", "rank IC"))])
     return r.table(shown)
 
