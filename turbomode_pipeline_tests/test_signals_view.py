@@ -202,7 +202,8 @@ def test_a_missing_or_not_yet_due_session_names_the_partition_to_materialise_fir
     early = missing_features([day], due_at(day) - timedelta(hours=3)).format(shown=day)
     assert f"({day} not due yet: a session's bars are ingested at 22:45 and due by 23:15 CST on its own date). " \
            f"Materialise daily_features {day} first" in early
-    assert "fix and re-materialise daily_bars" not in early.split(";")[0]
+    assert early.endswith("(it writes a session only once that session's daily_bars passed every blocking check: "
+                          "if daily_bars failed, fix and re-materialise it first)")
 
 
 def _visible(page, key):
@@ -261,3 +262,17 @@ def test_a_hostile_symbol_stays_text_in_the_sheet(tmp_path):
         assert hostile in page.inner_text("#signals")
         page.fill("#symbol-filter", "aaa")
         assert _visible(page, "symbol") == ["AAA"]
+
+
+def test_unscored_symbols_are_named_by_sector_and_reason():
+    from turbomode_pipeline.core.scanner import unscored
+
+    day = date(2026, 12, 4)
+    features = pl.DataFrame({"session": [day] * 5, "symbol": ["XOM", "CVX", "AAPL", "MSFT", "LIN"],
+                             "sector": ["Energy", "Energy", "Information Technology", "Information Technology", "Materials"]})
+    scored = pl.DataFrame({"session": [day, day], "symbol": ["XOM", "AAPL"]})
+    assert unscored(features, scored, ["Materials"]).rows() == [
+        (day, "Energy", "incomplete features", ["CVX"]),
+        (day, "Information Technology", "incomplete features", ["MSFT"]),
+        (day, "Materials", "no champion", ["LIN"]),
+    ]

@@ -98,8 +98,8 @@ def missing_features(missing: list[date], now: datetime) -> str:
     not_due = (f" ({', '.join(map(str, pending))} not due yet: a session's bars are ingested at {INGESTION_TIME:%H:%M} "
                f"and due by {due_at(pending[-1]).astimezone(desk_timezone()):%H:%M %Z} on its own date)") if pending else ""
     return (f"scanner not run: daily_features has no rows for session(s) {{shown}}{not_due}. Materialise "
-            f"daily_features {upstream} first; it writes a session only once its daily_bars passed every blocking "
-            "check, so if daily_bars failed there, fix and re-materialise daily_bars for it before")
+            f"daily_features {upstream} first (it writes a session only once that session's daily_bars passed every "
+            "blocking check: if daily_bars failed, fix and re-materialise it first)")
 
 
 def _champion(model_registry: ModelRegistry, name: str):
@@ -200,7 +200,8 @@ def scanner_signals(
     """Score every symbol's features for the session with its sector's champion (stacked
     ensemble) and emit BUY/SELL signals where the calibrated confidence passes the threshold
     (TURBOMODE_SIGNAL_THRESHOLD). Target and stop are the label barriers; a signal expires
-    at the close H sessions later. Writes signal_history and scanner_scores per session.
+    at the close H sessions later. Writes signal_history and scanner_scores per session, and each
+    session's signals sheet $TURBOMODE_DATA_DIR/reports/signals_<session>.html (metadata signals_sheet).
     """
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     features = _features(warehouse, sessions)
