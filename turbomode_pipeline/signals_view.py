@@ -78,9 +78,11 @@ def _chosen_sessions(args: argparse.Namespace, warehouse, newest: date) -> tuple
         return [], problem
     scanned = sorted(warehouse.held_sessions("scanner_scores", chosen))
     if not scanned:
-        what = str(chosen[0]) if len(chosen) == 1 else f"any session of {chosen[0]}..{chosen[-1]}"
+        one = len(chosen) == 1
+        what, partitions = (chosen[0], chosen[0]) if one else (f"any session of {chosen[0]}..{chosen[-1]}",
+                                                               f"{chosen[0]}...{chosen[-1]}")
         return [], (f"no scan of {what}: the newest scanned session is {newest}; materialise scanner_signals "
-                    f"{chosen[0] if len(chosen) == 1 else f'{chosen[0]}...{chosen[-1]}'} first")
+                    f"{partitions} first")
     return scanned, None
 
 
@@ -99,8 +101,7 @@ def _filter_problem(args: argparse.Namespace) -> str | None:
 def _print(args: argparse.Namespace, warehouse, sessions: list[date], newest: date, timezone: str) -> int:
     from turbomode_pipeline.core.signals_sheet import desk_view, select_signals, sort_signals
 
-    stored = warehouse.scanned_signals(sessions[0], sessions[-1])
-    found = stored.filter(stored["session"].is_in(sessions)) if stored is not None else None
+    found = warehouse.scanned_signals(sessions[0], sessions[-1])  # only scanned sessions hold signals
     view = desk_view(found, timezone) if found is not None else None
     shown = view if view is None else sort_signals(
         select_signals(view, args.sector, args.side, args.min_confidence, args.symbol), args.sort)
