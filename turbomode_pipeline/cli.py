@@ -7,6 +7,7 @@ import sys
 import time
 from datetime import timedelta
 
+from turbomode_pipeline import signals_view  # `turbomode signals`
 from turbomode_pipeline import walk_forward_command
 
 # The console log level of the runs the CLI starts: CRITICAL (quiet) unless --verbose. A failure is
@@ -129,8 +130,15 @@ def demo(args: argparse.Namespace) -> int:
         print(f"query the warehouse: .venv/bin/duckdb -readonly {settings.warehouse_path}")
         print("open the UI:         make ui   (then http://127.0.0.1:3000)")
         print("open MLflow:         make mlflow   (then http://127.0.0.1:5000: Model training, experiment turbomode)")
-        print(f"open the reports:    {settings.reports_dir}/*.html")
+        print(f"open the reports:    {settings.reports_dir}/*.html   (tonight's signals: {_newest_sheet(settings.reports_dir)}"
+              "; in a terminal: .venv/bin/turbomode signals)")
     return code
+
+
+def _newest_sheet(reports_dir) -> str:
+    """The newest scan's signals sheet (scanner_signals writes one per session), or where they will be."""
+    sheets = sorted(reports_dir.glob("signals_*.html"))
+    return str(sheets[-1]) if sheets else f"{reports_dir}/signals_<session>.html, once a session is scanned"
 
 
 def _demo_chain(session_count: int) -> bool:
@@ -572,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     replay_parser.set_defaults(handler=replay)
     _one_line_errors(replay_parser, "replay")
     _one_line_errors(walk_forward_command.register(commands), "walk-forward")
+    _one_line_errors(signals_view.add_parser(commands), "signals")
     _one_line_errors(parser, "")
     _one_line_errors(status_parser, "status")
     args = parser.parse_args(argv)

@@ -17,6 +17,7 @@ from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTITION_RANGE_START
 from turbomode_pipeline.due import due_sessions
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.resources.labels import LabelSettings
@@ -488,6 +489,7 @@ from dagster import DagsterInstance, materialize
 from turbomode_pipeline.assets.scanner import scanner_signals
 from turbomode_pipeline.resources.model_registry import ModelRegistry
 from turbomode_pipeline.resources.labels import LabelSettings
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import load_settings
 imported = time.perf_counter()
@@ -495,7 +497,8 @@ tracking, artifacts, warehouse, partition = sys.argv[1:5]
 result = materialize(
     [scanner_signals], partition_key=partition, instance=DagsterInstance.ephemeral(),
     resources={"warehouse": Warehouse(path=warehouse), "model_registry": ModelRegistry(tracking_uri=tracking, artifact_root=artifacts),
-               "labels": LabelSettings.from_settings(load_settings({}))},
+               "labels": LabelSettings.from_settings(load_settings({})),
+               "reports": ReportStore(directory=warehouse + ".reports")},
     run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
 )
 done = time.perf_counter()
@@ -583,7 +586,8 @@ def scanner_scan(repeat: int = 5) -> None:
                 model_registry._LOADED.clear()  # as in a fresh process: every champion loaded from MLflow
             started = time.perf_counter()
             result = materialize(
-                [scanner_signals], resources={"warehouse": warehouses[name], "model_registry": registry, "labels": LABELS},
+                [scanner_signals], resources={"warehouse": warehouses[name], "model_registry": registry, "labels": LABELS,
+                                              "reports": ReportStore(directory=str(folder / "reports"))},
                 instance=instance, partition_key=newest.isoformat(), run_config=QUIET,
             )
             wall = time.perf_counter() - started

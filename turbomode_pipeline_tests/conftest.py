@@ -22,6 +22,7 @@ from turbomode_pipeline.resources.broker import LocalPaperBroker
 from turbomode_pipeline.resources.ledger import Ledger
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.resources.labels import LabelSettings
@@ -49,12 +50,13 @@ def warehouse(tmp_path: Path) -> Warehouse:
 
 
 @pytest.fixture
-def resources(warehouse: Warehouse, small_universe_path: Path) -> dict:
+def resources(warehouse: Warehouse, small_universe_path: Path, tmp_path: Path) -> dict:
     return {
         "market_data": SimulatedMarketData(seed=11, predictability=0.5),
         "warehouse": warehouse,
         "universe": Universe(path=str(small_universe_path)),
         "labels": LabelSettings.from_settings(get_settings()),
+        "reports": ReportStore(directory=str(tmp_path / "reports")),
     }
 
 

@@ -60,6 +60,7 @@ def _resources(config: SoakConfig) -> dict:
     from turbomode_pipeline.resources.ledger import Ledger
     from turbomode_pipeline.resources.market_data import AlpacaMarketData, SimulatedMarketData
     from turbomode_pipeline.resources.model_registry import ModelRegistry
+    from turbomode_pipeline.resources.reports import ReportStore
     from turbomode_pipeline.resources.universe import Universe
     from turbomode_pipeline.resources.labels import LabelSettings
     from turbomode_pipeline.resources.warehouse import Warehouse
@@ -73,6 +74,7 @@ def _resources(config: SoakConfig) -> dict:
             "universe": Universe(path=config.universe),
             "model_registry": ModelRegistry(**config.registry),
             "labels": LabelSettings.from_settings(get_settings()),
+            "reports": ReportStore(directory=str(Path(config.warehouse).parent / "reports")),
         },
         "live": {
             "ledger": Ledger(path=str(Path(config.folder) / "trading.sqlite")),

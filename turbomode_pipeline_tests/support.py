@@ -14,6 +14,7 @@ from turbomode_pipeline.automation.market_data import PARTITION_RANGE_END, PARTI
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.model_registry import ModelRegistry
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.universe import Universe
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.settings import DEFAULT_UNIVERSE, get_settings
@@ -193,4 +194,5 @@ class TrainedModels:
             "universe": Universe(path=str(self.universe_path)),
             "model_registry": self.registry,
             "labels": LabelSettings.from_settings(get_settings()),
+            "reports": ReportStore(directory=str(folder / "reports")),
         }

@@ -1,7 +1,7 @@
 """`scanner_signals` (nightly BUY/SELL signals) and `signal_outcomes` (how they turned out)."""
 
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import polars as pl
 from dagster import (
@@ -25,14 +25,17 @@ from turbomode_pipeline.assets.guards import bars_through_horizon, refuse_look_a
 from turbomode_pipeline.assets.features import daily_features
 from turbomode_pipeline.assets.market_data import daily_bars
 from turbomode_pipeline.assets.models import sector_models
-from turbomode_pipeline.assets.partition_metadata import attach, by_session, log_run, readable
+from turbomode_pipeline.assets.partition_metadata import PER_PARTITION_LIMIT, attach, by_session, log_run, readable
 from turbomode_pipeline.calendar import session_close, sessions_after, sessions_before
 from turbomode_pipeline.partitions import daily_sessions
 from turbomode_pipeline.core import point_in_time, scanner
 from turbomode_pipeline.core.features import FEATURES
 from turbomode_pipeline.core.model_types import STACKED
+from turbomode_pipeline.core.signals_sheet import SignalsSheet, desk_view, render_sheet, sector_track_record
+from turbomode_pipeline.due import INGESTION_TIME, desk_timezone, due_at
 from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.model_registry import ModelRegistry, UntrustedModel, registered_name
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.assets.table_schema import table_metadata
 from turbomode_pipeline.schemas import (
@@ -80,14 +83,22 @@ def expiry(sessions: list[date], horizon: int) -> pl.DataFrame:
 
 def _features(warehouse: Warehouse, sessions: list[date]) -> pl.DataFrame:
     features = warehouse.features(sessions, ["sector", "close", "atr_14", *FEATURES])
-    require_sessions(
-        features["session"], sessions,
-        "scanner not run: daily_features has no rows for session(s) {shown}. Features are written only when that "
-        "session's daily_bars passed every blocking check; fix and re-materialise daily_bars (then daily_features) "
-        "for them first",
-        metadata_key="sessions_without_features",
-    )
+    missing = sorted(set(sessions) - set(features["session"].unique().to_list()))
+    if missing:
+        require_sessions(features["session"], sessions, missing_features(missing, clock.now()),
+                         metadata_key="sessions_without_features")
     return features
+
+
+def missing_features(missing: list[date], now: datetime) -> str:
+    """Why the scan cannot run, and the upstream partition(s) to materialise first (a require_sessions message)."""
+    upstream = f"{missing[0]}" if len(missing) == 1 else f"{missing[0]}...{missing[-1]}"
+    pending = [day for day in missing if due_at(day) > now]
+    not_due = (f" ({', '.join(map(str, pending))} not due yet: a session's bars are ingested at {INGESTION_TIME:%H:%M} "
+               f"and due by {due_at(pending[-1]).astimezone(desk_timezone()):%H:%M %Z} on its own date)") if pending else ""
+    return (f"scanner not run: daily_features has no rows for session(s) {{shown}}{not_due}. Materialise "
+            f"daily_features {upstream} first (it writes a session only once that session's daily_bars passed every "
+            "blocking check: if daily_bars failed, fix and re-materialise it first)")
 
 
 def _unserved(complete: pl.DataFrame, served: pl.DataFrame) -> pl.DataFrame:
@@ -156,6 +167,45 @@ def score(features: pl.DataFrame, warehouse: Warehouse, model_registry: ModelReg
     return scored, loading, without
 
 
+def unscored_metadata(missed: pl.DataFrame) -> pl.DataFrame:
+    """Per partition: how many symbols went unscored for want of a champion, how many for incomplete features,
+    and which, by sector and reason (core/scanner.unscored's rows)."""
+    count = pl.col("symbols").list.len()
+    return by_session(
+        missed,
+        symbols_without_champion=count.filter(pl.col("reason") == scanner.NO_CHAMPION).sum(),
+        symbols_with_incomplete_features=count.filter(pl.col("reason") == scanner.INCOMPLETE_FEATURES).sum(),
+        unscored_symbols=pl.format("{} ({}): {}", "sector", "reason", pl.col("symbols").list.join(" ")).str.join("; "),
+    )
+
+
+TRACK_RECORD_SESSIONS = 60  # a sheet's sector record: the signals of this many sessions graded by its session
+
+
+def graded_window(session: date, horizon: int) -> tuple[date, date]:
+    """The TRACK_RECORD_SESSIONS sessions whose signals were graded by `session`'s close (their horizon ended)."""
+    last = sessions_before(session, horizon)[0]
+    return sessions_before(last, TRACK_RECORD_SESSIONS - 1)[0], last
+
+
+def write_sheets(context: AssetExecutionContext, reports: ReportStore, warehouse: Warehouse, found: pl.DataFrame,
+                 sessions: list[date], horizon: int, missed: pl.DataFrame) -> None:
+    """Each session's signals sheet (core/signals_sheet.py; of a long backfill, the newest PER_PARTITION_LIMIT),
+    linked from its partition as signals_sheet."""
+    written, timezone, scanned_at = sessions[-PER_PARTITION_LIMIT:], get_settings().timezone, clock.now()
+    graded = warehouse.graded_signal_results(graded_window(written[0], horizon)[0], graded_window(written[-1], horizon)[1])
+    view = desk_view(found, timezone)
+    for session in written:
+        first, last = graded_window(session, horizon)
+        sheet = SignalsSheet(
+            str(session), scanned_at, timezone, view.filter(pl.col("session") == session),
+            sector_track_record(graded.filter(pl.col("session").is_between(first, last))), f"{first}..{last}",
+            missed.filter(pl.col("session") == session),
+        )
+        path = reports.write(f"signals_{session}.html", render_sheet(sheet))
+        context.add_asset_metadata({"signals_sheet": MetadataValue.path(str(path))}, partition_key=str(session))
+
+
 @asset(
     partitions_def=daily_sessions(),
     backfill_policy=BackfillPolicy.single_run(),
@@ -171,12 +221,13 @@ def score(features: pl.DataFrame, warehouse: Warehouse, model_registry: ModelReg
 )
 def scanner_signals(
     context: AssetExecutionContext, config: ScannerConfig, warehouse: Warehouse, model_registry: ModelRegistry,
-    labels: LabelSettings,
+    labels: LabelSettings, reports: ReportStore,
 ):
     """Score every symbol's features for the session with its sector's champion (stacked
     ensemble) and emit BUY/SELL signals where the calibrated confidence passes the threshold
     (TURBOMODE_SIGNAL_THRESHOLD). Target and stop are the label barriers; a signal expires
-    at the close H sessions later. Writes signal_history and scanner_scores per session.
+    at the close H sessions later. Writes signal_history and scanner_scores per session, and each
+    session's signals sheet $TURBOMODE_DATA_DIR/reports/signals_<session>.html (metadata signals_sheet).
     """
     sessions = [date.fromisoformat(key) for key in context.partition_keys]
     features = _features(warehouse, sessions)
@@ -201,9 +252,11 @@ def scanner_signals(
                              "buy_share": (pl.col("signal_type") == "BUY").mean()}),
         on="partition", how="left",
     ).with_columns(pl.col("dagster/row_count", "buy_signals", "sell_signals").fill_null(0))
-    complete = by_session(features, rows=pl.len()).join(by_session(scored, scored=pl.len()), on="partition", how="left")
-    own = own.join(complete.select("partition", symbols_without_complete_features=pl.col("rows")
-                                   - pl.col("scored").fill_null(0)), on="partition", how="left")
+    missed = scanner.unscored(features, scored, without_champion)
+    own = own.join(unscored_metadata(missed), on="partition", how="left").with_columns(
+        pl.col("symbols_without_champion", "symbols_with_incomplete_features").fill_null(0),
+        pl.col("unscored_symbols").fill_null("none"),
+    )
     attach(context, own, context.partition_keys, missing={"dagster/row_count": 0, "symbols_scored": 0})
     context.add_asset_metadata({
         "buy_sell_by_session": MetadataValue.md(per_session.tail(30).to_pandas().to_markdown(index=False)),
@@ -213,6 +266,7 @@ def scanner_signals(
             .to_pandas().to_markdown(index=False)
         ),
     }, partition_key=context.partition_keys[-1])
+    write_sheets(context, reports, warehouse, found, sessions, labels.horizon, missed)
     log_run(context, "scanner_signals", signals=found.height, sessions=len(sessions),
             buy_share=float((found["signal_type"] == "BUY").mean()) if found.height else float("nan"))
     # the run's own facts, true of every partition it wrote: its models, threshold and timings

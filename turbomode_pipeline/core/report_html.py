@@ -121,9 +121,11 @@ def data_block(element_id: str, frames: Mapping[str, pl.DataFrame]) -> str:
     return f'<script type="application/json" id="{html.escape(element_id)}">{text}</script>'
 
 
-def page(title: str, parts: Sequence[str]) -> str:
-    """The whole document: a title, then the parts (HTML fragments made by the functions above)."""
+def page(title: str, parts: Sequence[str], head: str = "", tail: str = "") -> str:
+    """The whole document: a title, then the parts (HTML fragments made by the functions above); `head` goes in
+    the head after the shared style (a page's own style), `tail` at the end of the body (a page's own script)."""
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n"
+        f"<style>{STYLE}</style>{head}</head><body>\n<h1>{html.escape(title)}</h1>\n" + "\n".join(parts)
+        + f"\n{tail}</body></html>\n"
     )

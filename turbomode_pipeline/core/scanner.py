@@ -11,7 +11,7 @@ vectorised over symbols and sessions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -284,4 +284,21 @@ def hit_rates(outcomes: pl.DataFrame) -> pl.DataFrame:
             mean_ret=col("ret").mean(),
         )
         .sort("sector", "signal_type")
+    )
+
+
+NO_CHAMPION, INCOMPLETE_FEATURES = "no champion", "incomplete features"
+
+
+def unscored(features: pl.DataFrame, scored: pl.DataFrame, sectors_without_champion: Sequence[str]) -> pl.DataFrame:
+    """session, sector, reason, symbols (a sorted list): the feature rows the scan did not score, because their
+    sector has no champion or because a model feature or the ATR is missing (the 252-session warm-up)."""
+    return (
+        features.select("session", "symbol", "sector")
+        .join(scored.select("session", "symbol"), on=["session", "symbol"], how="anti")
+        .with_columns(reason=pl.when(col("sector").is_in(list(sectors_without_champion)))
+                      .then(pl.lit(NO_CHAMPION)).otherwise(pl.lit(INCOMPLETE_FEATURES)))
+        .group_by("session", "sector", "reason")
+        .agg(symbols=col("symbol").sort())
+        .sort("session", "sector", "reason")
     )

@@ -191,6 +191,31 @@ class WarehouseReads:
             [last],
         )
 
+    def newest_scan(self) -> date | None:
+        """The newest session scanner_scores holds (every scan writes its scores); None before any scan."""
+        if not self.has_table("scanner_scores"):
+            return None
+        return self.query("SELECT max(session) AS newest FROM scanner_scores").item()
+
+    def scanned_signals(self, first: date, last: date) -> pl.DataFrame | None:
+        """Every column of signal_history first..last, by session and symbol; None before any signal was written."""
+        if not self.has_table("signal_history"):
+            return None
+        return self.query("SELECT * FROM signal_history WHERE session BETWEEN ? AND ? ORDER BY session, symbol",
+                          [first, last])
+
+    def graded_signal_results(self, first: date, last: date) -> pl.DataFrame:
+        """session, sector, signal_type, confidence, outcome, excess_ret of the signals of first..last that
+        signal_outcomes graded; empty (with those columns) before any was graded."""
+        if not self.has_table("signal_outcomes"):
+            return pl.DataFrame(schema={"session": pl.Date, "sector": pl.String, "signal_type": pl.String,
+                                        "confidence": pl.Float64, "outcome": pl.String, "excess_ret": pl.Float64})
+        return self.query(
+            "SELECT o.session, o.sector, o.signal_type, h.confidence, o.outcome, o.excess_ret "
+            "FROM signal_outcomes o JOIN signal_history h USING (id) WHERE o.session BETWEEN ? AND ?",
+            [first, last],
+        )
+
     def active_signals_at(self, now: datetime) -> pl.DataFrame:
         """The newest scan's signals that have not expired at `now`."""
         return self.query(_ACTIVE_SIGNALS_AT, [now])
