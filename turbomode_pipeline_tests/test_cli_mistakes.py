@@ -38,7 +38,7 @@ MISTAKES = {
     "no-action": (["strategies"],
                   "turbomode strategies: the following arguments are required: action (turbomode strategies --help)"),
     "misspelt-command": (["stauts"], "turbomode: argument command: invalid choice: 'stauts' (choose from 'demo', "
-                         "'strategies', 'status', 'backtest', 'replay', 'signals') (turbomode --help)"),
+                         "'strategies', 'status', 'backtest', 'replay', 'walk-forward', 'signals') (turbomode --help)"),
     "no-sessions": (["demo", "--sessions", "0"], "turbomode demo: --sessions must be at least 1, got 0"),
 }
 

@@ -6,7 +6,7 @@ alpaca-py SDK against the loopback emulator, which answers 403 the way Alpaca do
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import polars as pl
 from dagster import DagsterInstance, build_sensor_context
