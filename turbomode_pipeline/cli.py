@@ -15,9 +15,9 @@ from turbomode_pipeline import walk_forward_command
 LOG_LEVEL = {"level": "CRITICAL"}
 FEATURE_WARMUP = 252  # the 52-week high/low: a sample's features exist from its 252nd session
 DEMO_SESSIONS = 800  # the fewest that give the demo the weekly run's 250-session holdout
-# The demo's holdout: as many sessions as the history allows up to the weekly run's 250 (the champion gate's
-# rank-IC test needs them: at 120, half the sectors' t fell inside the null band), at least 120; the split
-# needs as many sessions of samples again before it.
+# The demo's holdout: the weekly run's 250 sessions where the history holds twice that many sessions of samples
+# (the champion gate's rank-IC test needs them: at 120, 5 of 11 sectors' t fell inside the null band), else 120,
+# which leaves the walk-forward blocks before it enough samples on a small universe.
 DEMO_HOLDOUT = (120, 250)
 
 
@@ -28,7 +28,8 @@ def _samples_before_cutoff(session_count: int, horizon: int) -> int:
 
 
 def demo_holdout(session_count: int, horizon: int) -> int:
-    return min(DEMO_HOLDOUT[1], _samples_before_cutoff(session_count, horizon) // 2)
+    long = DEMO_HOLDOUT[1]
+    return long if _samples_before_cutoff(session_count, horizon) >= 2 * long else DEMO_HOLDOUT[0]
 
 
 def min_training_sessions(horizon: int) -> int:
