@@ -8,6 +8,8 @@ file and the process holding it.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -69,8 +71,8 @@ class Warehouse(WarehouseReads, ConfigurableResource):
                 if time.monotonic() >= deadline:
                     mode = "read" if read_only else "write"
                     raise WarehouseLockedError(
-                        f"warehouse {self.path} stayed locked for {self.lock_timeout_s:.0f} s, so it could not "
-                        f"be opened to {mode}: {error}"
+                        f"warehouse {self.path} stayed locked for {self.lock_timeout_s:g} s, so it could not "
+                        f"be opened to {mode}{_holders_and_what_to_do(self.path, str(error))}: {error}"
                     ) from error
                 time.sleep(self.retry_interval_s)
 
@@ -195,6 +197,46 @@ class Warehouse(WarehouseReads, ConfigurableResource):
             finally:
                 con.unregister("incoming_frame")
         return frame.height
+
+
+def lock_holders(path: str, message: str = "") -> list[int]:
+    """Pids of the other processes holding a lock on `path`, from /proc/locks (Linux), else from DuckDB's
+    message ("Conflicting lock is held in ... (PID n)")."""
+    pids: set[int] = set()
+    try:
+        stat = os.stat(path)
+        device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()  # "1: POSIX  ADVISORY  READ 12927 fe:00:2147075 0 EOF" ("->" marks a waiter)
+            if "->" not in fields and len(fields) >= 6 and fields[5] == device:
+                pids.add(int(fields[4]))
+    except (OSError, ValueError):
+        pass
+    if not pids:
+        pids = {int(pid) for pid in re.findall(r"\(PID (\d+)\)", message)}
+    return sorted(pids - {os.getpid()})
+
+
+def process_command(pid: int, limit: int = 200) -> str:
+    """A process's command line, long arguments elided (the DuckDB CLI passes a page of SQL with -cmd)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:
+        return "command unknown"
+    command = " ".join(arg if len(arg) <= 80 else "..." for arg in argv if arg)
+    return command[:limit] or "command unknown"
+
+
+def _holders_and_what_to_do(path: str, message: str) -> str:
+    holders = lock_holders(path, message)
+    if not holders:
+        return ""
+    named = ", ".join(f"held by pid {pid}: {process_command(pid)}" for pid in holders)
+    return (
+        f" ({named}; a read-only connection, such as an interactive `duckdb -readonly` shell or a notebook, keeps "
+        f"every writer out for as long as it stays open: close it (or `kill {holders[0]}`) and run this again; "
+        "one-shot queries, `duckdb -readonly FILE \"SELECT ...\"`, hold the file only while they run)"
+    )
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
