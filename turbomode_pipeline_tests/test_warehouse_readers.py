@@ -68,3 +68,26 @@ def test_the_readme_promises_only_what_duckdb_does():
     readme = (REPO / "README.md").read_text()
     assert "never blocks\na running writer for long" not in readme and "never blocks a running writer" not in readme
     assert "an interactive `-readonly` shell keeps every writer out" in " ".join(readme.split())
+
+
+def test_a_writer_holding_the_warehouse_is_named_and_not_to_be_killed(tmp_path):
+    """The other way round: a process writing the file keeps a reader out; the advice is to wait, not to kill it."""
+    import sys
+
+    import pytest
+
+    from turbomode_pipeline.resources.warehouse import WarehouseLockedError
+
+    path = tmp_path / "warehouse.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
+         "sys.stdin.readline()", str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        with pytest.raises(WarehouseLockedError) as raised:
+            Warehouse(path=str(path), lock_timeout_s=0.2, retry_interval_s=0.1).query("SELECT 1")
+        said = str(raised.value)
+        assert f"held by pid {holder.pid}: " in said and "a writer holds it" in said and "kill" not in said
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)

@@ -199,22 +199,23 @@ class Warehouse(WarehouseReads, ConfigurableResource):
         return frame.height
 
 
-def lock_holders(path: str, message: str = "") -> list[int]:
-    """Pids of the other processes holding a lock on `path`, from /proc/locks (Linux), else from DuckDB's
-    message ("Conflicting lock is held in ... (PID n)")."""
-    pids: set[int] = set()
+def lock_holders(path: str, message: str = "") -> dict[int, str]:
+    """The other processes holding a lock on `path` and how ("READ": a read-only connection, "WRITE": a writer),
+    from /proc/locks (Linux), else from DuckDB's message ("Conflicting lock is held in ... (PID n)", "unknown")."""
+    holders: dict[int, str] = {}
     try:
         stat = os.stat(path)
         device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
         for line in Path("/proc/locks").read_text().splitlines():
             fields = line.split()  # "1: POSIX  ADVISORY  READ 12927 fe:00:2147075 0 EOF" ("->" marks a waiter)
             if "->" not in fields and len(fields) >= 6 and fields[5] == device:
-                pids.add(int(fields[4]))
+                holders[int(fields[4])] = fields[3]
     except (OSError, ValueError):
         pass
-    if not pids:
-        pids = {int(pid) for pid in re.findall(r"\(PID (\d+)\)", message)}
-    return sorted(pids - {os.getpid()})
+    if not holders:
+        holders = {int(pid): "unknown" for pid in re.findall(r"\(PID (\d+)\)", message)}
+    holders.pop(os.getpid(), None)
+    return dict(sorted(holders.items()))
 
 
 def process_command(pid: int, limit: int = 200) -> str:
@@ -231,12 +232,18 @@ def _holders_and_what_to_do(path: str, message: str) -> str:
     holders = lock_holders(path, message)
     if not holders:
         return ""
-    named = ", ".join(f"held by pid {pid}: {process_command(pid)}" for pid in holders)
-    return (
-        f" ({named}; a read-only connection, such as an interactive `duckdb -readonly` shell or a notebook, keeps "
-        f"every writer out for as long as it stays open: close it (or `kill {holders[0]}`) and run this again; "
-        "one-shot queries, `duckdb -readonly FILE \"SELECT ...\"`, hold the file only while they run)"
-    )
+    named = "; ".join(f"held by pid {pid}: {process_command(pid)}" for pid in holders)
+    readers = [pid for pid, kind in holders.items() if kind == "READ"]
+    if readers:
+        advice = (
+            "a read-only connection, such as an interactive `duckdb -readonly` shell or a notebook, keeps every writer "
+            f"out for as long as it stays open: close it (or `kill {readers[0]}`) and run this again; one-shot "
+            'queries, `duckdb -readonly FILE "SELECT ..."`, hold the file only while they run'
+        )
+    else:
+        advice = ("a writer holds it (a run of the pipeline, or a shell opened without -readonly): wait for the run "
+                  "to end, or close that shell, and run this again")
+    return f" ({named}; {advice})"
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
