@@ -8,7 +8,6 @@ judged dead: the start time recorded with the pid tells them apart.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

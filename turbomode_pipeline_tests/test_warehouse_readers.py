@@ -18,12 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 DUCKDB = REPO / ".venv" / "bin" / "duckdb"
 
 
-def innermost(error):
-    while error.cause is not None:
-        error = error.cause
-    return error
-
-
 def causes(error) -> str:
     words = []
     while error is not None:
