@@ -17,6 +17,12 @@ holding the planned event) but serialises that event once instead of once per ro
 carries the partitions definition with its ~150 holiday exclusions (13.5 kB), so a ten-year run
 spent about 5 s per check serialising it 2,520 times.
 
+Both storages here (this SQLite one and `RecordingPostgresStorage`, which the PostgreSQL instances
+configure) also record the run worker: after a run's RUN_START, written by the process that executes
+the run, they write an engine event with that process's host, boot id, pid namespace, pid and start
+time (run_worker.py), so that `dead_run_sensor` judges only workers it can see. Every way a run
+executes (the daemon's launcher, `dagster asset materialize`, `execute_in_process`) passes here.
+
 It leans on Dagster's private classes (seven `dagster._core` names) and overrides a private
 method, so it holds only for the Dagster it was checked against, CHECKED_DAGSTER_VERSION:
 test_instance_storage fails on any other until the storage is checked again.
@@ -24,9 +30,12 @@ test_instance_storage fails on any other until the storage is checked again.
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Sequence
 
-from dagster._core.events import ASSET_EVENTS
+from dagster._core.events import ASSET_EVENTS, DagsterEvent, DagsterEventType, EngineEventData
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
@@ -45,7 +54,46 @@ def _is_asset_event(event: EventLogEntry) -> bool:
     return event.is_dagster_event and event.dagster_event_type in ASSET_EVENTS
 
 
-class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
+WORKER_MESSAGE = "run worker: host {worker_host}, pid {worker_pid} in {worker_pid_namespace}"
+
+
+class RecordsRunWorker:
+    """Mixed into an event log storage: after a RUN_START this process wrote, an engine event naming this process."""
+
+    def store_event(self, event: EventLogEntry) -> None:
+        super().store_event(event)
+        self._record_worker(event)
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        super().store_event_batch(events)
+        for event in events:
+            self._record_worker(event)
+
+    def _record_worker(self, event: EventLogEntry) -> None:
+        started = event.dagster_event
+        if started is None or started.event_type != DagsterEventType.RUN_START or started.pid != os.getpid():
+            return
+        recorded = self.__dict__.setdefault("_workers_recorded", set())
+        if event.run_id in recorded:  # the SQLite batch path stores through store_event too
+            return
+        recorded.add(event.run_id)
+        from turbomode_pipeline.run_worker import this_process
+
+        identity = this_process()
+        if identity is None:
+            return
+        message = WORKER_MESSAGE.format(**identity)
+        super().store_event(EventLogEntry(
+            error_info=None, level=logging.DEBUG, user_message=message, run_id=event.run_id, timestamp=time.time(),
+            step_key=None, job_name=event.job_name,
+            dagster_event=DagsterEvent(
+                event_type_value=DagsterEventType.ENGINE_EVENT.value, job_name=event.job_name or "", message=message,
+                event_specific_data=EngineEventData(metadata=identity), pid=os.getpid(),
+            ),
+        ))
+
+
+class BatchingSqliteEventLogStorage(RecordsRunWorker, SqliteEventLogStorage):
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """Each run's asset events in one transaction per shard; anything else (e.g. a planned asset
         check) as Dagster stores it, one by one."""

@@ -6,10 +6,11 @@ unit file or a shell never turns into a silent default.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -253,9 +254,57 @@ def _artifact_location(raw: str) -> str:
     return str(Path(raw).expanduser().resolve())
 
 
+PREFIX = "TURBOMODE_"
+# TURBOMODE_* variables something other than load_settings reads: they are not refused.
+READ_ELSEWHERE = {
+    "TURBOMODE_DAGSTER_PG_URL": "the PostgreSQL instance's dagster.yaml (dagster_home_postgres, dagster_home_distributed)",
+    "TURBOMODE_BENCH_PER_SECTOR": "make bench (turbomode_pipeline_tests/bench.py)",
+    "TURBOMODE_BENCH_SESSIONS": "make bench (turbomode_pipeline_tests/bench.py)",
+}
+
+
+class _Reads(Mapping):
+    """The environment, remembering every name load_settings looks up: the known names are the ones it reads."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env, self.names = env, set()
+
+    def __getitem__(self, name: str) -> str:
+        self.names.add(name)
+        return self.env[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.env)
+
+    def __len__(self) -> int:
+        return len(self.env)
+
+
+@cache
+def known_variables() -> frozenset[str]:
+    """Every TURBOMODE_* name the pipeline reads: those load_settings reads, and READ_ELSEWHERE."""
+    reads = _Reads({})
+    _load(reads)
+    return frozenset(name for name in reads.names if name.startswith(PREFIX)) | frozenset(READ_ELSEWHERE)
+
+
+def _refuse_unknown(env: Mapping[str, str]) -> None:
+    known = known_variables()
+    for name in sorted(name for name in env if name.startswith(PREFIX) and name not in known):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else "; the settings are listed in the README's Configuration"
+        raise SettingsError(f"{name} is not a setting: nothing reads it, so its value would be ignored{hint}")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from `env` (default: the process environment)."""
+    """Settings from `env` (default: the process environment). A TURBOMODE_* name the pipeline does not read
+    (a typo such as TURBOMODE_KILLSWITCH) is refused, naming the closest known one."""
     env = os.environ if env is None else env
+    _refuse_unknown(env)
+    return _load(env)
+
+
+def _load(env: Mapping[str, str]) -> Settings:
     data_dir = Path(_text("TURBOMODE_DATA_DIR", env, "./data")).expanduser().resolve()
     settings = Settings(
         data_dir=data_dir,

@@ -132,3 +132,21 @@ def test_a_failed_blocking_check_sends_one_alert(instance, tmp_path):
     assert line["ui_link"] == f"http://dagster.example:3000/runs/{result.run_id}"
     later = tick(again.cursor)
     assert later.skip_reason is not None and len(log_lines(sender)) == 1
+
+
+def test_a_failed_runs_alert_carries_the_innermost_cause_whatever_its_type(resources, instance, tmp_path):
+    """A real `daily_bars` run whose warehouse cannot be created (its folder is a file): the step's error is
+    Dagster's DagsterExecutionStepExecutionError wrapping an OSError; the alert must carry the OSError's words."""
+    from turbomode_pipeline.resources.warehouse import Warehouse
+    from turbomode_pipeline_tests.support import materialize_bars
+
+    (tmp_path / "not_a_folder").write_text("a file where the data folder should be")
+    broken = Warehouse(path=str(tmp_path / "not_a_folder" / "warehouse.duckdb"), lock_timeout_s=0.5)
+    result = materialize_bars({**resources, "warehouse": broken}, instance, partition_key="2024-03-04")
+    assert not result.success
+    sender = AlertSender(log_path=str(tmp_path / "alerts.log"))
+    run_failure_alert_for(instance, result, sender)
+    [line] = log_lines(sender)
+    assert "DagsterExecutionStepExecutionError" in line["error"]  # the wrapper is still named
+    assert "FileExistsError" in line["error"] and "not_a_folder" in line["error"], line["error"]
+    assert "not_a_folder" in line["summary"]

@@ -1,8 +1,12 @@
 """weekly_maintenance on a real warehouse, Dagster instance and MLflow registry; run twice, the second changes nothing."""
 
+import shutil
+import subprocess
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
+import pytest
 from dagster import job, op
 
 from turbomode_pipeline.automation.maintenance import weekly_maintenance_job
@@ -144,3 +148,61 @@ def test_maintenance_prunes_the_planned_check_rows_of_old_finished_runs(resource
     assert check_rows() == [("SUCCEEDED", 2 * checks)]  # every evaluated check kept
     assert len(instance.get_materialized_partitions(AssetKey("daily_bars"))) == 6  # and every materialisation
     assert maintain(instance, pipeline, prune_now)["planned_check_rows_deleted"] == 0
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 16 MB tmpfs (the test runs as root in CI and here); skipped, saying why, where mounting is refused."""
+    folder = tmp_path / "small_fs"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("headroom", [2.0, 0.0], ids=["refused_before_it_starts", "copy_fails_midway"])
+def test_compaction_on_a_full_small_filesystem_leaves_no_partial_copy_and_the_next_daily_bars_runs(
+    small_filesystem, headroom, resources, instance, tmp_path
+):
+    """A 3.9 MB warehouse on a 16 MB filesystem filled to 3 MB free: the copy of its live rows cannot fit (it goes
+    through a WAL as large as the data). With the shipped headroom the compaction is refused before it starts,
+    saying how much it needs and how much is free; with none (an estimate proven wrong, another writer filling
+    the disk) the copy fails on ENOSPC midway. Either way the partial `.compacting` files are gone, the
+    warehouse is as it was, and the next `daily_bars` run (which needs about 2 MB) succeeds."""
+    from turbomode_pipeline.calendar import sessions_between
+    from turbomode_pipeline.resources.warehouse import Warehouse
+    from turbomode_pipeline.schemas import DAILY_BARS, DailyBars
+    from turbomode_pipeline_tests.support import materialize_bars
+
+    warehouse = Warehouse(path=str(small_filesystem / "warehouse.duckdb"), lock_timeout_s=2.0, compact_headroom=headroom)
+    sessions = sessions_between(date(2021, 1, 4), date(2024, 12, 31))
+    bars = resources["market_data"].daily_bars(sessions, resources["universe"].load())
+    warehouse.replace_partitions(DAILY_BARS, conform(bars.with_columns(ingested_at=pl.lit(NOW)), DailyBars), sessions)
+    before = warehouse.query("SELECT * FROM daily_bars ORDER BY session, symbol")
+    with open(small_filesystem / "filler", "wb") as filler:
+        filler.write(b"\0" * (shutil.disk_usage(small_filesystem).free - 3_000_000))
+    free = shutil.disk_usage(small_filesystem).free
+
+    registry = ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlartifacts"))
+    result = weekly_maintenance_job.execute_in_process(
+        instance=instance, resources={"warehouse": warehouse, "model_registry": registry}, raise_on_error=False
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    if headroom:
+        needed = 2 * Path(warehouse.path).stat().st_size
+        assert f"needs {needed / 1e6:.1f} MB free" in error.message and f"{free / 1e6:.1f} MB are free" in error.message
+    else:
+        assert "No space left on device" in error.message
+    assert sorted(p.name for p in small_filesystem.iterdir()) == ["filler", "warehouse.duckdb"]  # no partial copy
+    assert warehouse.query("SELECT * FROM daily_bars ORDER BY session, symbol").equals(before)
+
+    assert materialize_bars({**resources, "warehouse": warehouse}, instance, partition_key="2025-01-02").success
+    assert warehouse.query("SELECT count(*) AS n FROM daily_bars WHERE session = '2025-01-02'")["n"][0] == 44

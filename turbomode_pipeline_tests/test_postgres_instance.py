@@ -4,6 +4,7 @@ The server is a throwaway cluster (initdb) on a free loopback port; `.ci/run` in
 Debian's PostgreSQL server binaries when the machine lacks them.
 """
 
+import os
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -80,6 +81,8 @@ def test_a_partitioned_range_run_is_recorded_in_postgres(home, postgres):
     recorded = sql(postgres, "SELECT partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
                              f"AND run_id = '{result.run_id}' ORDER BY partition")
     assert [partition for (partition,) in recorded] == sessions
+    from turbomode_pipeline.automation.run_health import recorded_worker  # the storage names the run's worker
+    assert recorded_worker(home["instance"], result.run_id)["worker_pid"] == os.getpid()
     warehouse = Warehouse(path=str(home["settings"].warehouse_path))
     counts = warehouse.query("SELECT session::VARCHAR AS session, count(*) AS bars FROM daily_bars GROUP BY 1 ORDER BY 1")
     assert counts.filter(pl.col("session").is_in(sessions))["bars"].to_list() == [11, 11, 11]

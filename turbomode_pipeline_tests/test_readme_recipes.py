@@ -50,3 +50,38 @@ def test_readme_recipes_run_as_written(tmp_path, small_universe_path):
             assert re.search(r"daily_features:\s+66 features", done.stdout), done.stdout  # 34 and 32 sector ranks
             assert re.search(r"training_samples: [\d,]+ samples; label 'up' [\d.]+%", done.stdout), done.stdout
             assert "sector_models: skipped: 20 sessions are too few to train on" in done.stdout
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def mlflow_server_commands() -> list[tuple[str, str]]:
+    """(where, command) of every `mlflow server` / `mlflow ui` the repository ships: the systemd units, every
+    code block of the README (the distributed `sh` recipe too), the Makefile; line continuations joined."""
+    sources = [(path.relative_to(REPO), path.read_text()) for path in sorted((REPO / "deploy").rglob("*.service"))]
+    readme = "\n".join(re.findall(r"```[a-z]*\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S))
+    sources += [("README.md", readme), ("Makefile", (REPO / "Makefile").read_text())]
+    commands = []
+    for where, text in sources:
+        for line in text.replace("\\\n", " ").splitlines():
+            if re.search(r"\bmlflow (server|ui)\b", line):
+                commands.append((str(where), line.strip()))
+    return commands
+
+
+def test_no_shipped_mlflow_server_listens_beyond_loopback_without_authentication():
+    """Anyone who can reach an unauthenticated MLflow can write its registry (issue 28): every shipped MLflow
+    binds to loopback (MLflow's default) or puts MLflow's basic-auth app in front."""
+    commands = mlflow_server_commands()
+    assert any(where.startswith("deploy") for where, _ in commands) and any(w == "README.md" for w, _ in commands)
+    exposed = []
+    for where, command in commands:
+        host = re.search(r"(?:--host|-h)[ =](\S+)", command)
+        if host and host.group(1) not in LOOPBACK and "--app-name basic-auth" not in command:
+            exposed.append(f"{where}: {command}")
+    assert exposed == []
+
+
+def test_the_readme_says_what_each_mlflow_deployment_trusts():
+    text = " ".join((REPO / "README.md").read_text().split())
+    assert "What each deployment trusts." in text

@@ -101,3 +101,53 @@ def test_the_alert_settings_reach_the_alert_sender(monkeypatch):
                               "TURBOMODE_ALERT_WEBHOOK": "http://127.0.0.1:9/hook"})
     alerts = resources(settings)["alerts"]
     assert (alerts.timeout_s, alerts.retries) == (2.5, 4)
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("TURBOMODE_KILLSWITCH", "TURBOMODE_KILL_SWITCH"),
+        ("TURBOMODE_PAPER_STARTING_CASH", "TURBOMODE_PAPER_CASH"),
+        ("TURBOMODE_DATADIR", "TURBOMODE_DATA_DIR"),
+    ],
+)
+def test_an_unknown_turbomode_variable_fails_at_load_naming_the_closest_known_one(typo, meant):
+    """A kill switch spelled wrong must not stay off in silence."""
+    with pytest.raises(SettingsError, match=f"{typo} is not a setting.*did you mean {meant}"):
+        load_settings({typo: "1"})
+
+
+def test_variables_read_outside_settings_are_allowed_and_nothing_else_is():
+    from turbomode_pipeline.settings import known_variables
+
+    known = known_variables()
+    assert {"TURBOMODE_KILL_SWITCH", "TURBOMODE_PAPER_CASH", "TURBOMODE_DATA_DIR"} <= known
+    assert {"TURBOMODE_DAGSTER_PG_URL", "TURBOMODE_BENCH_PER_SECTOR", "TURBOMODE_BENCH_SESSIONS"} <= known
+    load_settings({"TURBOMODE_DAGSTER_PG_URL": "postgresql+psycopg2://x@127.0.0.1/d", "TURBOMODE_BENCH_SESSIONS": "9"})
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_turbomode_name_the_docs_and_deploy_files_mention_is_a_known_setting():
+    """The README, the deploy files, the instance configs, the Makefile and CI: a name there that the code
+    does not read is a setting someone will set and nothing will read. `TURBOMODE_RISK_*` names a family."""
+    import re
+
+    from turbomode_pipeline.settings import known_variables
+
+    known = known_variables()
+    files = [REPO / "README.md", REPO / "Makefile", REPO / ".ci" / "run", *sorted((REPO / "deploy").rglob("*")),
+             *sorted(REPO.glob("dagster_home*/dagster.yaml")), *sorted((REPO / "scripts").rglob("*")),
+             *sorted((REPO / "docs").rglob("*.md"))]
+    unknown = []
+    for path in files:
+        if not path.is_file():
+            continue
+        for name in set(re.findall(r"TURBOMODE_[A-Z0-9_]*[A-Z0-9]\b(?!_?\*)", path.read_text())):
+            if name not in known:
+                unknown.append(f"{path.relative_to(REPO)}: {name}")
+        for family in set(re.findall(r"(TURBOMODE_[A-Z0-9_]+?)_?\*", path.read_text())):
+            if not any(k.startswith(family) for k in known):
+                unknown.append(f"{path.relative_to(REPO)}: {family}*")
+    assert unknown == []

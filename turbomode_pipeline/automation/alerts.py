@@ -19,7 +19,7 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from turbomode_pipeline import clock
-from turbomode_pipeline.core.alerts import check_failure_alert, partition_of, run_failure_alert, strategy_halt_alert
+from turbomode_pipeline.core.alerts import check_failure_alert, error_with_causes, partition_of, run_failure_alert, strategy_halt_alert
 from turbomode_pipeline.resources.alerts import AlertSender
 from turbomode_pipeline.resources.ledger import Ledger
 
@@ -34,7 +34,7 @@ CHECK_HISTORY = 20  # failed evaluations per check looked at per tick
 def run_failure_alerts(context: RunFailureSensorContext, alerts: AlertSender):
     run = context.dagster_run
     steps = [
-        f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+        f"{event.step_key}: {error_with_causes(event.step_failure_data.error)}"
         for event in context.get_step_failure_events()
         if event.step_failure_data.error is not None
     ]

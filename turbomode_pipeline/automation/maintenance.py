@@ -67,7 +67,9 @@ def _compact(warehouse: Warehouse) -> dict[str, int]:
     """Every DuckDB file beside the warehouse (the live ledger too), each through the warehouse's door."""
     sizes = {}
     for path in sorted(Path(warehouse.path).parent.glob("*.duckdb")):
-        sizes[path.name] = Warehouse(path=str(path), lock_timeout_s=warehouse.lock_timeout_s).compact()["bytes_after"]
+        sizes[path.name] = Warehouse(
+            path=str(path), lock_timeout_s=warehouse.lock_timeout_s, compact_headroom=warehouse.compact_headroom
+        ).compact()["bytes_after"]
     return sizes
 
 

@@ -19,6 +19,26 @@ def partition_of(tags: Mapping[str, str]) -> str | None:
     return None
 
 
+MAX_CAUSES = 8  # a chain deeper than this is a loop or noise; the innermost causes are what a person needs
+
+
+def error_with_causes(error, limit: int = 500) -> str:
+    """A serialized error's message followed by every cause under it, innermost last: the error of a failed step
+    is usually Dagster's wrapper ("Error occurred while executing op ..."), and the words that say why (a lock, a
+    full disk, the broker's refusal) are in its `cause` (``raise ... from``) or `context` (raised while handling).
+    Duck-typed over Dagster's SerializableErrorInfo (message, cause, context); a cause whose words the message
+    above it already carries is not repeated."""
+    parts: list[str] = []
+    seen = 0
+    while error is not None and seen < MAX_CAUSES:
+        message = " ".join((getattr(error, "message", None) or "").split())
+        if message and not any(message in part for part in parts):
+            parts.append(message[:limit] + ("..." if len(message) > limit else ""))
+        error = getattr(error, "cause", None) or getattr(error, "context", None)
+        seen += 1
+    return " | caused by: ".join(parts)
+
+
 def run_failure_alert(
     job: str, run_id: str, tags: Mapping[str, str], error: str, ui_base_url: str, at: datetime
 ) -> dict:

@@ -8,6 +8,9 @@ file and the process holding it.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +28,10 @@ class WarehouseError(RuntimeError):
     """A query the warehouse cannot answer, e.g. a table nothing has written yet."""
 
 
+class WarehouseSpaceError(WarehouseError):
+    """Too little free space beside a DuckDB file to compact it; nothing was changed."""
+
+
 class WarehouseLockedError(RuntimeError):
     """The warehouse file stayed locked by another process for the whole retry window."""
 
@@ -36,6 +43,10 @@ class Warehouse(WarehouseReads, ConfigurableResource):
     path: str
     lock_timeout_s: float = 20.0
     retry_interval_s: float = 0.25
+    # free space a compaction needs before it starts, as a multiple of the file's size (and its WAL's): the copy
+    # of the live rows is at most that large, and DuckDB writes it through a WAL first, so at its peak it holds
+    # the copy twice (measured: a 3.9 MB file's copy failed writing its WAL with 3 MB free)
+    compact_headroom: float = 2.0
 
     @contextmanager
     def connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -60,8 +71,8 @@ class Warehouse(WarehouseReads, ConfigurableResource):
                 if time.monotonic() >= deadline:
                     mode = "read" if read_only else "write"
                     raise WarehouseLockedError(
-                        f"warehouse {self.path} stayed locked for {self.lock_timeout_s:.0f} s, so it could not "
-                        f"be opened to {mode}: {error}"
+                        f"warehouse {self.path} stayed locked for {self.lock_timeout_s:g} s, so it could not "
+                        f"be opened to {mode}{_holders_and_what_to_do(self.path, str(error))}: {error}"
                     ) from error
                 time.sleep(self.retry_interval_s)
 
@@ -106,26 +117,55 @@ class Warehouse(WarehouseReads, ConfigurableResource):
         system: rewriting a range sixteen times grew a file sevenfold. The copy holds only live rows.
         While it runs this connection holds the file's write lock, and the rename happens before the
         lock is released, so no writer can slip in between; a crash before the rename leaves the old
-        file as it was (and a stray `.compacting` file, removed by the next compaction).
+        file as it was (and a stray `.compacting` file, removed by the next compaction); any failure short of a
+        crash removes the partial copy at once, and a compaction that `compact_headroom` says cannot fit is
+        refused before it starts, saying how much it needs and how much is free.
         """
         path = Path(self.path)
         if not path.exists():
             return {"bytes_before": 0, "bytes_after": 0}
         before = path.stat().st_size
         fresh = path.with_name(path.name + ".compacting")
-        for stale in (fresh, fresh.with_name(fresh.name + ".wal")):
+        partial = (fresh, fresh.with_name(fresh.name + ".wal"))
+        for stale in partial:
             stale.unlink(missing_ok=True)
-        with self.connection() as con:
-            con.execute("CHECKPOINT")
-            name = con.execute("SELECT current_database()").fetchone()[0]
-            quoted = str(fresh).replace("'", "''")  # ATTACH takes no parameters
-            con.execute(f"ATTACH '{quoted}' AS compacted")
-            try:
-                con.execute(f'COPY FROM DATABASE "{name}" TO compacted')
-            finally:
+        self._check_space_to_compact(path)
+        try:
+            with self.connection() as con:
+                con.execute("CHECKPOINT")
+                name = con.execute("SELECT current_database()").fetchone()[0]
+                quoted = str(fresh).replace("'", "''")  # ATTACH takes no parameters
+                con.execute(f"ATTACH '{quoted}' AS compacted")
+                try:
+                    con.execute(f'COPY FROM DATABASE "{name}" TO compacted')
+                except BaseException:
+                    try:  # after ENOSPC the DETACH may fail too: the copy's error is the one to report
+                        con.execute("DETACH compacted")
+                    except duckdb.Error:
+                        pass
+                    raise
                 con.execute("DETACH compacted")
-            fresh.replace(path)  # atomic on POSIX; readers that opened the old file keep reading it
+                fresh.replace(path)  # atomic on POSIX; readers that opened the old file keep reading it
+        except BaseException:
+            # any failure (a full disk, a lock, an interrupt): the partial copy goes, after the connection that
+            # held it open is closed (an unlinked file that is still open keeps its blocks)
+            for stale in partial:
+                stale.unlink(missing_ok=True)
+            raise
         return {"bytes_before": before, "bytes_after": path.stat().st_size}
+
+    def _check_space_to_compact(self, path: Path) -> None:
+        wal = path.with_name(path.name + ".wal")
+        size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        needed = int(size * self.compact_headroom)
+        free = shutil.disk_usage(path.parent).free
+        if free < needed:
+            raise WarehouseSpaceError(
+                f"not compacting {path}: it needs {needed / 1e6:.1f} MB free in {path.parent} (the copy of its live "
+                f"rows is at most the file's {size / 1e6:.1f} MB, and it goes through a WAL first: "
+                f"{self.compact_headroom:g} x the file), and "
+                f"{free / 1e6:.1f} MB are free. Nothing was changed; free space there, then run the maintenance again"
+            )
 
     def replace_partitions(self, table: Table, frame: pl.DataFrame, partitions: Sequence) -> int:
         """Replace exactly `partitions` of `table` with `frame`, in one transaction.
@@ -158,7 +198,6 @@ class Warehouse(WarehouseReads, ConfigurableResource):
                 con.unregister("incoming_frame")
         return frame.height
 
-
     def append_new(self, table: Table, frame: pl.DataFrame) -> int:
         """Insert the rows of `frame` whose key `table` does not hold yet, in one transaction; rows it
         holds stay exactly as they were (append-only tables). Returns how many rows were added."""
@@ -175,6 +214,53 @@ class Warehouse(WarehouseReads, ConfigurableResource):
                 return con.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0] - before
             finally:
                 con.unregister("incoming_frame")
+
+
+def lock_holders(path: str, message: str = "") -> dict[int, str]:
+    """The other processes holding a lock on `path` and how ("READ": a read-only connection, "WRITE": a writer),
+    from /proc/locks (Linux), else from DuckDB's message ("Conflicting lock is held in ... (PID n)", "unknown")."""
+    holders: dict[int, str] = {}
+    try:
+        stat = os.stat(path)
+        device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()  # "1: POSIX  ADVISORY  READ 12927 fe:00:2147075 0 EOF" ("->" marks a waiter)
+            if "->" not in fields and len(fields) >= 6 and fields[5] == device:
+                holders[int(fields[4])] = fields[3]
+    except (OSError, ValueError):
+        pass
+    if not holders:
+        holders = {int(pid): "unknown" for pid in re.findall(r"\(PID (\d+)\)", message)}
+    holders.pop(os.getpid(), None)
+    return dict(sorted(holders.items()))
+
+
+def process_command(pid: int, limit: int = 200) -> str:
+    """A process's command line, long arguments elided (the DuckDB CLI passes a page of SQL with -cmd)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:
+        return "command unknown"
+    command = " ".join(arg if len(arg) <= 80 else "..." for arg in argv if arg)
+    return command[:limit] or "command unknown"
+
+
+def _holders_and_what_to_do(path: str, message: str) -> str:
+    holders = lock_holders(path, message)
+    if not holders:
+        return ""
+    named = "; ".join(f"held by pid {pid}: {process_command(pid)}" for pid in holders)
+    readers = [pid for pid, kind in holders.items() if kind == "READ"]
+    if readers:
+        advice = (
+            "a read-only connection, such as an interactive `duckdb -readonly` shell or a notebook, keeps every writer "
+            f"out for as long as it stays open: close it (or `kill {readers[0]}`) and run this again; one-shot "
+            'queries, `duckdb -readonly FILE "SELECT ..."`, hold the file only while they run'
+        )
+    else:
+        advice = ("a writer holds it (a run of the pipeline, or a shell opened without -readonly): wait for the run "
+                  "to end, or close that shell, and run this again")
+    return f" ({named}; {advice})"
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
