@@ -157,8 +157,10 @@ def _already_trained(versions: pl.DataFrame, sector: str, labels_through: date, 
     return same["model_type"].n_unique() == len(MODEL_TYPES)
 
 
-# An input per sector step, not one fan-in list: on a dask worker a fan-in input finds no upstream output.
-@op(ins={step: In() for step in STEP_SECTORS}, pool="warehouse")
+# An input per sector step, not one fan-in list: on a dask worker a fan-in input finds no upstream output. No
+# `warehouse` pool: dagster-dask cannot ship a plan that holds op concurrency; its two small appends wait for the
+# warehouse's write lock like any writer (Warehouse.lock_timeout_s).
+@op(ins={step: In() for step in STEP_SECTORS})
 def register_sector_models(
     context: OpExecutionContext, config: TrainingConfig, model_registry: ModelRegistry, labels: LabelSettings,
     warehouse: Warehouse, **steps
