@@ -16,9 +16,9 @@ def training_executor(settings: Settings) -> ExecutorDefinition:
     TURBOMODE_DASK_SCHEDULER names its scheduler, else processes on this machine, one per core
     (each step single-threaded), forked from a server that has imported the code location once."""
     if settings.dask_scheduler:
-        from dagster_dask import dask_executor
+        from turbomode_pipeline.automation.dask_training import dask_training_executor
 
-        return dask_executor.configured({"cluster": {"existing": {"address": settings.dask_scheduler}}}, name="dask")
+        return dask_training_executor(settings.dask_scheduler)
     return multiprocess_executor.configured(
         {"max_concurrent": settings.training_processes, "start_method": {"forkserver": {}}}, name="multiprocess"
     )
