@@ -89,6 +89,14 @@ def test_a_simulated_session_places_orders_reconciles_and_never_repeats_one(inst
     trip = fills.filter(pl.col("strategy_id") == "nvda-keltner")
     assert trip["side"].to_list() == ["buy", "sell"]  # a round trip: its P&L is the price difference
     assert pnl["nvda-keltner"] == round(trip["qty"][0] * (trip["price"][1] - trip["price"][0]), 2)
+    # beside each P&L: round trips, the costs the local broker recorded, the Sharpe with its standard error
+    from turbomode_pipeline.live.report import strategy_statistics
+
+    stats = strategy_statistics(live["ledger"], date(2026, 11, 20)).filter(pl.col("strategy_id") == "nvda-keltner").row(0, named=True)
+    slippage = live["ledger"].query("SELECT SUM(slippage) FROM paper_orders p JOIN fills f USING (client_order_id) "
+                                    "WHERE f.strategy_id = 'nvda-keltner'").item()
+    assert stats["round_trips"] == 1 and stats["costs"] == pytest.approx(slippage) and slippage > 0
+    assert stats["sharpe_se"] > 0 and "sharpe_se" in metadata["pnl_by_strategy"].value
     assert metadata["pnl_total"].value == pytest.approx(sum(pnl.values()))
 
 
