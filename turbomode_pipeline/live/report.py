@@ -55,40 +55,21 @@ def strategy_pnl(ledger: Ledger, session: date) -> pl.DataFrame:
     ).sort("strategy_id")
 
 
-def costs_paid(ledger: Ledger, start: str, end: str) -> pl.DataFrame:
-    """Per strategy: commission and slippage its fills in [start, end] paid (dollars), as the local paper
-    broker recorded them (paper_orders); none are known for a broker that does not say (Alpaca)."""
-    tables = set(ledger.query("SELECT name FROM sqlite_master WHERE type = 'table'")["name"].to_list())
-    if "paper_orders" not in tables:
-        return pl.DataFrame(schema={"strategy_id": pl.String, "commission": pl.Float64, "slippage": pl.Float64})
-    columns = set(ledger.query("SELECT name FROM pragma_table_info('paper_orders')")["name"].to_list())
-    slippage = "p.slippage" if "slippage" in columns else "0.0"
-    return ledger.query(
-        f"SELECT f.strategy_id, SUM(COALESCE(p.commission, 0.0)) AS commission, SUM(COALESCE({slippage}, 0.0)) AS slippage "
-        "FROM fills f JOIN paper_orders p ON p.client_order_id = f.client_order_id "
-        "WHERE f.filled_at >= ? AND f.filled_at <= ? GROUP BY f.strategy_id", [start, end],
-    ).cast({"strategy_id": pl.String, "commission": pl.Float64, "slippage": pl.Float64})
-
-
 def tick_values(ledger: Ledger, start: str, end: str) -> pl.DataFrame:
     """strategy_id, tick_time, value: each strategy's mark-to-market P&L since the session's start at every tick
     it priced (its fills' cash flows plus its position at the price it saw)."""
-    marks = ledger.query("SELECT strategy_id, tick_time, price FROM strategy_signals WHERE tick_time BETWEEN ? AND ? "
-                         "AND price IS NOT NULL ORDER BY tick_time", [start, end]).cast(
-        {"strategy_id": pl.String, "tick_time": pl.String, "price": pl.Float64})
+    marks = ledger.strategy_prices(start, end)
     if marks.is_empty():
         return pl.DataFrame(schema={"strategy_id": pl.String, "tick_time": pl.String, "value": pl.Float64})
-    fills = ledger.query("SELECT strategy_id, filled_at, side, qty, price AS fill_price FROM fills WHERE filled_at <= ? "
-                         "ORDER BY filled_at", [end]).cast({"strategy_id": pl.String, "filled_at": pl.String, "side": pl.String,
-                                                            "qty": pl.Float64, "fill_price": pl.Float64})
+    fills = ledger.fills_until(end)
     sign = pl.when(col("side") == "buy").then(1.0).otherwise(-1.0)
-    flows = fills.with_columns(col("qty").cast(pl.Float64), col("fill_price").cast(pl.Float64)).select(
+    flows = fills.select(
         "strategy_id", col("filled_at").str.to_datetime(time_zone="UTC").alias("t"),
         (sign * col("qty")).alias("dq"), (col("filled_at") >= start).alias("today"),
         pl.when(col("filled_at") >= start).then(-sign * col("qty") * col("fill_price")).otherwise(0.0).alias("cash"),
     ).sort("t").with_columns(col("dq").cum_sum().over("strategy_id").alias("pos"),
                              col("cash").cum_sum().over("strategy_id").alias("flow"))
-    ticks = marks.with_columns(col("price").cast(pl.Float64), col("tick_time").str.to_datetime(time_zone="UTC").alias("t")).sort("t")
+    ticks = marks.with_columns(col("tick_time").str.to_datetime(time_zone="UTC").alias("t")).sort("t")
     held = ticks.join_asof(flows.select("strategy_id", "t", "pos", "flow"), on="t", by="strategy_id", strategy="backward",
                           check_sortedness=False)
     first = held.sort("t").group_by("strategy_id").agg(col("price").first().alias("p0"))
@@ -107,10 +88,8 @@ def strategy_statistics(ledger: Ledger, session: date) -> pl.DataFrame:
     error, t and deflated Sharpe for the strategies reported together (core/sharpe.py). One session of ticks
     is very little data: the standard error says how little."""
     start, end = _window(session)
-    strategies = ledger.query("SELECT id AS strategy_id, allocation FROM live_strategies").cast(
-        {"strategy_id": pl.String, "allocation": pl.Float64})
-    trips = ledger.query("SELECT strategy_id, COUNT(*) AS round_trips FROM fills WHERE side = 'sell' AND filled_at >= ? "
-                         "AND filled_at <= ? GROUP BY strategy_id", [start, end]).cast({"strategy_id": pl.String, "round_trips": pl.Int64})
+    strategies = ledger.strategy_allocations()
+    trips = ledger.sells_between(start, end)
     values = tick_values(ledger, start, end).join(strategies, on="strategy_id")
     rows, periods = [], TRADING_DAYS * MINUTES
     for (strategy_id,), frame in values.group_by("strategy_id"):  # a handful of strategies
@@ -126,7 +105,7 @@ def strategy_statistics(ledger: Ledger, session: date) -> pl.DataFrame:
     if stats.height:
         stats = stats.with_columns(deflated_sharpe=pl.Series(deflate(stats["sharpe"].to_list(), stats["periods_n"].to_list(),
                                                                      periods=periods), dtype=pl.Float64))
-    costs = costs_paid(ledger, start, end)
+    costs = ledger.costs_between(start, end)
     return (
         strategies.select("strategy_id").join(trips, on="strategy_id", how="left").join(costs, on="strategy_id", how="left")
         .join(stats, on="strategy_id", how="left")
