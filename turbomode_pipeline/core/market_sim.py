@@ -279,13 +279,12 @@ def _session_paths(state: dict, at: np.ndarray, lengths: np.ndarray, seed: int) 
     noise = minute_noise(seed, state["symbols"], rows)
     noise *= (state["own_sd"][at] * steps)[..., None].astype(np.float32)
     factor = minute_noise(seed, state["factor_names"], rows)
-    symbols = np.arange(len(state["symbols"]))
-    loadings = np.zeros((len(at), len(symbols), len(state["factor_names"])), dtype=np.float32)
-    loadings[:, :, 0] = state["beta"] * state["factor_sd"][at, 0:1] * steps
-    loadings[:, symbols, 1 + state["sector_index"]] = (
-        state["sector_loading"] * state["factor_sd"][at, 1:][:, state["sector_index"]] * steps
-    )
-    noise += np.matmul(loadings, factor)  # each stock's market and sector minutes, one batched product
+    sector = state["sector_index"]
+    market_weight = state["beta"] * state["factor_sd"][at, 0:1] * steps
+    sector_weight = state["sector_loading"] * state["factor_sd"][at, 1:][:, sector] * steps
+    # elementwise, not a matrix product: BLAS threads spin on a shared machine and may sum in another order
+    noise += market_weight[..., None].astype(np.float32) * factor[:, 0:1, :]
+    noise += sector_weight[..., None].astype(np.float32) * factor[:, 1 + sector, :]
     move = state["log_close"][at] - state["log_open"][at]
     return intraday_paths(noise, move, lengths[at])
 
