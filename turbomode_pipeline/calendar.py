@@ -61,6 +61,16 @@ def session_open(day: date) -> datetime:
     return xnys().session_open(pd.Timestamp(day)).to_pydatetime()
 
 
+def session_minutes(days: list[date]) -> list[int]:
+    """Each session's length in minutes (390, or fewer on an early close), in one lookup."""
+    if not days:
+        return []
+    index = pd.DatetimeIndex([pd.Timestamp(day) for day in days])
+    calendar = xnys()
+    length = (calendar.closes.reindex(index) - calendar.opens.reindex(index)).dt.total_seconds() // 60
+    return [int(m) for m in length]
+
+
 def sessions_before(day: date, count: int) -> list[date]:
     """The `count` sessions strictly before `day`, oldest first."""
     window = sessions_between(day - timedelta(days=count * 2 + 10), day - timedelta(days=1))

@@ -422,6 +422,10 @@ def _one_line_errors(parser: argparse.ArgumentParser, command: str) -> None:
     parser.error = error
 
 
+SHARPE_NOTE = ("sharpe after costs (sharpe_gross before), se its standard error (~1 per year of data: within 2 se of 0 is "
+               "no evidence of an edge), t, deflated = P(true Sharpe > 0) for the best of the strategies compared")
+
+
 def backtest(args: argparse.Namespace) -> int:
     """Run the live strategies over history (the strategy_backtest asset) and print the table."""
     import polars as pl
@@ -463,8 +467,9 @@ def backtest(args: argparse.Namespace) -> int:
     )
     print(f"strategy backtest {sessions[0]}..{sessions[-1]} ({len(sessions)} sessions, {settings.market_data} bars) "
           f"in {time.perf_counter() - started:.1f} s")
-    with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+    with pl.Config(tbl_rows=100, tbl_cols=30, tbl_width_chars=320, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         print(summary)
+    print(SHARPE_NOTE)
     for note in metadata["not_backtested"].value:
         print(note)
     print(f"report: {metadata['report_path'].value}")

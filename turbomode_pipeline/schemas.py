@@ -362,6 +362,10 @@ class SignalBacktestSummary(FiniteModel):
     ann_vol: float
     sharpe: float
     t_stat: float
+    sharpe_se: float = pa.Field(nullable=True)  # standard error of the annualised Sharpe (core/sharpe.py)
+    deflated_sharpe: float = pa.Field(nullable=True)  # P(true Sharpe > 0), the long-short book and the signals compared
+    sharpe_before_costs: float = pa.Field(nullable=True)
+    ann_costs: float  # costs paid a year, as a return on capital
     max_drawdown: float = pa.Field(le=0)
     turnover: float
     hit_rate: float
@@ -414,14 +418,22 @@ class StrategyBacktestSummary(FiniteModel):
     round_trips: pl.Int64
     hit_rate: float = pa.Field(nullable=True)
     commission: float
+    slippage: float  # dollars paid to slippage (slippage_bps of each fill)
+    costs: float  # commission + slippage
     starting_equity: float
     final_equity: float
     pnl: float
+    pnl_before_costs: float
     total_return: float
     sharpe: float = pa.Field(nullable=True)
+    sharpe_se: float = pa.Field(nullable=True)  # standard error of the annualised Sharpe (core/sharpe.py)
+    sharpe_t: float = pa.Field(nullable=True)
+    deflated_sharpe: float = pa.Field(nullable=True)  # P(true Sharpe > 0) for the strategies backtested together
+    sharpe_before_costs: float = pa.Field(nullable=True)
     max_drawdown: float
     exposure: float
     slippage_bps: float
+    commission_per_share: float
     report_path: str
     created_at: datetime
 

@@ -215,10 +215,10 @@ def test_a_tick_trades_through_the_alpaca_sdk_and_reconciles(tmp_path, emulator)
     ledger = Ledger(path=str(tmp_path / "trading.sqlite"))
     ledger.seed_strategies(str(DEFAULT_STRATEGIES))
     emulator.prices = {"AMD": 280.0}
-    tick = dict(ledger=ledger, broker=alpaca(emulator), market_data=SimulatedMarketData(seed=11),
+    tick = dict(ledger=ledger, broker=alpaca(emulator), market_data=SimulatedMarketData(seed=17),
                 universe=pl.read_csv(DEFAULT_UNIVERSE), warehouse=Warehouse(path=str(tmp_path / "w.duckdb"), lock_timeout_s=0.2),
                 limits=RiskLimits(), kill_switch=False, log=logging.getLogger("test"))
-    now = datetime(2026, 11, 20, 14, 51, tzinfo=UTC)  # AMD's Keltner entry on the 14:50 bar (seed 11)
+    now = datetime(2026, 11, 20, 14, 51, tzinfo=UTC)  # AMD's Keltner entry on the 14:50 bar (seed 17)
     result = run_tick(now, ["amd-keltner"], **tick)
     assert result.submitted == ["amd-keltner-20261120T1450-buy"]
     assert list(emulator.orders) == result.submitted

@@ -15,6 +15,7 @@ from dagster import DagsterRunStatus, RunRequest, SkipReason, materialize
 from turbomode_pipeline.live.report import paper_trading_report, strategy_pnl
 from turbomode_pipeline.live.trading import LiveTrading, live_trading_job
 from turbomode_pipeline.resources.ledger import Ledger
+from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.schemas import SIGNAL_HISTORY
 from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline_tests.support import evaluate_sensor
@@ -46,8 +47,9 @@ def broker_orders(live: dict) -> int:
 
 
 def test_a_simulated_session_places_orders_reconciles_and_never_repeats_one(instance, live):
+    live["market_data"] = SimulatedMarketData(seed=14)  # a seed whose NVDA Keltner round-trips in these minutes
     repeated = False
-    for minute in range(18, 25):  # 14:48 .. 14:54 UTC: AMD is bought and sold, NVDA bought
+    for minute in range(18, 25):  # 14:48 .. 14:54 UTC: NVDA's Keltner buys and sells
         now = SESSION_OPEN + timedelta(minutes=minute, seconds=7)
         request = evaluate_sensor(instance, live, now)
         assert isinstance(request, RunRequest), request
@@ -81,12 +83,20 @@ def test_a_simulated_session_places_orders_reconciles_and_never_repeats_one(inst
     assert metadata["orders"].value == placed.height
     assert metadata["ticks"].value == 7  # the repeated tick rewrote its minute's equity row
     assert metadata["equity_curve"].value.startswith("![equity curve](data:image/png;base64,")
-    assert "amd-keltner" in metadata["pnl_by_strategy"].value
+    assert "nvda-keltner" in metadata["pnl_by_strategy"].value
     pnl = dict(strategy_pnl(live["ledger"], date(2026, 11, 20)).select("strategy_id", "pnl").rows())
     fills = live["ledger"].query("SELECT strategy_id, side, qty, price FROM fills ORDER BY filled_at")
-    amd = fills.filter(pl.col("strategy_id") == "amd-keltner")
-    assert amd["side"].to_list() == ["buy", "sell"]  # a round trip: its P&L is the price difference
-    assert pnl["amd-keltner"] == round(amd["qty"][0] * (amd["price"][1] - amd["price"][0]), 2)
+    trip = fills.filter(pl.col("strategy_id") == "nvda-keltner")
+    assert trip["side"].to_list() == ["buy", "sell"]  # a round trip: its P&L is the price difference
+    assert pnl["nvda-keltner"] == round(trip["qty"][0] * (trip["price"][1] - trip["price"][0]), 2)
+    # beside each P&L: round trips, the costs the local broker recorded, the Sharpe with its standard error
+    from turbomode_pipeline.live.report import strategy_statistics
+
+    stats = strategy_statistics(live["ledger"], date(2026, 11, 20)).filter(pl.col("strategy_id") == "nvda-keltner").row(0, named=True)
+    slippage = live["ledger"].query("SELECT SUM(slippage) FROM paper_orders p JOIN fills f USING (client_order_id) "
+                                    "WHERE f.strategy_id = 'nvda-keltner'").item()
+    assert stats["round_trips"] == 1 and stats["costs"] == pytest.approx(slippage) and slippage > 0
+    assert stats["sharpe_se"] > 0 and "sharpe_se" in metadata["pnl_by_strategy"].value
     assert metadata["pnl_total"].value == pytest.approx(sum(pnl.values()))
 
 

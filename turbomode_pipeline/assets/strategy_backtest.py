@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, M
 from turbomode_pipeline import clock
 from turbomode_pipeline.calendar import session_open, sessions_before, sessions_between
 from turbomode_pipeline.core.strategies import stored_strategy_problem
-from turbomode_pipeline.core.strategy_backtest import DAILY, Costs, backtest_strategy
+from turbomode_pipeline.core.strategy_backtest import DAILY, Costs, backtest_strategy, deflate_summaries
 from turbomode_pipeline.core.strategy_backtest_html import equity_png, render_report
 from turbomode_pipeline.live.trading import LiveTrading
 from turbomode_pipeline.resources.ledger import Ledger
@@ -138,12 +138,14 @@ def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestCo
         if not result.summary["bars"]:
             notes.append(f"{strategy['id']}: the market data source has no bars of {strategy['symbol']} in the range")
         summaries.append({"backtest_id": backtest_id, **result.summary, "slippage_bps": costs.slippage_bps,
+                          "commission_per_share": costs.commission_per_share,
                           "first_session": result.summary["first_session"] or sessions[0],
                           "last_session": result.summary["last_session"] or sessions[-1],
                           "report_path": path, "created_at": clock.now()})
         trades.append(result.trades.with_columns(backtest_id=pl.lit(backtest_id)))
         equities.append(result.equity.with_columns(backtest_id=pl.lit(backtest_id)))
         context.log.info(f"{strategy['id']}: {result.summary['round_trips']} round trips, P&L {result.summary['pnl']:,.2f}")
+    summaries = deflate_summaries(summaries)  # each Sharpe deflated for every strategy compared in this run
     summary = conform(pl.DataFrame(summaries, infer_schema_length=None), StrategyBacktestSummary)
     trade_rows = conform(pl.concat(trades), StrategyBacktestTrades)
     equity = conform(pl.concat(equities), StrategyBacktestEquity)
@@ -153,7 +155,9 @@ def strategy_backtest(context: AssetExecutionContext, config: StrategyBacktestCo
     warehouse.replace_partitions(STRATEGY_BACKTEST, summary, ids)
     warehouse.replace_partitions(STRATEGY_BACKTEST_TRADES, trade_rows, ids)
     warehouse.replace_partitions(STRATEGY_BACKTEST_EQUITY, equity, ids)
-    table = summary.select("strategy_id", "round_trips", col("pnl").round(2), col("sharpe").round(2),
+    table = summary.select("strategy_id", "round_trips", col("pnl_before_costs").round(2), col("costs").round(2),
+                           col("pnl").round(2), col("sharpe").round(2), col("sharpe_se").round(2), col("sharpe_t").round(2),
+                           col("deflated_sharpe").round(3), col("sharpe_before_costs").round(2),
                            col("max_drawdown").round(4), col("exposure").round(3))
     return MaterializeResult(metadata={
         "summary": MetadataValue.md(_markdown(table)),

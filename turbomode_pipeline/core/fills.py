@@ -14,7 +14,8 @@ col = pl.col
 
 def next_open_fills(orders: pl.DataFrame, bars: pl.DataFrame, slippage_bps: float, commission_per_share: float) -> pl.DataFrame:
     """`orders` (symbol, side, qty, time = submission minute, any other columns kept) joined to their fill:
-    `fill_time` (the filling bar's start), `filled_price`, `commission`. Orders no bar fills yet are left out."""
+    `fill_time` (the filling bar's start), `filled_price`, `commission`, and `open`, the bar's open before slippage.
+    Orders no bar fills yet are left out."""
     due = (
         orders.sort("time")
         .join_asof(bars.select("symbol", col("time").alias("fill_time"), "open").sort("fill_time"),
@@ -24,4 +25,4 @@ def next_open_fills(orders: pl.DataFrame, bars: pl.DataFrame, slippage_bps: floa
     slip = pl.when(col("side") == "buy").then(1 + slippage_bps / 1e4).otherwise(1 - slippage_bps / 1e4)
     return due.with_columns(
         (col("open") * slip).round(4).alias("filled_price"), (col("qty") * commission_per_share).alias("commission"),
-    ).drop("open")
+    )

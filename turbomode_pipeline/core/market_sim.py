@@ -5,9 +5,17 @@ an idiosyncratic part; every component has stochastic (clustering) volatility an
 Student-t tails, and stocks occasionally gap overnight. OHLC bars are consistent
 (low <= open, close <= high) and volume rises with the size of the day's move.
 
+One generative model, minutes first: each shock is conditionally Gaussian given its volatility;
+a fifth of its variance falls overnight (the gap) and the rest comes out minute by minute as a
+fair random walk (core/minute_bars.py). A daily bar is the exact aggregate of its minutes (open,
+high, low, close, volume), which simulate_minute_bars returns; only the minutes of the sessions
+asked for are drawn. Given everything observed up to a minute, the expected rest of the day is the
+daily model's predictable part spread over the day's minutes.
+
 `predictability` plants a weak, realistic effect in the idiosyncratic returns: short-term
 reversal (the last 5 sessions) and medium-term momentum (sessions 20 to 60 back). At 0 the
-market is a pure random walk, which later stages use to catch look-ahead leaks.
+market is a pure random walk at every time scale, which later stages use to catch look-ahead
+leaks and strategies to show they have no free edge.
 
 Determinism and slice consistency: each stock, sector and the market draw their shocks from
 their own random stream (keyed by the seed and the name), one row per session counted from
@@ -21,10 +29,14 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import polars as pl
+
+from turbomode_pipeline.core.minute_bars import (
+    MINUTE_COLUMNS, MINUTES, NOISE_BLOCK, intraday_paths, minute_noise, minute_volumes, segment_volumes, volume_shape,
+)
 
 SIM_EPOCH = date(2005, 1, 3)
 TRADING_DAYS = 252
@@ -40,6 +52,7 @@ _T_DF = 4
 _JUMP_THRESHOLD = 2.17  # P(z > 2.17) ~ 1.5% of sessions
 _REVERSAL_LAGS = range(1, 6)
 _MOMENTUM_LAGS = range(20, 61)
+_OVERNIGHT_SHARE = 0.2  # of each shock's variance; the rest comes out minute by minute
 
 
 @dataclass(frozen=True)
@@ -165,22 +178,15 @@ def _stock_params(seed: int, symbols: list[str]) -> dict[str, np.ndarray]:
     }
 
 
-def simulate_daily_bars(
-    universe: pl.DataFrame,
-    grid: list[date],
-    wanted: list[date],
-    *,
-    seed: int,
-    predictability: float,
-    shape: MarketShape = MarketShape(),
-) -> pl.DataFrame:
-    """Daily OHLCV bars for every session in `wanted` and every symbol of `universe`.
+def _sessions_state(universe, grid, wanted, seed, predictability, shape) -> dict:
+    """The daily model at the wanted sessions' grid rows: each bar's open and close, and the
+    volatility and loadings of the parts its minutes are drawn from (see core/minute_bars.py).
 
-    `grid` is every trading session from SIM_EPOCH up to the last wanted one, in order: the
-    simulation runs forward through all of them. `universe` has columns symbol and sector.
-    """
-    if not wanted:
-        return _empty_bars()
+    The day's return is a drift known at the open (at predictability > 0 also the planted
+    reversal and momentum), the market's, the sector's and the stock's own shock, and jumps.
+    Each shock is conditionally Gaussian given its volatility (a Student-t is a normal over an
+    independent chi-square scale); a share _OVERNIGHT_SHARE of its variance falls overnight and
+    the rest between the open and the close, the two parts independent. Jumps are overnight news."""
     if grid[0] != SIM_EPOCH:
         raise ValueError(f"the session grid must start at SIM_EPOCH {SIM_EPOCH}, not {grid[0]}")
     position = {day: i for i, day in enumerate(grid)}
@@ -188,21 +194,26 @@ def simulate_daily_bars(
     if missing:
         raise ValueError(f"sessions {missing[:5]} are not in the simulation grid {grid[0]}..{grid[-1]}")
     rows = np.array([position[day] for day in wanted])
-    sessions = grid
     symbols = universe["symbol"].to_list()
     sectors = universe["sector"].to_list()
     sector_names = sorted(set(sectors))
     sector_index = np.array([sector_names.index(s) for s in sectors])
-    n = max(len(sessions), PRICE_ANCHOR_ROW + 1)  # through the anchor, whose close sets the price level
+    n = max(len(grid), PRICE_ANCHOR_ROW + 1)  # through the anchor, whose close sets the price level
 
-    factor_shocks = _shocks(seed, ["__market__", *sector_names], n)
+    factor_names = ["__market__", *sector_names]
+    factor_shocks = _shocks(seed, factor_names, n)
     factor_base = np.array([shape.market_vol] + [shape.sector_vol] * len(sector_names))
-    factors = _clustered_vol(factor_shocks, factor_base, shape) * _student_t(factor_shocks)
+    factor_vol = _clustered_vol(factor_shocks, factor_base, shape)
+    factors = factor_vol * _student_t(factor_shocks)
+    factor_sd = factor_vol * _t_scale(factor_shocks)  # each factor's sd given its chi-square scale
+    factor_overnight = _overnight(factors, factor_sd, factor_shocks[..., 8])
     market, sector_factor = factors[:, 0:1], factors[:, 1:][:, sector_index]
 
     params = _stock_params(seed, symbols)
     shocks = _shocks(seed, symbols, n)
     idio_vol, idio = _idiosyncratic(shocks, params, predictability, shape)
+    own = idio_vol * _student_t(shocks)  # the idiosyncratic shock; idio - own is the planted, predictable part
+    own_sd = idio_vol * _t_scale(shocks)
     jumps = np.where(shocks[..., 6] > _JUMP_THRESHOLD, shocks[..., 7] * 4 * params["idio_vol"], 0.0)
     day_vol = np.sqrt((params["beta"] * shape.market_vol) ** 2 + idio_vol**2)
     returns = (
@@ -218,16 +229,156 @@ def simulate_daily_bars(
     log_start = np.log(params["anchor_price"]) - growth[PRICE_ANCHOR_ROW]
     log_close = log_start + growth
     prev_log_close = np.vstack([log_start[None, :], log_close[:-1]])
-    gap = 0.25 * (returns - jumps) + jumps + 0.1 * day_vol * shocks[..., 8]
-    open_ = np.exp(prev_log_close + gap)
-    close = np.exp(log_close)
-    high = np.maximum(open_, close) * np.exp(0.5 * day_vol * np.abs(shocks[..., 9]))
-    low = np.minimum(open_, close) * np.exp(-0.5 * day_vol * np.abs(shocks[..., 10]))
-    move = np.minimum(np.abs(returns) / day_vol, 6.0)
-    volume = np.round(params["base_volume"] * np.exp(0.45 * move + 0.25 * shocks[..., 11] - 0.35))
+    gap = (
+        jumps
+        + params["beta"] * factor_overnight[:, 0:1]
+        + params["sector_loading"] * factor_overnight[:, 1:][:, sector_index]
+        + _overnight(own, own_sd, shocks[..., 8])
+    )
+    log_open = prev_log_close + gap
+    day_sd = np.sqrt(  # the day's sd given its volatility draws
+        (params["beta"] * factor_sd[:, 0:1]) ** 2 + (params["sector_loading"] * factor_sd[:, 1:][:, sector_index]) ** 2 + own_sd**2
+    )
+    intraday = np.sqrt(1 - _OVERNIGHT_SHARE)  # sd of a shock's open-to-close part, per unit of its sd
+    return {
+        "rows": rows, "symbols": symbols, "sectors": sectors, "factor_names": factor_names, "sector_index": sector_index,
+        "beta": params["beta"], "sector_loading": params["sector_loading"], "trade_size": params["trade_size"],
+        "log_open": log_open[rows], "log_close": log_close[rows], "gap": gap[rows], "day_vol": day_vol[rows],
+        "factor_sd": intraday * factor_sd[rows], "own_sd": intraday * own_sd[rows],
+        "day_sd": day_sd[rows], "base_volume": params["base_volume"] * np.exp(0.25 * shocks[rows, :, 11] - 0.8),
+    }
 
-    picked = (a[rows] for a in (open_, high, low, close, volume))
-    return _to_frame(list(wanted), symbols, sectors, *picked, params["trade_size"])
+
+def _t_scale(shocks: np.ndarray) -> np.ndarray:
+    """The factor that makes column 0's normal the unit-variance Student-t of _student_t."""
+    chi2 = (shocks[..., 1:5] ** 2).sum(axis=-1)
+    return np.sqrt((_T_DF - 2) / _T_DF) / np.sqrt(chi2 / _T_DF)
+
+
+def _overnight(shock: np.ndarray, sd: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """The overnight part of a Gaussian shock (given its sd): share w of its variance, independent
+    of the remainder (shock - part), which the session's minutes then reveal."""
+    w = _OVERNIGHT_SHARE
+    return w * shock + np.sqrt(w * (1 - w)) * sd * normal
+
+
+def _session_minutes(wanted: list[date], session_minutes) -> np.ndarray:
+    if session_minutes is None:
+        return np.full(len(wanted), MINUTES)
+    lengths = np.asarray(session_minutes, dtype=np.int64)
+    if lengths.shape != (len(wanted),) or (lengths < 2).any() or (lengths > MINUTES).any():
+        raise ValueError(f"session_minutes must give 2..{MINUTES} minutes for each of the {len(wanted)} sessions")
+    return lengths
+
+
+def _session_paths(state: dict, at: np.ndarray, lengths: np.ndarray, seed: int) -> np.ndarray:
+    """Log price relative to the open, minute by minute, of the state's rows `at` (float32; see intraday_paths):
+    each stock's own noise plus its loadings on the market's and its sector's minute noise."""
+    rows = state["rows"][at]
+    steps = 1 / np.sqrt(lengths[at])[:, None]  # per-minute sd per unit of the open-to-close sd
+    noise = minute_noise(seed, state["symbols"], rows)
+    noise *= (state["own_sd"][at] * steps)[..., None].astype(np.float32)
+    factor = minute_noise(seed, state["factor_names"], rows)
+    sector = state["sector_index"]
+    market_weight = state["beta"] * state["factor_sd"][at, 0:1] * steps
+    sector_weight = state["sector_loading"] * state["factor_sd"][at, 1:][:, sector] * steps
+    # elementwise, not a matrix product: BLAS threads spin on a shared machine and may sum in another order
+    noise += market_weight[..., None].astype(np.float32) * factor[:, 0:1, :]
+    noise += sector_weight[..., None].astype(np.float32) * factor[:, 1 + sector, :]
+    move = state["log_close"][at] - state["log_open"][at]
+    return intraday_paths(noise, move, lengths[at])
+
+
+def _segment_volumes(state: dict, at, path: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    return segment_volumes(path, state["gap"][at], state["day_vol"][at], state["day_sd"][at], state["base_volume"][at], shares[at])
+
+
+def _chunks(rows: np.ndarray):
+    """Indices of `rows` by noise block (each block's minutes drawn at once), at most NOISE_BLOCK each."""
+    blocks = rows // NOISE_BLOCK
+    edges = np.flatnonzero(np.diff(blocks) != 0) + 1
+    return (chunk for part in np.split(np.arange(len(rows)), edges) for chunk in np.array_split(part, -(-len(part) // NOISE_BLOCK)))
+
+
+def simulate_daily_bars(
+    universe: pl.DataFrame,
+    grid: list[date],
+    wanted: list[date],
+    *,
+    seed: int,
+    predictability: float,
+    session_minutes: list[int] | None = None,
+    shape: MarketShape = MarketShape(),
+) -> pl.DataFrame:
+    """Daily OHLCV bars for every session in `wanted` and every symbol of `universe`.
+
+    `grid` is every trading session from SIM_EPOCH up to the last wanted one, in order: the
+    simulation runs forward through all of them. `universe` has columns symbol and sector.
+    `session_minutes[i]` is wanted[i]'s length in minutes (early closes are shorter; None: all
+    full sessions). Each bar is the exact aggregate of simulate_minute_bars' minutes.
+    """
+    if not wanted:
+        return _empty_bars()
+    lengths = _session_minutes(wanted, session_minutes)
+    state = _sessions_state(universe, grid, wanted, seed, predictability, shape)
+    high = np.empty_like(state["log_open"])
+    low, volume = np.empty_like(high), np.empty_like(high)
+    shares = volume_shape(lengths)
+    for at in _chunks(state["rows"]):  # memory: a block of sessions' minutes at a time
+        path = _session_paths(state, at, lengths, seed)
+        inside = path[..., 1:MINUTES]
+        high[at] = inside.max(axis=2)
+        low[at] = inside.min(axis=2)
+        volume[at] = _segment_volumes(state, at, path, shares).sum(axis=2)
+    open_, close = np.exp(state["log_open"]), np.exp(state["log_close"])
+    high, low = np.exp(state["log_open"] + high), np.exp(state["log_open"] + low)
+    return _to_frame(list(wanted), state["symbols"], state["sectors"], open_, high, low, close, volume, state["trade_size"])
+
+
+def simulate_minute_bars(
+    universe: pl.DataFrame,
+    grid: list[date],
+    wanted: list[date],
+    opens: list[datetime],
+    session_minutes: list[int],
+    *,
+    seed: int,
+    predictability: float,
+    shape: MarketShape = MarketShape(),
+) -> pl.DataFrame:
+    """One-minute bars (symbol, time UTC bar start, OHLCV, session) of every symbol and wanted
+    session; `opens[i]` is wanted[i]'s opening time (naive UTC). Their first open, highest high,
+    lowest low, last close and total volume are simulate_daily_bars' bar for the session."""
+    if not wanted:
+        return pl.DataFrame(schema={"symbol": pl.String, "time": pl.Datetime("us", "UTC"),
+                                    **{c: pl.Float64 for c in MINUTE_COLUMNS[2:]}, "session": pl.Date})
+    lengths = _session_minutes(wanted, session_minutes)
+    state = _sessions_state(universe, grid, wanted, seed, predictability, shape)
+    path = _session_paths(state, np.arange(len(wanted)), lengths, seed)
+    shares = volume_shape(lengths)
+    volume = minute_volumes(_segment_volumes(state, slice(None), path, shares), shares)
+    prices = np.round(np.exp(state["log_open"][..., None] + path.astype(np.float64)), 2)  # as _to_frame rounds
+    prices[..., 0] = np.round(np.exp(state["log_open"]), 2)
+    days, names = len(wanted), len(state["symbols"])
+    prices[np.arange(days)[:, None], np.arange(names)[None, :], lengths[:, None]] = np.round(np.exp(state["log_close"]), 2)
+    inside = np.broadcast_to((np.arange(MINUTES)[None, :] < lengths[:, None])[:, None, :], volume.shape)
+    starts = np.array(opens, dtype="datetime64[us]")[:, None] + np.arange(MINUTES)[None, :].astype("timedelta64[m]")
+    frame = pl.DataFrame({
+        "symbol": np.broadcast_to(np.array(state["symbols"])[None, :, None], volume.shape).ravel(),
+        "time": np.broadcast_to(starts[:, None, :], volume.shape).ravel(),
+        "open": prices[..., :-1].ravel(),
+        "high": np.maximum(prices[..., :-1], prices[..., 1:]).ravel(),
+        "low": np.minimum(prices[..., :-1], prices[..., 1:]).ravel(),
+        "close": prices[..., 1:].ravel(),
+        "volume": volume.astype(np.float64).ravel(),
+        "session": np.broadcast_to(np.array(wanted, dtype="datetime64[D]")[:, None, None], volume.shape).ravel(),
+        "_inside": inside.ravel(),
+    })
+    return (
+        frame.filter(pl.col("_inside")).drop("_inside")
+        .with_columns(pl.col("time").dt.replace_time_zone("UTC"), pl.col("session").cast(pl.Date))
+        .sort("symbol", "time")
+    )
 
 
 def _to_frame(sessions, symbols, sectors, open_, high, low, close, volume, trade_size) -> pl.DataFrame:

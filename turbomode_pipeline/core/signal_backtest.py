@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from turbomode_pipeline.core.scanner import forward_returns
+from turbomode_pipeline.core.sharpe import sharpe_stats
 
 TRADING_DAYS = 252
 NETTED = 1e-12  # a weight this small is a long and a short of the same name cancelling in floating point
@@ -163,20 +164,25 @@ def curve(returns: pl.DataFrame, column: str, compound: bool = True) -> pl.DataF
     )
 
 
-def performance(curve_frame: pl.DataFrame) -> dict[str, float]:
-    """Annualised return (mean x 252) and volatility, Sharpe, its t-statistic, max drawdown."""
+def performance(curve_frame: pl.DataFrame, trials: int = 2) -> dict[str, float]:
+    """Annualised return (mean x 252) and volatility, Sharpe, its t-statistic and standard error, the
+    deflated Sharpe for `trials` strategies compared (the long-short book and the signals; core/sharpe.py),
+    max drawdown."""
     r = curve_frame["ret"]
     n = r.len()
     mean = float(r.mean()) if n else 0.0
     std = float(r.std()) if n > 1 else 0.0
     std = std if std and math.isfinite(std) else 0.0
     sharpe = mean / std * math.sqrt(TRADING_DAYS) if std > 0 else 0.0
+    stats = sharpe_stats(r.to_numpy(), trials) if std > 0 else {}
     return {
         "days": float(n),
         "ann_return": mean * TRADING_DAYS,
         "ann_vol": std * math.sqrt(TRADING_DAYS),
         "sharpe": sharpe,
         "t_stat": mean / std * math.sqrt(n) if std > 0 else 0.0,
+        "sharpe_se": stats.get("sharpe_se"),
+        "deflated_sharpe": stats.get("deflated_sharpe"),
         "max_drawdown": float(curve_frame["drawdown"].min()) if n else 0.0,
     }
 
@@ -231,13 +237,17 @@ def long_short_summary(daily: pl.DataFrame, horizon: int) -> tuple[dict, dict]:
     built_turnover = float(built["turnover"].mean() or 0.0)
     long_short_stats = {
         **performance(curve(daily, "net_ret")),
+        "sharpe_before_costs": performance(curve(daily, "gross_ret"))["sharpe"],
+        "ann_costs": float(daily["cost"].mean() or 0.0) * TRADING_DAYS,
         "turnover": turnover,
         "hit_rate": float((book["net_ret"] > 0).mean()) if book.height else 0.0,
         "avg_holding": 2 * float(built["exposure"].mean() or 0.0) / built_turnover if built_turnover > 0 else 0.0,
         "observations": float(daily.height),
     }
     benchmark_stats = {
-        **performance(curve(daily, "benchmark_ret")),
+        **performance(curve(daily, "benchmark_ret"), trials=1),
+        "sharpe_before_costs": None,
+        "ann_costs": 0.0,
         "turnover": 0.0,
         "hit_rate": float((daily["benchmark_ret"] > 0).mean()) if daily.height else 0.0,
         "avg_holding": 1.0,
@@ -250,8 +260,11 @@ def trades_summary(trades: pl.DataFrame, daily: pl.DataFrame) -> dict:
     """The signals as trades: performance of the capital's daily return, turnover (notional traded
     per day over capital), hit rate (share of trades with net_ret > 0), average days held."""
     capital = max(int(daily["open"].max() or 0), 1) if daily.height else 1
+    gross = trades_curve(trades.with_columns(net_ret=col("ret")), daily.select("session")) if trades.height else daily
     return {
         **performance(curve(daily, "ret", compound=False)),
+        "sharpe_before_costs": performance(curve(gross, "ret", compound=False))["sharpe"],
+        "ann_costs": float(trades["cost"].sum()) / capital / daily.height * TRADING_DAYS if daily.height else 0.0,
         "turnover": 2 * trades.height / capital / daily.height if daily.height else 0.0,
         "hit_rate": float((trades["net_ret"] > 0).mean()) if trades.height else 0.0,
         "avg_holding": float(trades["days_held"].mean()) if trades.height else 0.0,

@@ -36,10 +36,23 @@ def equity_png(curves: pl.DataFrame, dpi: int = 90) -> str:
     return r.png(figure, dpi)
 
 
+def _uncertainty(row: dict) -> str:
+    se, deflated = row.get("sharpe_se"), row.get("deflated_sharpe")
+    parts = [f"t {row['t_stat']:.1f}"] + ([f"standard error {se:.2f}"] if se is not None else []) + (
+        [f"deflated Sharpe {deflated:.2f} for the two strategies compared"] if deflated is not None else [])
+    return f" ({', '.join(parts)})"
+
+
+def _before_costs(row: dict) -> str:
+    before = row.get("sharpe_before_costs")
+    return (f"{before:.2f} before costs ({100 * row['ann_costs']:.2f}% a year paid), "
+            if before is not None and row.get("ann_costs") is not None else "")
+
+
 def render_report(data: SignalBacktestReport) -> str:
     summary = data.summary.select(
-        "strategy", "first_session", "last_session", "days", "ann_return", "ann_vol", "sharpe", "t_stat",
-        "max_drawdown", "turnover", "hit_rate", "avg_holding", "observations",
+        "strategy", "first_session", "last_session", "days", "ann_return", "ann_vol", "sharpe_before_costs", "ann_costs",
+        "sharpe", "sharpe_se", "t_stat", "deflated_sharpe", "max_drawdown", "turnover", "hit_rate", "avg_holding", "observations",
     )
     long_short = data.summary.filter(pl.col("strategy") == "long_short").row(0, named=True)
     by_score = data.quantiles.filter(pl.col("strategy") == "long_short").sort("quantile")
@@ -51,7 +64,8 @@ def render_report(data: SignalBacktestReport) -> str:
             f"Long-short: within each sector, long the top and short the bottom 1/{data.quantile_count} of the "
             f"scanner's score (at least one name each side), equal weight, held {data.horizon} sessions in "
             f"overlapping daily tranches; {data.cost_bps:g} bps per side on every trade. Sharpe "
-            f"{long_short['sharpe']:.2f} (t {long_short['t_stat']:.1f}), annualised return "
+            f"{long_short['sharpe']:.2f} after costs{_uncertainty(long_short)}, "
+            f"{_before_costs(long_short)}annualised return "
             f"{100 * long_short['ann_return']:.2f}%, max drawdown {100 * long_short['max_drawdown']:.2f}%."
         ),
         r.paragraph(

@@ -22,7 +22,6 @@ call the market closed).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,6 +30,7 @@ import polars as pl
 
 from turbomode_pipeline.core.fills import next_open_fills
 from turbomode_pipeline.core.risk import PROPOSAL_COLUMNS, MarketState, RiskLimits, review
+from turbomode_pipeline.core.sharpe import deflate, sharpe_stats
 from turbomode_pipeline.core.strategies import DEFAULT_PARAMS, decide_on_bar, follow_signals, indicator_signals, resample
 
 col = pl.col
@@ -162,7 +162,8 @@ def backtest_strategy(strategy: dict, bars: pl.DataFrame, limits: RiskLimits, co
             held, cash, realised, mark = held - qty, cash + qty * price - commission * qty, realised + qty * price - mark, 0.0
     trades = pl.DataFrame(rows, schema=TRADE_SCHEMA)
     equity = equity_curve(sid, bars, trades, costs.starting_cash)
-    return StrategyBacktest(trades, equity, summarise(strategy, minutes, trades, equity, bars, costs.starting_cash))
+    return StrategyBacktest(trades, equity, summarise(strategy, minutes, trades, equity, bars, costs.starting_cash,
+                                                      costs.slippage_bps))
 
 
 def equity_curve(strategy_id: str, bars: pl.DataFrame, trades: pl.DataFrame, starting_cash: float) -> pl.DataFrame:
@@ -180,13 +181,29 @@ def equity_curve(strategy_id: str, bars: pl.DataFrame, trades: pl.DataFrame, sta
     ).sort("session").select(pl.lit(strategy_id).alias("strategy_id"), "session", "equity", "position", "exposure")
 
 
+def costs_paid(trades: pl.DataFrame, slippage_bps: float) -> pl.DataFrame:
+    """Per filled order: its fill time, commission and slippage (dollars: the fill's distance from the
+    bar's open, which next_open_fills moved by `slippage_bps` against the trader), and session."""
+    filled = trades.filter(col("fill_time").is_not_null())
+    rate = slippage_bps / 1e4
+    unslipped = pl.when(col("side") == "buy").then(col("filled_price") / (1 + rate)).otherwise(col("filled_price") / (1 - rate))
+    return filled.select(
+        "fill_time", "commission", (col("qty") * (col("filled_price") - unslipped).abs()).alias("slippage"),
+        col("fill_time").dt.convert_time_zone(EXCHANGE_TZ).dt.date().alias("session"))
+
+
 def summarise(strategy: dict, minutes: int, trades: pl.DataFrame, equity: pl.DataFrame, bars: pl.DataFrame,
-              starting_cash: float) -> dict:
-    """P&L, Sharpe (daily, annualised over 252 sessions), max drawdown, exposure, round trips and their hit rate."""
+              starting_cash: float, slippage_bps: float = 0.0, trials: int = 1) -> dict:
+    """P&L, Sharpe (daily, annualised over 252 sessions) with its standard error, t and deflated Sharpe (for
+    `trials` strategies compared), before and after costs, max drawdown, exposure, round trips and their hit rate."""
     values = equity["equity"]
     returns = pl.concat([pl.Series([starting_cash]), values]).pct_change().drop_nulls()
-    std = returns.std() if returns.len() > 1 else None
-    sharpe = float(returns.mean() / std * math.sqrt(252)) if std else None
+    paid = costs_paid(trades, slippage_bps)
+    per_session = paid.group_by("session").agg((col("commission") + col("slippage")).sum().alias("paid"))
+    gross_values = equity.join(per_session, on="session", how="left").sort("session").select(
+        col("equity") + col("paid").fill_null(0.0).cum_sum())["equity"]
+    gross_returns = pl.concat([pl.Series([starting_cash]), gross_values]).pct_change().drop_nulls()
+    stats = sharpe_stats(returns.to_numpy(), trials)
     drawdown = (values / pl.concat([pl.Series([starting_cash]), values]).cum_max().slice(1) - 1).min() if values.len() else 0.0
     filled = trades.filter(col("fill_time").is_not_null()).sort("fill_time")
     sign = pl.when(col("side") == "buy").then(1.0).otherwise(-1.0)
@@ -194,14 +211,25 @@ def summarise(strategy: dict, minutes: int, trades: pl.DataFrame, equity: pl.Dat
         (-sign * col("qty") * col("filled_price") - col("commission")).sum().alias("pnl"), (col("side") == "sell").any().alias("closed"),
     ).filter(col("closed"))
     final = float(values[-1]) if values.len() else starting_cash
+    commission, slippage = float(paid["commission"].sum()), float(paid["slippage"].sum())
     return {
         "strategy_id": strategy["id"], "type": strategy["type"], "symbol": strategy["symbol"],
         "timeframe_minutes": minutes, "first_session": bars["session"].min(), "last_session": bars["session"].max(),
         "sessions": equity.height, "bars": bars.height, "orders_filled": filled.height,
         "orders_rejected": int((~trades["approved"]).sum()), "round_trips": trips.height,
         "hit_rate": float((trips["pnl"] > 0).mean()) if trips.height else None,
-        "commission": float(filled["commission"].sum()), "starting_equity": starting_cash, "final_equity": final,
-        "pnl": final - starting_cash, "total_return": final / starting_cash - 1, "sharpe": sharpe,
+        "commission": commission, "slippage": slippage, "costs": commission + slippage,
+        "starting_equity": starting_cash, "final_equity": final,
+        "pnl": final - starting_cash, "pnl_before_costs": final - starting_cash + commission + slippage,
+        "total_return": final / starting_cash - 1, "sharpe": stats["sharpe"], "sharpe_se": stats["sharpe_se"],
+        "sharpe_t": stats["sharpe_t"], "deflated_sharpe": stats["deflated_sharpe"],
+        "sharpe_before_costs": sharpe_stats(gross_returns.to_numpy())["sharpe"],
         "max_drawdown": float(drawdown) if drawdown is not None else 0.0,
         "exposure": float((equity["exposure"] * 1.0).mean()) if equity.height else 0.0,
     }
+
+
+def deflate_summaries(summaries: list[dict]) -> list[dict]:
+    """The summaries of strategies compared together, each deflated Sharpe for all of them (core/sharpe.deflate)."""
+    deflated = deflate([s["sharpe"] for s in summaries], [s["sessions"] for s in summaries])
+    return [{**s, "deflated_sharpe": d} for s, d in zip(summaries, deflated, strict=True)]

@@ -11,7 +11,8 @@ from turbomode_pipeline.core.drift_html import _png
 from turbomode_pipeline.core.report_html import pyplot
 
 SUMMARY_COLUMNS = ["strategy_id", "type", "symbol", "timeframe_minutes", "sessions", "orders_filled", "orders_rejected",
-                   "round_trips", "hit_rate", "pnl", "total_return", "sharpe", "max_drawdown", "exposure", "commission"]
+                   "round_trips", "hit_rate", "pnl_before_costs", "commission", "slippage", "pnl", "total_return",
+                   "sharpe_before_costs", "sharpe", "sharpe_se", "sharpe_t", "deflated_sharpe", "max_drawdown", "exposure"]
 TRADE_COLUMNS = ["strategy_id", "bar_time", "side", "price", "qty", "risk_reason", "fill_time", "filled_price"]
 MAX_TRADES = 300
 
@@ -61,8 +62,12 @@ td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}} td:first-child{{
 img{{max-width:100%;display:block;margin:1em 0}}</style></head><body>
 <h1>Strategy backtest, {html.escape(title)}</h1>
 <p>The live strategies' own decision code, the live risk manager and the local paper broker's fill model (next bar's
-open, slippage, commission), over history. Sharpe from daily equity returns, annualised over 252 sessions; exposure is
-the share of bars with a position.</p>
+open, slippage, commission), over history. Sharpe from daily equity returns, annualised over 252 sessions, after
+costs (sharpe_before_costs: the same returns with the commission and slippage paid added back); sharpe_se is its
+standard error (about 1 for a year of data: a Sharpe within two of them of zero is no evidence of an edge), sharpe_t
+its t, and deflated_sharpe the probability that the true Sharpe is above zero allowing for the best of the
+strategies in this table having been picked (Bailey and L&oacute;pez de Prado). Exposure is the share of bars with a
+position.</p>
 <ul>{items}</ul>
 {_table(summary, SUMMARY_COLUMNS)}
 {figure}

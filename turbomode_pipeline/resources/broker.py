@@ -115,9 +115,12 @@ class LocalPaperBroker(PaperBroker):
         with ledger.connection() as con:
             con.executescript(
                 "CREATE TABLE IF NOT EXISTS paper_orders (client_order_id TEXT PRIMARY KEY, id TEXT, symbol TEXT, "
-                "side TEXT, qty REAL, status TEXT, submitted_at TEXT, filled_price REAL, filled_at TEXT, commission REAL);"
+                "side TEXT, qty REAL, status TEXT, submitted_at TEXT, filled_price REAL, filled_at TEXT, commission REAL, "
+                "slippage REAL);"
                 "CREATE TABLE IF NOT EXISTS paper_marks (symbol TEXT PRIMARY KEY, price REAL, time TEXT);"
             )
+            if "slippage" not in {row[1] for row in con.execute("PRAGMA table_info(paper_orders)")}:  # a ledger from before
+                con.execute("ALTER TABLE paper_orders ADD COLUMN slippage REAL")
         return ledger
 
     def clock(self, now: datetime) -> Clock:
@@ -202,6 +205,7 @@ class LocalPaperBroker(PaperBroker):
         filled = due.select(
             "client_order_id", "id", "symbol", "side", "qty", pl.lit("filled").alias("status"), "submitted_at",
             "filled_price", pl.col("fill_time").dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").alias("filled_at"), "commission",
+            (pl.col("qty") * (pl.col("filled_price") - pl.col("open")).abs()).alias("slippage"),  # dollars paid to it
         )
         ledger.append("paper_orders", filled)
 

@@ -245,6 +245,42 @@ class Ledger(ConfigurableResource):
             "SUM(CASE WHEN side = 'buy' THEN -qty * price ELSE qty * price END) AS cash_flow, COUNT(*) AS fills "
             "FROM fills WHERE filled_at >= ? AND filled_at <= ? GROUP BY strategy_id", [start, end])
 
+    def strategy_allocations(self) -> pl.DataFrame:
+        return self.query("SELECT id AS strategy_id, allocation FROM live_strategies").cast(
+            {"strategy_id": pl.String, "allocation": pl.Float64})
+
+    def sells_between(self, start: str, end: str) -> pl.DataFrame:
+        """Per strategy: its sell fills in [start, end] (each closes a round trip: strategies are long only)."""
+        return self.query("SELECT strategy_id, COUNT(*) AS round_trips FROM fills WHERE side = 'sell' AND filled_at >= ? "
+                          "AND filled_at <= ? GROUP BY strategy_id", [start, end]).cast(
+            {"strategy_id": pl.String, "round_trips": pl.Int64})
+
+    def strategy_prices(self, start: str, end: str) -> pl.DataFrame:
+        """strategy_id, tick_time, price: the price each strategy saw at each tick in [start, end]."""
+        return self.query("SELECT strategy_id, tick_time, price FROM strategy_signals WHERE tick_time BETWEEN ? AND ? "
+                          "AND price IS NOT NULL ORDER BY tick_time", [start, end]).cast(
+            {"strategy_id": pl.String, "tick_time": pl.String, "price": pl.Float64})
+
+    def fills_until(self, end: str) -> pl.DataFrame:
+        """Every fill up to `end`: strategy_id, filled_at, side, qty, fill_price."""
+        return self.query("SELECT strategy_id, filled_at, side, qty, price AS fill_price FROM fills WHERE filled_at <= ? "
+                          "ORDER BY filled_at", [end]).cast(
+            {"strategy_id": pl.String, "filled_at": pl.String, "side": pl.String, "qty": pl.Float64, "fill_price": pl.Float64})
+
+    def costs_between(self, start: str, end: str) -> pl.DataFrame:
+        """Per strategy: commission and slippage (dollars) its fills in [start, end] paid, as the local paper broker
+        recorded them in paper_orders; none for a broker that does not say (Alpaca)."""
+        empty = pl.DataFrame(schema={"strategy_id": pl.String, "commission": pl.Float64, "slippage": pl.Float64})
+        if not self.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'paper_orders'").height:
+            return empty
+        columns = set(self.query("SELECT name FROM pragma_table_info('paper_orders')")["name"].to_list())
+        slippage = "p.slippage" if "slippage" in columns else "0.0"
+        frame = self.query(
+            f"SELECT f.strategy_id, SUM(COALESCE(p.commission, 0.0)) AS commission, SUM(COALESCE({slippage}, 0.0)) AS slippage "
+            "FROM fills f JOIN paper_orders p ON p.client_order_id = f.client_order_id "
+            "WHERE f.filled_at >= ? AND f.filled_at <= ? GROUP BY f.strategy_id", [start, end])
+        return frame.cast(empty.schema) if frame.height else empty
+
     def equity_between(self, start: str, end: str) -> pl.DataFrame:
         return self.query("SELECT tick_time, cash, equity FROM equity WHERE tick_time BETWEEN ? AND ? ORDER BY tick_time",
                           [start, end])

@@ -12,10 +12,9 @@ from datetime import date, datetime, time, timedelta
 import polars as pl
 from dagster import ConfigurableResource, get_dagster_logger
 
-from turbomode_pipeline.calendar import EXCHANGE_TZ, session_close, session_open, sessions_between
+from turbomode_pipeline.calendar import EXCHANGE_TZ, session_close, session_minutes, session_open, sessions_between
 from turbomode_pipeline.core.bar_rules import expected_bars
-from turbomode_pipeline.core.market_sim import SIM_EPOCH, simulate_daily_bars
-from turbomode_pipeline.core.minute_bars import simulate_minute_bars
+from turbomode_pipeline.core.market_sim import SIM_EPOCH, simulate_daily_bars, simulate_minute_bars
 from turbomode_pipeline.resources.alpaca_http import ResponseError, harden
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
@@ -45,23 +44,34 @@ class SimulatedMarketData(MarketDataSource):
     def daily_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
         if not sessions:
             return _with_source(simulate_daily_bars(universe, [], [], seed=self.seed, predictability=0), "simulated")
-        grid = sessions_between(SIM_EPOCH, max(sessions))
+        wanted = sorted(sessions)
         bars = simulate_daily_bars(
             universe.select("symbol", "sector"),
-            grid,
-            sorted(sessions),
+            sessions_between(SIM_EPOCH, wanted[-1]),
+            wanted,
             seed=self.seed,
             predictability=self.predictability,
+            session_minutes=session_minutes(wanted),
         )
-        listed = expected_bars(universe, sorted(sessions))  # a symbol trades only while listed, as a vendor's would
+        listed = expected_bars(universe, wanted)  # a symbol trades only while listed, as a vendor's would
         return _with_source(bars.join(listed, on=["session", "symbol"], how="semi"), "simulated")
 
     def minute_bars(self, sessions: list[date], universe: pl.DataFrame) -> pl.DataFrame:
-        daily = self.daily_bars(sessions, universe).sort("session", "symbol")
-        days = daily["session"].to_list()
-        opens = [session_open(day) for day in days]
-        minutes = [int((session_close(day) - session_open(day)).total_seconds() // 60) for day in days]
-        return simulate_minute_bars(daily, [o.replace(tzinfo=None) for o in opens], minutes, seed=self.seed)
+        """The minutes the daily bars aggregate (core/market_sim.py: one generative model)."""
+        wanted = sorted(sessions)
+        if not wanted:
+            return simulate_minute_bars(universe, [], [], [], [], seed=self.seed, predictability=0).drop("session")
+        minutes = simulate_minute_bars(
+            universe.select("symbol", "sector"),
+            sessions_between(SIM_EPOCH, wanted[-1]),
+            wanted,
+            [session_open(day).replace(tzinfo=None) for day in wanted],  # xcals opens are UTC
+            session_minutes(wanted),
+            seed=self.seed,
+            predictability=self.predictability,
+        )
+        listed = expected_bars(universe, wanted)
+        return minutes.join(listed, on=["session", "symbol"], how="semi").drop("session")
 
 
 class AlpacaMarketData(MarketDataSource):

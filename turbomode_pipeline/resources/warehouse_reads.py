@@ -262,8 +262,10 @@ class WarehouseReads:
         """The strategy backtests `backtest_ids`, one row each, rounded for a person."""
         return self.query(
             "SELECT strategy_id, symbol, timeframe_minutes AS tf, round_trips AS trips, orders_rejected AS rejected, "
-            "round(hit_rate, 3) AS hit_rate, round(pnl, 2) AS pnl, round(total_return, 4) AS return, "
-            "round(sharpe, 2) AS sharpe, round(max_drawdown, 4) AS max_drawdown, round(exposure, 3) AS exposure "
+            "round(hit_rate, 3) AS hit_rate, round(pnl_before_costs, 2) AS pnl_gross, round(costs, 2) AS costs, "
+            "round(pnl, 2) AS pnl, round(total_return, 4) AS return, round(sharpe_before_costs, 2) AS sharpe_gross, "
+            "round(sharpe, 2) AS sharpe, round(sharpe_se, 2) AS se, round(sharpe_t, 2) AS t, "
+            "round(deflated_sharpe, 3) AS deflated, round(max_drawdown, 4) AS max_drawdown, round(exposure, 3) AS exposure "
             "FROM strategy_backtest WHERE backtest_id IN (SELECT unnest(?)) ORDER BY strategy_id",
             [list(backtest_ids)],
         )
