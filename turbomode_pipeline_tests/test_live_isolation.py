@@ -12,6 +12,7 @@ import polars as pl
 from dagster import DagsterInstance, build_sensor_context
 
 from turbomode_pipeline.automation.alerts import halted_strategy_alerts
+from turbomode_pipeline.calendar import sessions_before
 from turbomode_pipeline.cli import main
 from turbomode_pipeline.core.risk import RiskLimits
 from turbomode_pipeline.core.strategies import indicator_signals
@@ -89,8 +90,10 @@ def test_the_strategy_backtest_notes_the_strategy_it_cannot_run_and_backtests_th
 def test_a_refused_order_is_recorded_with_the_brokers_words_and_the_other_order_of_the_minute_is_sent(tmp_path):
     market_data, universe = SimulatedMarketData(seed=11), pl.read_csv(DEFAULT_UNIVERSE)
     day = datetime.fromisoformat(SESSION).date()
-    bars = market_data.minute_bars([day], universe.filter(pl.col("symbol") == "AMD"))
-    entry = indicator_signals("keltner_channel", bars, {}).filter(pl.col("entry"))["time"][0]  # from the simulator
+    # the session's first entry as the tick sees it: on the bars of the previous session and this one
+    bars = market_data.minute_bars([*sessions_before(day, 1), day], universe.filter(pl.col("symbol") == "AMD"))
+    entries = indicator_signals("keltner_channel", bars, {}).filter(pl.col("entry") & (pl.col("time").dt.date() == day))
+    entry = entries["time"][0]  # from the simulator
     now = entry + timedelta(minutes=1)
     ledger = Ledger(path=str(tmp_path / "trading.sqlite"))
     for strategy_id in ("amd-keltner", "amd-keltner2"):  # the same rule on the same bar: two orders in one minute
