@@ -835,6 +835,21 @@ def replay_ticks() -> None:
     )
 
 
+def on_local_dask(run, env: dict, scheduler: str, root: Path) -> float:
+    """`run(env)` with a dask scheduler at `scheduler` and two one-thread workers started in `env`, stopped after."""
+    from turbomode_pipeline_tests.servers import BIN, Server
+
+    cluster = [Server("scheduler", [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
+                                    scheduler.rsplit(":", 1)[1], "--no-dashboard"], env, root)]
+    cluster += [Server(f"w{i}", [str(BIN / "dask"), "worker", scheduler, "--nthreads", "1", "--no-nanny",
+                                 "--no-dashboard"], env, root) for i in (1, 2)]
+    try:
+        return run(env)
+    finally:
+        for server in cluster:
+            server.stop()
+
+
 def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
     """`model_training_job` over every sector, fast settings, three ways on this machine: the old way
     (the sectors' training in 2 threads of one process, registration excluded), the multiprocess
@@ -863,7 +878,7 @@ def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
     from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
     from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
     from turbomode_pipeline_tests.support import small_universe
-    from turbomode_pipeline_tests.servers import BIN, Server, free_port, server_env
+    from turbomode_pipeline_tests.servers import BIN, free_port, server_env
 
     sessions = due_sessions(datetime.now(UTC), sessions)
     holdout = 120  # fits a reduced history too (700 sessions leave ~450 of samples)
@@ -906,16 +921,7 @@ def training_executors(per_sector: int = 0, sessions: int = 2520) -> None:
         in_threads = timed(threads)
         multiprocess = job(job_env("multiprocess"))
         scheduler = f"tcp://127.0.0.1:{free_port()}"
-        env = job_env("dask", TURBOMODE_DASK_SCHEDULER=scheduler)
-        cluster = [Server("scheduler", [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
-                                        scheduler.rsplit(":", 1)[1], "--no-dashboard"], env, root)]
-        cluster += [Server(f"w{i}", [str(BIN / "dask"), "worker", scheduler, "--nthreads", "1", "--no-nanny",
-                                     "--no-dashboard"], env, root) for i in (1, 2)]
-        try:
-            distributed = job(env)
-        finally:
-            for server in cluster:
-                server.stop()
+        distributed = on_local_dask(job, job_env("dask", TURBOMODE_DASK_SCHEDULER=scheduler), scheduler, root)
     table(
         f"training {len(sectors)} sectors x 6 models, fast settings, {universe.height} symbols x {len(sessions)} sessions "
         f"({os.cpu_count()} cores; python {sys.version_info.major}.{sys.version_info.minor})",
@@ -1019,7 +1025,7 @@ def walk_forward(predictability: float = 0.5, months: int = 12, cadence: str = "
     from turbomode_pipeline.schemas import DAILY_FEATURES, TRAINING_SAMPLES, DailyFeatures, TrainingSamples, conform
     from turbomode_pipeline.walk_forward_command import FAST_HOLDOUT, first_training_week
     from turbomode_pipeline_tests import conftest  # noqa: F401 (importing it drops the host's TURBOMODE_* variables)
-    from turbomode_pipeline_tests.servers import BIN, Server, free_port, server_env
+    from turbomode_pipeline_tests.servers import BIN, free_port, server_env
 
     horizon = 10
     grid = ten_year_grid()
@@ -1056,16 +1062,7 @@ def walk_forward(predictability: float = 0.5, months: int = 12, cadence: str = "
         env = prepared("multiprocess")
         multiprocess = train(env)
         scheduler = f"tcp://127.0.0.1:{free_port()}"
-        dask_env = prepared("dask", TURBOMODE_DASK_SCHEDULER=scheduler)
-        cluster = [Server("scheduler", [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
-                                        scheduler.rsplit(":", 1)[1], "--no-dashboard"], dask_env, root)]
-        cluster += [Server(f"w{i}", [str(BIN / "dask"), "worker", scheduler, "--nthreads", "1", "--no-nanny",
-                                     "--no-dashboard"], dask_env, root) for i in (1, 2)]
-        try:
-            distributed = train(dask_env)
-        finally:
-            for server in cluster:
-                server.stop()
+        distributed = on_local_dask(train, prepared("dask", TURBOMODE_DASK_SCHEDULER=scheduler), scheduler, root)
         doors = resources(load_settings(env))
         scan = timed(lambda: materialize([scanner_signals], resources=doors, instance=DagsterInstance.ephemeral(),
                                          run_config=QUIET, tags={PARTITION_RANGE_START: str(window[0]),

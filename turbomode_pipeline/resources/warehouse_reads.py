@@ -119,18 +119,17 @@ class WarehouseReads:
 
     def model_versions(self, model_type: str | None = None) -> pl.DataFrame:
         """Every registered model version with its cutoff and sha256 (of `model_type` only, when given)."""
-        if not self.has_table("model_versions"):
-            return pl.DataFrame()
-        where = "WHERE model_type = ?" if model_type else ""
-        return self.query(f"SELECT * FROM model_versions {where} ORDER BY registered_model, labels_through",
-                          [model_type] if model_type else None)
+        return self._model_records("model_versions", model_type)
 
     def champion_history(self, model_type: str | None = None) -> pl.DataFrame:
         """Every promotion: which version was each model's champion from which training week on."""
-        if not self.has_table("champion_history"):
+        return self._model_records("champion_history", model_type)
+
+    def _model_records(self, table: str, model_type: str | None) -> pl.DataFrame:
+        if not self.has_table(table):
             return pl.DataFrame()
         where = "WHERE model_type = ?" if model_type else ""
-        return self.query(f"SELECT * FROM champion_history {where} ORDER BY registered_model, labels_through",
+        return self.query(f"SELECT * FROM {table} {where} ORDER BY registered_model, labels_through",
                           [model_type] if model_type else None)
 
     # the scanner's tables
