@@ -223,3 +223,17 @@ def test_the_retrain_sensor_requests_exactly_the_drifted_sector_once_per_report(
     assert first.run_requests[0].tags["turbomode/trigger"] == f"drift_report {WEEK}"
     again = drift_retrain_sensor(build_sensor_context(instance=instance, cursor=first.cursor))
     assert not again.run_requests and again.skip_reason is not None
+
+
+def test_a_report_of_the_week_in_progress_asks_for_no_training_of_a_week_not_begun():
+    """The demo reports the week it is in; the models that follow it cannot be trained before it ends."""
+    from dagster import AssetMaterialization, DagsterInstance
+
+    from turbomode_pipeline.partitions import drift_weeks
+
+    current = drift_weeks().get_last_partition_key()
+    with DagsterInstance.ephemeral() as instance:
+        instance.report_runless_asset_event(AssetMaterialization(
+            "drift_report", partition=current, metadata={"drifted_sectors": [REGIME_SECTOR]}))
+        result = drift_retrain_sensor(build_sensor_context(instance=instance))
+    assert not result.run_requests and result.cursor is not None

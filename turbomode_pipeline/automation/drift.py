@@ -20,7 +20,7 @@ from dagster import (
 from turbomode_pipeline.assets.drift import drift_report
 from turbomode_pipeline.automation.models import model_training_job
 from turbomode_pipeline.core.universe import sector_slug
-from turbomode_pipeline.partitions import drift_weeks
+from turbomode_pipeline.partitions import drift_weeks, training_weeks
 from turbomode_pipeline.settings import get_settings
 from turbomode_pipeline.automation.run_health import max_runtime
 
@@ -67,8 +67,11 @@ def drift_retrain_sensor(context: SensorEvaluationContext):
         week = materialization.partition
         drifted = materialization.metadata["drifted_sectors"].value if "drifted_sectors" in materialization.metadata else []
         context.log.info(f"drift report {report.storage_id} (week {week}) marks drift: {', '.join(drifted) or 'none'}")
-        if drifted:  # the week after the report's: its models are trained as of the report's last session
-            serving = (date.fromisoformat(week) + timedelta(days=7)).isoformat()
+        serving = (date.fromisoformat(week) + timedelta(days=7)).isoformat()
+        if drifted and serving > (training_weeks().get_last_partition_key() or ""):
+            context.log.info(f"drift report of week {week} is of a week still in progress: the models that follow it "
+                             f"(week {serving}) can be trained once it has ended; the Sunday run will")
+        elif drifted:  # the week after the report's: its models are trained as of the report's last session
             requests.append(RunRequest(
                 run_key=f"drift_retrain:{report.storage_id}",
                 partition_key=serving,
