@@ -71,7 +71,8 @@ def test_the_mlflow_experiment_opens_on_its_training_runs(registry, tmp_path, mo
         # this is the page its "Model training" button opens
         page.goto(f"{registry.tracking_uri}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning",
                   wait_until="domcontentloaded")
-        page.get_by_text(re.compile(r"^training [0-9a-f]{8}$")).first.wait_for(timeout=60_000)  # the training's parent run
+        # the training's parent run: "training <week> <run id>"
+        page.get_by_text(re.compile(r"^training \d{4}-\d\d-\d\d [0-9a-f]{8}$")).first.wait_for(timeout=60_000)
         page.keyboard.press("Escape")
         page.screenshot(path=screenshots / "mlflow-experiment-training-runs.png")
         body = page.inner_text("body")
