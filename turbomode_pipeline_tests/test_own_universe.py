@@ -48,7 +48,8 @@ SUNDAY_TRAINING = """
     print("sectors:", ",".join(SECTOR_BY_KEY))
     instance = DagsterInstance.get()
     schedule = defs.get_schedule_def("model_training")
-    context = build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 11, 29))
+    context = build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 11, 29),
+                                     repository_def=defs.get_repository_def())  # a partition key is checked
     request = schedule.evaluate_tick(context).run_requests[0]
     print("week requested:", request.partition_key)
     result = defs.get_job_def("model_training_job").execute_in_process(

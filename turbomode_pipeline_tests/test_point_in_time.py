@@ -22,6 +22,7 @@ from turbomode_pipeline.partitions import week_cutoff
 from turbomode_pipeline.resources.labels import LabelSettings
 from turbomode_pipeline.resources.market_data import SimulatedMarketData
 from turbomode_pipeline.resources.model_registry import ModelRegistry, registered_name
+from turbomode_pipeline.resources.reports import ReportStore
 from turbomode_pipeline.resources.warehouse import Warehouse
 from turbomode_pipeline.schemas import (
     DAILY_BARS, DAILY_FEATURES, SCANNER_SCORES, TRAINING_SAMPLES, DailyBars, DailyFeatures, ScannerScores,
@@ -123,7 +124,8 @@ def test_models_and_scanner_backfilled_together_are_a_walk_forward(walk_forward_
     shutil.copy(walk_forward_data / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
     warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
     registry = ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "art"))
-    resources = {"warehouse": warehouse, "model_registry": registry, "labels": LabelSettings.from_settings(get_settings())}
+    resources = {"warehouse": warehouse, "model_registry": registry, "labels": LabelSettings.from_settings(get_settings()),
+                 "reports": ReportStore(directory=str(tmp_path / "reports"))}
     name = registered_name(SECTOR, STACKED)
     with instance_for_test() as instance:
         # the newer year first, then the older one: a backfill of an older window must leave the newer history alone
