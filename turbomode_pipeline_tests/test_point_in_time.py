@@ -120,6 +120,7 @@ def walk_forward_data(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 24 trainings, 144 registrations and a two-year scan: ~4 min idle, 6+ on a loaded machine
 def test_models_and_scanner_backfilled_together_are_a_walk_forward(walk_forward_data, tmp_path):
     shutil.copy(walk_forward_data / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
     warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
