@@ -77,6 +77,20 @@ class SectorTraining:
     samples: pl.DataFrame | None = None  # the samples the registered version was fitted on (logged as its dataset)
     labels_through: date | None = None  # the last session whose close its labels needed (set by the caller)
     training_week: date | None = None  # the week it serves (set by the caller)
+    # where the time went, seconds by (stage, what): ("fold 1", model type) .. ("refit", model type),
+    # ("prepare", "data"), ("calibrate", "calibrators and stacker"), ("holdout", "scoring and metrics")
+    timings: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Seconds spent per (stage, what), summed."""
+
+    def __init__(self):
+        self.seconds: dict[tuple[str, str], float] = {}
+
+    def add(self, stage: str, what: str, started: float) -> None:
+        key = (stage, what)
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
 
 
 class TooFewSamples(ValueError):
@@ -171,7 +185,9 @@ def _fold(samples: pl.DataFrame, sessions: list[date], start: date, end: date, e
     return train, samples.filter(pl.col("session").is_between(start, end))
 
 
-def _fit_base_models(x: np.ndarray, y: np.ndarray, settings: ModelSettings, fit_seconds: dict[str, float]) -> dict:
+def _fit_base_models(
+    x: np.ndarray, y: np.ndarray, settings: ModelSettings, fit_seconds: dict[str, float], clock: _Clock, stage: str
+) -> dict:
     """The five base models fitted on (x, y), each with its score centre on x."""
     fitted = {}
     for m in BASE_MODEL_TYPES:
@@ -179,6 +195,7 @@ def _fit_base_models(x: np.ndarray, y: np.ndarray, settings: ModelSettings, fit_
         model = make_base_model(m, settings, SEED).fit(x, y)
         fitted[m] = (model, score_centre(model, x))
         fit_seconds[m] += time.perf_counter() - started
+        clock.add(stage, m, started)
     return fitted
 
 
@@ -201,19 +218,23 @@ class _OutOfFold:
         return np.concatenate(self.labels)
 
 
-def _walk_forward(samples, sessions, split, features, horizon, settings, sector, fit_seconds):
+def _walk_forward(samples, sessions, split, features, horizon, settings, sector, fit_seconds, clock):
     """Fit the base models on each fold's purged training data; returns the last fold's models,
     its training frame, the out-of-fold scores and the per-fold AUCs."""
     cv_auc: dict[str, list[float]] = {m: [] for m in BASE_MODEL_TYPES}
     out_of_fold = _OutOfFold()
-    for start, end in split.folds:
+    for number, (start, end) in enumerate(split.folds, 1):
+        started = time.perf_counter()
         train, test = _fold(samples, sessions, start, end, embargo=horizon)
         if train.height < 200 or test["label"].n_unique() < 2:
             raise TooFewSamples(f"{sector}: the walk-forward block {start}..{end} has too few samples to train on")
         x_train, y_train = _xy(train, features)
         x_test, y_test = _xy(test, features)
-        fitted = _fit_base_models(x_train, y_train, settings, fit_seconds)
+        clock.add("prepare", "data", started)
+        fitted = _fit_base_models(x_train, y_train, settings, fit_seconds, clock, f"fold {number}")
+        started = time.perf_counter()
         out_of_fold.add(fitted, x_test, y_test)
+        clock.add("calibrate", "out-of-fold scores", started)
         for m in BASE_MODEL_TYPES:
             cv_auc[m].append(float(roc_auc_score(y_test, out_of_fold.scores[m][-1])))
     return fitted, train, out_of_fold, cv_auc
@@ -242,6 +263,8 @@ def train_sector(
     learn), `barrier`, `t1` and `fwd_ret` (the H-session return, for the rank IC), rows with a
     missing feature already dropped.
     """
+    clock = _Clock()
+    started = time.perf_counter()
     samples = samples.sort("session", "symbol")
     sessions = samples["session"].unique().sort().to_list()
     try:
@@ -252,21 +275,28 @@ def train_sector(
     x_holdout, y_holdout = _xy(holdout, features)
     upper_hit = (holdout["barrier"] == "upper").to_numpy()
     fit_seconds = dict.fromkeys(BASE_MODEL_TYPES, 0.0)
+    clock.add("prepare", "data", started)
 
     last_fold, train, out_of_fold, cv_auc = _walk_forward(
-        samples, sessions, split, features, horizon, settings, sector, fit_seconds
+        samples, sessions, split, features, horizon, settings, sector, fit_seconds, clock
     )
+    started = time.perf_counter()
     y_oof = out_of_fold.pooled_labels()
     calibrators = {m: fit_calibrator(out_of_fold.pooled(m), y_oof) for m in BASE_MODEL_TYPES}
     oof_scores = np.column_stack([out_of_fold.pooled(m) for m in BASE_MODEL_TYPES])
     intercept, weights, scale = fit_stacker(oof_scores, y_oof)
+    clock.add("calibrate", "calibrators and stacker", started)
 
     # The validated models (the last fold's, calibrated) are scored on the holdout once; then the
     # version that is registered and scanned with is refit the same way on every labelled sample.
     validated = _calibrated(last_fold, calibrators, features)
     final = validated
     if refit:
-        final = _calibrated(_fit_base_models(*_xy(samples, features), settings, fit_seconds), calibrators, features)
+        started = time.perf_counter()
+        x_all, y_all = _xy(samples, features)
+        clock.add("prepare", "data", started)
+        final = _calibrated(_fit_base_models(x_all, y_all, settings, fit_seconds, clock, "refit"), calibrators, features)
+    scoring = time.perf_counter()
     fitted_on = samples if refit else train
     result = SectorTraining(
         sector=sector, feature_names=features, split=split,
@@ -309,6 +339,8 @@ def train_sector(
         dict(zip(BASE_MODEL_TYPES, weights.tolist(), strict=True)),
         reliability=reliability_table(y_holdout, probability), validated=stacked_validated, holdout_raw=raw,
     )
+    clock.add("holdout", "scoring and metrics", scoring)
+    result.timings = clock.seconds
     return result
 
 
