@@ -27,6 +27,7 @@ from datetime import date
 
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from turbomode_pipeline.core.model_zoo import (
@@ -173,16 +174,38 @@ def expected_calibration_error(labels: np.ndarray, probability: np.ndarray, bins
     return float(np.abs(observed[filled] - predicted[filled]).sum() / counts.sum())
 
 
-def _xy(frame: pl.DataFrame, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    return frame.select(features).to_numpy().astype(np.float64), frame["label"].to_numpy().astype(int)
+def _xy(frame: pl.DataFrame, features: list[str], dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    return frame.select(features).to_numpy().astype(dtype), frame["label"].to_numpy().astype(int)
 
 
-def _fold(samples: pl.DataFrame, sessions: list[date], start: date, end: date, embargo: int):
-    """Training and test samples of the walk-forward block [start, end]."""
+@dataclass
+class _SectorData:
+    """A sector's samples as arrays, built once and shared by every model and fold: features (float32
+    in the "hist" recipe), labels, entry sessions and exits (t1), rows in the samples' order."""
+
+    x: np.ndarray
+    y: np.ndarray
+    session: np.ndarray
+    t1: np.ndarray
+
+    @classmethod
+    def of(cls, samples: pl.DataFrame, features: list[str], settings: ModelSettings) -> _SectorData:
+        x, y = _xy(samples, features, np.float32 if settings.recipe == "hist" else np.float64)
+        day = lambda column: samples[column].cast(pl.Date).to_numpy().astype("datetime64[D]")  # noqa: E731
+        return cls(x, y, day("session"), day("t1"))
+
+    def rows(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[mask], self.y[mask]
+
+
+def _fold_masks(data: _SectorData, sessions: list[date], start: date, end: date, embargo: int):
+    """Training and test rows of the walk-forward block [start, end]: training rows are purged (their
+    outcome ended before the block) and an embargo of `embargo` sessions before it."""
     before = [day for day in sessions if day < start]
     cutoff = before[-embargo] if embargo and len(before) >= embargo else start
-    train = _purged_before(samples, start).filter(pl.col("session") < cutoff)
-    return train, samples.filter(pl.col("session").is_between(start, end))
+    start64, end64, cutoff64 = (np.datetime64(day, "D") for day in (start, end, cutoff))
+    train = (data.t1 < start64) & (data.session < cutoff64)
+    return train, (data.session >= start64) & (data.session <= end64)
 
 
 def _fit_base_models(
@@ -218,18 +241,22 @@ class _OutOfFold:
         return np.concatenate(self.labels)
 
 
-def _walk_forward(samples, sessions, split, features, horizon, settings, sector, fit_seconds, clock):
-    """Fit the base models on each fold's purged training data; returns the last fold's models,
-    its training frame, the out-of-fold scores and the per-fold AUCs."""
+def _walk_forward(samples, data, sessions, split, features, horizon, settings, sector, fit_seconds, clock):
+    """Fit the base models on each scored fold's purged training data; returns the last fold's models,
+    its training frame, the out-of-fold scores and the per-fold AUCs. Only the last
+    `settings.scored_folds` blocks are fitted and scored: the earlier ones are training data only."""
     cv_auc: dict[str, list[float]] = {m: [] for m in BASE_MODEL_TYPES}
     out_of_fold = _OutOfFold()
-    for number, (start, end) in enumerate(split.folds, 1):
+    scored = split.folds[-settings.scored_folds:] if settings.scored_folds else split.folds
+    first = len(split.folds) - len(scored) + 1
+    for number, (start, end) in enumerate(scored, first):
         started = time.perf_counter()
-        train, test = _fold(samples, sessions, start, end, embargo=horizon)
-        if train.height < 200 or test["label"].n_unique() < 2:
+        train_rows, test_rows = _fold_masks(data, sessions, start, end, embargo=horizon)
+        y_test = data.y[test_rows]
+        if train_rows.sum() < 200 or len(np.unique(y_test)) < 2:
             raise TooFewSamples(f"{sector}: the walk-forward block {start}..{end} has too few samples to train on")
-        x_train, y_train = _xy(train, features)
-        x_test, y_test = _xy(test, features)
+        x_train, y_train = data.rows(train_rows)
+        x_test = data.x[test_rows]
         clock.add("prepare", "data", started)
         fitted = _fit_base_models(x_train, y_train, settings, fit_seconds, clock, f"fold {number}")
         started = time.perf_counter()
@@ -237,6 +264,7 @@ def _walk_forward(samples, sessions, split, features, horizon, settings, sector,
         clock.add("calibrate", "out-of-fold scores", started)
         for m in BASE_MODEL_TYPES:
             cv_auc[m].append(float(roc_auc_score(y_test, out_of_fold.scores[m][-1])))
+    train = samples.filter(pl.Series(train_rows))
     return fitted, train, out_of_fold, cv_auc
 
 
@@ -245,6 +273,25 @@ def _calibrated(fitted: dict, calibrators: dict, features: list[str]) -> dict[st
 
 
 def train_sector(
+    sector: str,
+    samples: pl.DataFrame,
+    features: list[str],
+    *,
+    horizon: int,
+    holdout_sessions: int = 250,
+    settings: ModelSettings = ModelSettings(),
+    refit: bool = True,
+) -> SectorTraining:
+    """Train, calibrate, evaluate and refit the six models of one sector (see `_train_sector`), every
+    estimator on one OpenMP thread (HistGradientBoosting would take every core; sectors run in parallel,
+    and OpenMP threads spinning on a busy machine cost more than they give). OpenMP's thread count is per
+    thread: parallel sectors in threads of one process do not undo each other's."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _train_sector(sector, samples, features, horizon=horizon, holdout_sessions=holdout_sessions,
+                             settings=settings, refit=refit)
+
+
+def _train_sector(
     sector: str,
     samples: pl.DataFrame,
     features: list[str],
@@ -271,14 +318,16 @@ def train_sector(
         split = make_split(sessions, holdout_sessions, settings.folds, embargo=horizon)
     except TooFewSamples as error:
         raise TooFewSamples(f"{sector}: {error}") from None
-    holdout = samples.filter(pl.col("session") >= split.holdout_start)
-    x_holdout, y_holdout = _xy(holdout, features)
+    data = _SectorData.of(samples, features, settings)
+    in_holdout = data.session >= np.datetime64(split.holdout_start, "D")
+    holdout = samples.filter(pl.Series(in_holdout))
+    x_holdout, y_holdout = data.rows(in_holdout)
     upper_hit = (holdout["barrier"] == "upper").to_numpy()
     fit_seconds = dict.fromkeys(BASE_MODEL_TYPES, 0.0)
     clock.add("prepare", "data", started)
 
     last_fold, train, out_of_fold, cv_auc = _walk_forward(
-        samples, sessions, split, features, horizon, settings, sector, fit_seconds, clock
+        samples, data, sessions, split, features, horizon, settings, sector, fit_seconds, clock
     )
     started = time.perf_counter()
     y_oof = out_of_fold.pooled_labels()
@@ -292,10 +341,7 @@ def train_sector(
     validated = _calibrated(last_fold, calibrators, features)
     final = validated
     if refit:
-        started = time.perf_counter()
-        x_all, y_all = _xy(samples, features)
-        clock.add("prepare", "data", started)
-        final = _calibrated(_fit_base_models(x_all, y_all, settings, fit_seconds, clock, "refit"), calibrators, features)
+        final = _calibrated(_fit_base_models(data.x, data.y, settings, fit_seconds, clock, "refit"), calibrators, features)
     scoring = time.perf_counter()
     fitted_on = samples if refit else train
     result = SectorTraining(
