@@ -292,36 +292,38 @@ def model_training(predictability: float = 0.5) -> None:
     """All 66 models on the full universe over ten years, as the weekly run trains them (the
     sector-relative label, MODEL_FEATURES, walk-forward calibration and the final refit), and
     the validated stacked models' holdout signals beside the simulator's best possible score.
+    Trained twice in the same run: with the settings and estimators before issue 29 (the baseline)
+    and with today's; the tables after the comparison are today's.
 
     At predictability 0 (a random walk) the AUCs scatter around 0.5 as far as one holdout's market
-    path takes them; the leakage guard with its measured null band is in test_model_statistics.py."""
+    path takes them; the leakage guard with its measured null band is in test_model_statistics.py.
+
+    TURBOMODE_BENCH_SECTORS=n trains only the first n sectors (for development: the numbers are then
+    not the full universe's)."""
     import resource
-    from concurrent.futures import ThreadPoolExecutor
 
     import polars as pl
 
-    from turbomode_pipeline.core.features import MODEL_FEATURES, compute_features
-    from turbomode_pipeline.core.model_zoo import MODEL_TYPES
-    from turbomode_pipeline.core.training import train_sector
+    from turbomode_pipeline.core.features import compute_features
+    from turbomode_pipeline.core.model_zoo import MODEL_TYPES, ModelSettings
 
     bars = ten_years_of_bars(predictability)
     features = compute_features(bars)
     samples = relative_samples(bars, features)
     sectors = sorted(samples["sector"].unique().to_list())
-    train = lambda sector: train_sector(  # noqa: E731
-        sector, samples.filter(pl.col("sector") == sector), list(MODEL_FEATURES), horizon=10
-    )
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        trainings = list(pool.map(train, sectors))
-    total = time.perf_counter() - started
+    if os.environ.get("TURBOMODE_BENCH_SECTORS"):
+        sectors = sectors[: int(os.environ["TURBOMODE_BENCH_SECTORS"])]
+        samples = samples.filter(pl.col("sector").is_in(sectors))
+    before, before_wall = train_sectors(samples, sectors, ModelSettings.before_issue_29())
+    trainings, total = train_sectors(samples, sectors, ModelSettings())
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    compare_schemes(before, before_wall, trainings, total, bars, predictability)
     per_type = {m: sum(t.models[m].metrics["fit_seconds"] for t in trainings) for m in MODEL_TYPES}
     auc = {m: [t.models[m].metrics["roc_auc"] for t in trainings] for m in MODEL_TYPES}
     ece = {m: [t.models[m].metrics["ece"] for t in trainings] for m in MODEL_TYPES}
     base_rates = [t.models[MODEL_TYPES[0]].metrics["base_rate"] for t in trainings]
     table(
-        f"training 66 models at predictability {predictability}: {len(sectors)} sectors x 6, {samples.height:,} samples, "
+        f"training {6 * len(sectors)} models at predictability {predictability}: {len(sectors)} sectors x 6, {samples.height:,} samples, "
         "2 sectors at a time, each validated then refit on every labelled sample",
         [
             *((f"{m}: fit time summed over sectors, folds and the final fit", f"{per_type[m]:.0f} s") for m in MODEL_TYPES),
@@ -329,23 +331,122 @@ def model_training(predictability: float = 0.5) -> None:
               for m in MODEL_TYPES),
             *((f"{m}: holdout ECE max / mean", f"{max(ece[m]):.3f} / {sum(ece[m]) / len(ece[m]):.3f}") for m in MODEL_TYPES),
             ("holdout base rate min / max over sectors", f"{min(base_rates):.3f} / {max(base_rates):.3f}"),
-            ("wall time, all 66 (target < 600 s)", f"{total:.0f} s"),
+            (f"wall time, all {6 * len(sectors)} (target < 600 s)", f"{total:.0f} s"),
             ("peak memory of the process", f"{peak_gib:.1f} GiB"),
         ],
     )
+    where_the_time_goes(trainings, total)
     signal_quality(trainings, bars, predictability)
 
 
-def signal_quality(trainings, bars, predictability: float, horizon: int = 10) -> None:
-    """The validated stacked models' holdout scores as the scanner would have emitted them: daily
-    rank IC beside the simulator's best possible score's on the same sessions, BUY/SELL balance, ECE."""
+def train_sectors(samples, sectors: list[str], settings) -> tuple[list, float]:
+    """Every sector's six models with `settings`, two sectors at a time (threads, as the multiprocess
+    executor runs two steps on this machine); the trainings and the wall time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import polars as pl
+
+    from turbomode_pipeline.core.features import MODEL_FEATURES
+    from turbomode_pipeline.core.training import train_sector
+
+    train = lambda sector: train_sector(  # noqa: E731
+        sector, samples.filter(pl.col("sector") == sector), list(MODEL_FEATURES), horizon=10, settings=settings
+    )
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        trainings = list(pool.map(train, sectors))
+    return trainings, time.perf_counter() - started
+
+
+def compare_schemes(before, before_wall: float, after, after_wall: float, bars, predictability: float) -> None:
+    """The same samples trained before issue 29's changes and after, in this run: wall time and fit time
+    per model type (ratios), holdout AUC per model type (mean over sectors, its standard error from each
+    sector's block bootstrap, and the mean paired difference), the stacked model's rank IC / best possible."""
+    import numpy as np
+
+    from turbomode_pipeline.core.model_zoo import MODEL_TYPES
+
+    def fit(trainings, m):
+        return sum(t.models[m].metrics["fit_seconds"] for t in trainings)
+
+    def auc(trainings, m):
+        values = np.array([t.models[m].metrics["roc_auc"] for t in trainings])
+        se = np.sqrt(sum(t.models[m].metrics["roc_auc_se"] ** 2 for t in trainings)) / len(trainings)
+        return values, se
+
+    rows = [("wall time, all models, before -> after (target <= 150 s)", f"{before_wall:.0f} s -> {after_wall:.0f} s"),
+            ("ratio before / after", f"{before_wall / after_wall:.2f}x")]
+    rows += [(f"{m}: fit seconds summed, before -> after (ratio)",
+              f"{fit(before, m):.0f} -> {fit(after, m):.0f} ({fit(before, m) / max(fit(after, m), 1e-9):.1f}x)") for m in MODEL_TYPES]
+    for m in MODEL_TYPES:
+        (old, old_se), (new, new_se) = auc(before, m), auc(after, m)
+        rows.append((f"{m}: holdout AUC mean (se) before -> after; mean difference",
+                     f"{old.mean():.4f} ({old_se:.4f}) -> {new.mean():.4f} ({new_se:.4f}); {np.mean(new - old):+.4f}"))
+    ic = {name: stacked_rank_ic(trainings, bars, predictability) for name, trainings in (("before", before), ("after", after))}
+    for name, (model, best, se) in ic.items():
+        rows.append((f"stacked daily rank IC (se) / best possible, ratio: {name}",
+                     f"{model:.4f} ({se:.4f}) / {best:.4f}, {model / best:.2f}" if best else f"{model:.4f} ({se:.4f})"))
+    table(f"training before issue 29 (ModelSettings.before_issue_29) and now (ModelSettings()), same samples, same run, "
+          f"predictability {predictability}", rows)
+
+
+def where_the_time_goes(trainings, wall: float) -> None:
+    """Seconds by stage (each walk-forward fold, the refit, data preparation, calibration, holdout scoring)
+    and model type, summed over sectors (two sectors train at a time: the sum is about twice the wall
+    time), and MLflow logging of the same models, in process."""
+    stages: dict[tuple[str, str], float] = {}
+    for training in trainings:
+        for key, seconds in training.timings.items():
+            stages[key] = stages.get(key, 0.0) + seconds
+    from turbomode_pipeline.core.model_zoo import MODEL_TYPES
+
+    order = lambda key: (  # noqa: E731
+        not key[0].startswith("fold"), key[0] != "refit", key[0], MODEL_TYPES.index(key[1]) if key[1] in MODEL_TYPES else 9, key[1]
+    )
+    rows = [(f"{stage}: {what}", f"{seconds:.1f} s") for (stage, what), seconds in sorted(stages.items(), key=lambda kv: order(kv[0]))]
+    by_stage: dict[str, float] = {}
+    for (stage, _), seconds in stages.items():
+        by_stage[stage] = by_stage.get(stage, 0.0) + seconds
+    rows += [(f"total of {stage}", f"{seconds:.1f} s") for stage, seconds in sorted(by_stage.items())]
+    logging = mlflow_logging_seconds(trainings[:1])
+    rows += [
+        ("all stages, summed over sectors", f"{sum(stages.values()):.1f} s"),
+        ("wall time of the trainings (2 at a time)", f"{wall:.1f} s"),
+        ("MLflow: logging and registering one sector's 6 models (SQLite, local artifacts)", f"{logging:.1f} s"),
+        (f"  the same for all {6 * len(trainings)} models, extrapolated (the registration step, one process)",
+         f"{logging * len(trainings):.0f} s"),
+    ]
+    table("where the training time goes: seconds summed over sectors", rows)
+
+
+def mlflow_logging_seconds(trainings) -> float:
+    """Wall time of ModelRegistry.log_training for these trainings into a fresh SQLite MLflow."""
+    import logging
+
+    from turbomode_pipeline.resources.model_registry import ModelRegistry
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = ModelRegistry(tracking_uri=f"sqlite:///{tmp}/mlflow.db", artifact_root=f"{tmp}/artifacts")
+        for training in trainings:
+            training.labels_through, training.training_week = training.holdout["session"].max(), date.today()
+        tags = {"label_target": "beats_sector", "fast": "False", "training_week": str(date.today())}
+        started = time.perf_counter()
+        registry.log_training(trainings, run_name="bench", tags=tags, min_rank_ic_t=2.0, samples_source="bench",
+                              standing=lambda name, through: (None, True))
+        return time.perf_counter() - started
+
+
+def stacked_holdout_scores(trainings, bars, predictability: float, horizon: int = 10):
+    """The validated stacked models' holdout probabilities, the simulator's best possible score and the
+    H-session return, per (session, symbol); and the holdout's sessions."""
     import polars as pl
 
     from turbomode_pipeline.core.market_sim import expected_idiosyncratic_return
     from turbomode_pipeline.core.model_zoo import STACKED
     from turbomode_pipeline.core.scanner import forward_returns
     from turbomode_pipeline.core.universe import load_universe
-    from turbomode_pipeline.settings import load_settings
 
     holdout = pl.concat(
         t.holdout.select("session", "symbol", "sector").with_columns(probability=pl.Series(t.models[STACKED].holdout_probability))
@@ -355,15 +456,37 @@ def signal_quality(trainings, bars, predictability: float, horizon: int = 10) ->
     best = expected_idiosyncratic_return(
         load_universe(DEFAULT_UNIVERSE), ten_year_grid(), sessions, seed=7, predictability=predictability, horizon=horizon
     )
-    scored = holdout.join(best, on=["session", "symbol"]).join(forward_returns(bars, horizon), on=["session", "symbol"])
+    return holdout.join(best, on=["session", "symbol"]).join(forward_returns(bars, horizon), on=["session", "symbol"]), sessions
 
-    def daily(score: str) -> pl.Series:
-        return (
-            scored.group_by("session", "sector").agg(r=pl.corr(score, "fwd_ret", method="spearman"))
-            .group_by("session").agg(pl.col("r").mean()).sort("session")["r"].drop_nans().drop_nulls()
-        )
 
-    model_ic, best_ic = daily("probability"), daily("expected_idio")
+def daily_rank_ic_within_sectors(scored, score: str):
+    import polars as pl
+
+    return (
+        scored.group_by("session", "sector").agg(r=pl.corr(score, "fwd_ret", method="spearman"))
+        .group_by("session").agg(pl.col("r").mean()).sort("session")["r"].drop_nans().drop_nulls()
+    )
+
+
+def stacked_rank_ic(trainings, bars, predictability: float, horizon: int = 10) -> tuple[float, float, float]:
+    """The stacked models' mean daily rank IC within sectors, the best possible score's, and the first's
+    standard error (overlap-adjusted: sessions / H independent outcomes)."""
+    scored, _ = stacked_holdout_scores(trainings, bars, predictability, horizon)
+    model, best = daily_rank_ic_within_sectors(scored, "probability"), daily_rank_ic_within_sectors(scored, "expected_idio")
+    se = float(model.std() / (model.len() / horizon) ** 0.5) if model.len() > 1 else float("nan")
+    return float(model.mean()), float(best.mean()), se
+
+
+def signal_quality(trainings, bars, predictability: float, horizon: int = 10) -> None:
+    """The validated stacked models' holdout scores as the scanner would have emitted them: daily
+    rank IC beside the simulator's best possible score's on the same sessions, BUY/SELL balance, ECE."""
+    import polars as pl
+
+    from turbomode_pipeline.core.model_zoo import STACKED
+    from turbomode_pipeline.settings import load_settings
+
+    scored, sessions = stacked_holdout_scores(trainings, bars, predictability, horizon)
+    model_ic, best_ic = daily_rank_ic_within_sectors(scored, "probability"), daily_rank_ic_within_sectors(scored, "expected_idio")
     threshold = load_settings({}).signal_threshold
     last = scored.filter(pl.col("session").is_in(sessions[-30:]))
     buy, sell = int((last["probability"] >= threshold).sum()), int((last["probability"] <= 1 - threshold).sum())

@@ -6,7 +6,7 @@ walk-forward, each week's models trained only on labels known before it (core/po
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
@@ -80,8 +80,10 @@ def selected_sectors(config: TrainingConfig) -> set[str]:
 
 
 def training_settings(config: TrainingConfig, labels: LabelSettings, features: list[str], source: str) -> dict:
-    """Everything a version depends on besides its cutoff: the same settings and cutoff give the same model."""
-    return {"fast": config.fast, "holdout_sessions": config.holdout_sessions, "features": features,
+    """Everything a version depends on besides its cutoff: the same settings and cutoff give the same model.
+    The model settings themselves are part of it: a version trained by other estimators (issue 29's "hist"
+    recipe against the "exact" one before it) is another model, never reused for this one."""
+    return {"fast": config.fast, "model_settings": asdict(ModelSettings.fast() if config.fast else ModelSettings()), "holdout_sessions": config.holdout_sessions, "features": features,
             "label_target": labels.target, "horizon": labels.horizon, "k_up": labels.k_up, "k_dn": labels.k_dn,
             "source": source}
 

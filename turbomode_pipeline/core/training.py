@@ -27,6 +27,7 @@ from datetime import date
 
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from turbomode_pipeline.core.model_zoo import (
@@ -77,6 +78,20 @@ class SectorTraining:
     samples: pl.DataFrame | None = None  # the samples the registered version was fitted on (logged as its dataset)
     labels_through: date | None = None  # the last session whose close its labels needed (set by the caller)
     training_week: date | None = None  # the week it serves (set by the caller)
+    # where the time went, seconds by (stage, what): ("fold 1", model type) .. ("refit", model type),
+    # ("prepare", "data"), ("calibrate", "calibrators and stacker"), ("holdout", "scoring and metrics")
+    timings: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Seconds spent per (stage, what), summed."""
+
+    def __init__(self):
+        self.seconds: dict[tuple[str, str], float] = {}
+
+    def add(self, stage: str, what: str, started: float) -> None:
+        key = (stage, what)
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
 
 
 class TooFewSamples(ValueError):
@@ -159,19 +174,43 @@ def expected_calibration_error(labels: np.ndarray, probability: np.ndarray, bins
     return float(np.abs(observed[filled] - predicted[filled]).sum() / counts.sum())
 
 
-def _xy(frame: pl.DataFrame, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    return frame.select(features).to_numpy().astype(np.float64), frame["label"].to_numpy().astype(int)
+def _xy(frame: pl.DataFrame, features: list[str], dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    return frame.select(features).to_numpy().astype(dtype), frame["label"].to_numpy().astype(int)
 
 
-def _fold(samples: pl.DataFrame, sessions: list[date], start: date, end: date, embargo: int):
-    """Training and test samples of the walk-forward block [start, end]."""
+@dataclass
+class _SectorData:
+    """A sector's samples as arrays, built once and shared by every model and fold: features (float32
+    in the "hist" recipe), labels, entry sessions and exits (t1), rows in the samples' order."""
+
+    x: np.ndarray
+    y: np.ndarray
+    session: np.ndarray
+    t1: np.ndarray
+
+    @classmethod
+    def of(cls, samples: pl.DataFrame, features: list[str], settings: ModelSettings) -> _SectorData:
+        x, y = _xy(samples, features, np.float32 if settings.recipe == "hist" else np.float64)
+        day = lambda column: samples[column].cast(pl.Date).to_numpy().astype("datetime64[D]")  # noqa: E731
+        return cls(x, y, day("session"), day("t1"))
+
+    def rows(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[mask], self.y[mask]
+
+
+def _fold_masks(data: _SectorData, sessions: list[date], start: date, end: date, embargo: int):
+    """Training and test rows of the walk-forward block [start, end]: training rows are purged (their
+    outcome ended before the block) and an embargo of `embargo` sessions before it."""
     before = [day for day in sessions if day < start]
     cutoff = before[-embargo] if embargo and len(before) >= embargo else start
-    train = _purged_before(samples, start).filter(pl.col("session") < cutoff)
-    return train, samples.filter(pl.col("session").is_between(start, end))
+    start64, end64, cutoff64 = (np.datetime64(day, "D") for day in (start, end, cutoff))
+    train = (data.t1 < start64) & (data.session < cutoff64)
+    return train, (data.session >= start64) & (data.session <= end64)
 
 
-def _fit_base_models(x: np.ndarray, y: np.ndarray, settings: ModelSettings, fit_seconds: dict[str, float]) -> dict:
+def _fit_base_models(
+    x: np.ndarray, y: np.ndarray, settings: ModelSettings, fit_seconds: dict[str, float], clock: _Clock, stage: str
+) -> dict:
     """The five base models fitted on (x, y), each with its score centre on x."""
     fitted = {}
     for m in BASE_MODEL_TYPES:
@@ -179,6 +218,7 @@ def _fit_base_models(x: np.ndarray, y: np.ndarray, settings: ModelSettings, fit_
         model = make_base_model(m, settings, SEED).fit(x, y)
         fitted[m] = (model, score_centre(model, x))
         fit_seconds[m] += time.perf_counter() - started
+        clock.add(stage, m, started)
     return fitted
 
 
@@ -201,21 +241,30 @@ class _OutOfFold:
         return np.concatenate(self.labels)
 
 
-def _walk_forward(samples, sessions, split, features, horizon, settings, sector, fit_seconds):
-    """Fit the base models on each fold's purged training data; returns the last fold's models,
-    its training frame, the out-of-fold scores and the per-fold AUCs."""
+def _walk_forward(samples, data, sessions, split, features, horizon, settings, sector, fit_seconds, clock):
+    """Fit the base models on each scored fold's purged training data; returns the last fold's models,
+    its training frame, the out-of-fold scores and the per-fold AUCs. Only the last
+    `settings.scored_folds` blocks are fitted and scored: the earlier ones are training data only."""
     cv_auc: dict[str, list[float]] = {m: [] for m in BASE_MODEL_TYPES}
     out_of_fold = _OutOfFold()
-    for start, end in split.folds:
-        train, test = _fold(samples, sessions, start, end, embargo=horizon)
-        if train.height < 200 or test["label"].n_unique() < 2:
+    scored = split.folds[-settings.scored_folds:] if settings.scored_folds else split.folds
+    first = len(split.folds) - len(scored) + 1
+    for number, (start, end) in enumerate(scored, first):
+        started = time.perf_counter()
+        train_rows, test_rows = _fold_masks(data, sessions, start, end, embargo=horizon)
+        y_test = data.y[test_rows]
+        if train_rows.sum() < 200 or len(np.unique(y_test)) < 2:
             raise TooFewSamples(f"{sector}: the walk-forward block {start}..{end} has too few samples to train on")
-        x_train, y_train = _xy(train, features)
-        x_test, y_test = _xy(test, features)
-        fitted = _fit_base_models(x_train, y_train, settings, fit_seconds)
+        x_train, y_train = data.rows(train_rows)
+        x_test = data.x[test_rows]
+        clock.add("prepare", "data", started)
+        fitted = _fit_base_models(x_train, y_train, settings, fit_seconds, clock, f"fold {number}")
+        started = time.perf_counter()
         out_of_fold.add(fitted, x_test, y_test)
+        clock.add("calibrate", "out-of-fold scores", started)
         for m in BASE_MODEL_TYPES:
             cv_auc[m].append(float(roc_auc_score(y_test, out_of_fold.scores[m][-1])))
+    train = samples.filter(pl.Series(train_rows))
     return fitted, train, out_of_fold, cv_auc
 
 
@@ -224,6 +273,25 @@ def _calibrated(fitted: dict, calibrators: dict, features: list[str]) -> dict[st
 
 
 def train_sector(
+    sector: str,
+    samples: pl.DataFrame,
+    features: list[str],
+    *,
+    horizon: int,
+    holdout_sessions: int = 250,
+    settings: ModelSettings = ModelSettings(),
+    refit: bool = True,
+) -> SectorTraining:
+    """Train, calibrate, evaluate and refit the six models of one sector (see `_train_sector`), every
+    estimator on one OpenMP thread (HistGradientBoosting would take every core; sectors run in parallel,
+    and OpenMP threads spinning on a busy machine cost more than they give). OpenMP's thread count is per
+    thread: parallel sectors in threads of one process do not undo each other's."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _train_sector(sector, samples, features, horizon=horizon, holdout_sessions=holdout_sessions,
+                             settings=settings, refit=refit)
+
+
+def _train_sector(
     sector: str,
     samples: pl.DataFrame,
     features: list[str],
@@ -242,31 +310,39 @@ def train_sector(
     learn), `barrier`, `t1` and `fwd_ret` (the H-session return, for the rank IC), rows with a
     missing feature already dropped.
     """
+    clock = _Clock()
+    started = time.perf_counter()
     samples = samples.sort("session", "symbol")
     sessions = samples["session"].unique().sort().to_list()
     try:
         split = make_split(sessions, holdout_sessions, settings.folds, embargo=horizon)
     except TooFewSamples as error:
         raise TooFewSamples(f"{sector}: {error}") from None
-    holdout = samples.filter(pl.col("session") >= split.holdout_start)
-    x_holdout, y_holdout = _xy(holdout, features)
+    data = _SectorData.of(samples, features, settings)
+    in_holdout = data.session >= np.datetime64(split.holdout_start, "D")
+    holdout = samples.filter(pl.Series(in_holdout))
+    x_holdout, y_holdout = data.rows(in_holdout)
     upper_hit = (holdout["barrier"] == "upper").to_numpy()
     fit_seconds = dict.fromkeys(BASE_MODEL_TYPES, 0.0)
+    clock.add("prepare", "data", started)
 
     last_fold, train, out_of_fold, cv_auc = _walk_forward(
-        samples, sessions, split, features, horizon, settings, sector, fit_seconds
+        samples, data, sessions, split, features, horizon, settings, sector, fit_seconds, clock
     )
+    started = time.perf_counter()
     y_oof = out_of_fold.pooled_labels()
     calibrators = {m: fit_calibrator(out_of_fold.pooled(m), y_oof) for m in BASE_MODEL_TYPES}
     oof_scores = np.column_stack([out_of_fold.pooled(m) for m in BASE_MODEL_TYPES])
     intercept, weights, scale = fit_stacker(oof_scores, y_oof)
+    clock.add("calibrate", "calibrators and stacker", started)
 
     # The validated models (the last fold's, calibrated) are scored on the holdout once; then the
     # version that is registered and scanned with is refit the same way on every labelled sample.
     validated = _calibrated(last_fold, calibrators, features)
     final = validated
     if refit:
-        final = _calibrated(_fit_base_models(*_xy(samples, features), settings, fit_seconds), calibrators, features)
+        final = _calibrated(_fit_base_models(data.x, data.y, settings, fit_seconds, clock, "refit"), calibrators, features)
+    scoring = time.perf_counter()
     fitted_on = samples if refit else train
     result = SectorTraining(
         sector=sector, feature_names=features, split=split,
@@ -309,6 +385,8 @@ def train_sector(
         dict(zip(BASE_MODEL_TYPES, weights.tolist(), strict=True)),
         reliability=reliability_table(y_holdout, probability), validated=stacked_validated, holdout_raw=raw,
     )
+    clock.add("holdout", "scoring and metrics", scoring)
+    result.timings = clock.seconds
     return result
 
 
