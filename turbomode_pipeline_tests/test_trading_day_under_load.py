@@ -32,6 +32,7 @@ def nightly_chain(warehouse_path: str, universe_path: str, registry: dict, seed:
     from turbomode_pipeline.assets.scanner import scanner_signals
     from turbomode_pipeline.resources.market_data import SimulatedMarketData
     from turbomode_pipeline.resources.model_registry import ModelRegistry
+    from turbomode_pipeline.resources.reports import ReportStore
     from turbomode_pipeline.resources.universe import Universe
     from turbomode_pipeline.resources.labels import LabelSettings
     from turbomode_pipeline.resources.warehouse import Warehouse
@@ -43,6 +44,7 @@ def nightly_chain(warehouse_path: str, universe_path: str, registry: dict, seed:
         "universe": Universe(path=universe_path),
         "model_registry": ModelRegistry(**registry),
         "labels": LabelSettings.from_settings(get_settings()),
+        "reports": ReportStore(directory=str(Path(warehouse_path).parent / "reports")),
     }
     written = {}
     with DagsterInstance.ephemeral() as instance:

@@ -67,6 +67,7 @@ def test_every_table_is_created_with_its_models_columns_in_order_nulls_and_key()
         "signal_backtest_curves": schemas.SignalBacktestCurves, "signal_backtest_summary": schemas.SignalBacktestSummary,
         "signal_backtest_quantiles": schemas.SignalBacktestQuantiles, "strategy_backtest": schemas.StrategyBacktestSummary,
         "strategy_backtest_trades": schemas.StrategyBacktestTrades, "strategy_backtest_equity": schemas.StrategyBacktestEquity,
+        "model_versions": schemas.ModelVersions, "champion_history": schemas.ChampionHistory,
     }
     tables = [value for value in vars(schemas).values() if isinstance(value, Table)]
     assert sorted(table.name for table in tables) == sorted(models)

@@ -108,25 +108,28 @@ def _unserved(complete: pl.DataFrame, served: pl.DataFrame) -> pl.DataFrame:
 
 def champions_as_of(warehouse: Warehouse, complete: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
     """Each sector's stacked champion as of each session of `complete` (core/point_in_time.champions_as_of), and
-    the sectors left unscored with why. Fails, naming the sector_models weeks to materialise first, when a
-    sector has no stacked version trained before one of the sessions: it never falls back to a later model."""
+    the sectors left unscored with why. Fails, naming the sector_models weeks to materialise first, for sessions
+    that no trained model of any sector precedes: it never falls back to a later model. A sector without a model
+    while others have one was skipped by its training (too few samples) and is left unscored, named."""
     sessions = complete["session"].unique().sort().to_list()
     versions = warehouse.model_versions(STACKED)
     trained = point_in_time.champions_as_of(sessions, versions) if versions.height else versions
     untrained = _unserved(complete, trained) if trained.height else complete.select("session", "sector").unique()
-    if untrained.height:
-        weeks = sorted({str(point_in_time.serving_week(day)) for day in untrained["session"]})
+    unserved = sorted(set(untrained["session"]) - set(trained["session"] if trained.height else []))
+    if unserved:
+        weeks = sorted({str(point_in_time.serving_week(day)) for day in unserved})
         raise Failure(
-            description=f"scanner not run: no model of {', '.join(sorted(untrained['sector'].unique()))} was trained "
-            f"before session(s) {_shown(untrained['session'])}, and a session is scored only by a model whose "
-            f"labels ended before it. Materialise sector_models for the week(s) {', '.join(weeks[:10])} first "
-            "(each trained as of the session before its week)",
+            description=f"scanner not run: no model was trained before session(s) {_shown(pl.Series(unserved))}, and a "
+            "session is scored only by a model whose labels ended before it. Materialise sector_models for the "
+            f"week(s) {', '.join(weeks[:10])} first (each trained as of the session before its week)",
             metadata={"sector_models_weeks_to_materialise": MetadataValue.json(weeks)},
         )
+    without = {sector: "no model trained before the session: its training skipped it (sector_models' skipped_sectors)"
+               for sector in sorted(untrained["sector"].unique())}
     assigned = point_in_time.champions_as_of(sessions, warehouse.champion_history(STACKED))
     refused = _unserved(complete, assigned)
-    without = {sector: "the gate refused every version trained before the session (see each version's promotion_reason)"
-               for sector in sorted(refused["sector"].unique())}
+    without |= {sector: "the gate refused every version trained before the session (see each version's promotion_reason)"
+                for sector in sorted(set(refused["sector"]) - set(without))}
     return assigned.join(versions.select("sector", "version", "sha256"), on=["sector", "version"], how="left"), without
 
 
