@@ -1,5 +1,5 @@
-"""Every partitions definition: NYSE sessions (daily), the drift report's weeks, and the
-universe's GICS sectors.
+"""Every partitions definition: NYSE sessions (daily) and weeks (the drift report's, and the
+training weeks sector_models serves), with the universe's GICS sectors the training steps run over.
 
 Session partition keys are exactly the XNYS sessions (calendar.py) from the history start:
 weekends are excluded by cron and holidays by date, so neither ever shows as a missing
@@ -7,18 +7,17 @@ partition. A session's partition exists from 16:00 New York time in winter (17:0
 on its own date, once its bars can exist, and not before: see PARTITION_TZ.
 
 Sectors are built when the code location loads, from the universe file (TURBOMODE_UNIVERSE): a
-desk whose universe holds 7 sectors has 7 sector partitions, so the weekly training, the status
+desk whose universe holds 7 sectors has 7 training steps, so the weekly training, the status
 and the drift report never ask for a sector it lacks. A changed universe takes effect on the
 next load (a restart of the code location, or "Reload" in the UI).
 """
 
-from collections.abc import Sequence
 from datetime import date, datetime, time
 from functools import cache
 from zoneinfo import ZoneInfo
 
 import polars as pl
-from dagster import DailyPartitionsDefinition, StaticPartitionsDefinition, WeeklyPartitionsDefinition
+from dagster import DailyPartitionsDefinition, WeeklyPartitionsDefinition
 
 from turbomode_pipeline.calendar import CALENDAR_END, holidays_between, sessions_before
 from turbomode_pipeline.core.universe import GICS_SECTORS, load_universe, sector_slug
@@ -80,13 +79,8 @@ def universe_sectors(universe: pl.DataFrame) -> tuple[str, ...]:
     return tuple(sector for sector in GICS_SECTORS if sector in present)
 
 
-def sector_partitions(sectors: Sequence[str]) -> StaticPartitionsDefinition:
-    return StaticPartitionsDefinition([sector_slug(sector) for sector in sectors])
-
-
 SECTORS = universe_sectors(load_universe(get_settings().universe_path))
 SECTOR_BY_KEY = {sector_slug(sector): sector for sector in SECTORS}
-SECTOR_PARTITIONS = sector_partitions(SECTORS)
 
 
 def sector_of(key: str) -> str:
