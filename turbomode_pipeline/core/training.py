@@ -272,26 +272,11 @@ def _calibrated(fitted: dict, calibrators: dict, features: list[str]) -> dict[st
     return {m: CalibratedModel(model, calibrators[m], features, centre) for m, (model, centre) in fitted.items()}
 
 
+# Every estimator on one OpenMP thread: HistGradientBoosting would take every core, sectors run in parallel, and
+# OpenMP threads spinning on a busy machine cost more than they give. The count is per thread, so parallel sectors
+# in threads of one process do not undo each other's.
+@threadpool_limits.wrap(limits=1, user_api="openmp")
 def train_sector(
-    sector: str,
-    samples: pl.DataFrame,
-    features: list[str],
-    *,
-    horizon: int,
-    holdout_sessions: int = 250,
-    settings: ModelSettings = ModelSettings(),
-    refit: bool = True,
-) -> SectorTraining:
-    """Train, calibrate, evaluate and refit the six models of one sector (see `_train_sector`), every
-    estimator on one OpenMP thread (HistGradientBoosting would take every core; sectors run in parallel,
-    and OpenMP threads spinning on a busy machine cost more than they give). OpenMP's thread count is per
-    thread: parallel sectors in threads of one process do not undo each other's."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        return _train_sector(sector, samples, features, horizon=horizon, holdout_sessions=holdout_sessions,
-                             settings=settings, refit=refit)
-
-
-def _train_sector(
     sector: str,
     samples: pl.DataFrame,
     features: list[str],
